@@ -1,0 +1,29 @@
+// `latsim check <files...>`: validates scenario files without running them.
+import type { Command } from 'commander';
+import { loadScenarioFile, ScenarioError } from '../scenario-file.ts';
+
+export function registerCheck(program: Command): void {
+  program
+    .command('check')
+    .description('validate scenario files (exit 2 on the first mistake in each)')
+    .argument('<files...>', 'scenario files')
+    .option('--json', 'print one JSON object per file')
+    .action((files: string[], opts: { json?: boolean }) => {
+      let bad = 0;
+      const results: { file: string; ok: boolean; error: string | null }[] = [];
+      for (const f of files) {
+        try {
+          loadScenarioFile(f);
+          results.push({ file: f, ok: true, error: null });
+          if (!opts.json) process.stdout.write(`${f}: ok\n`);
+        } catch (e) {
+          if (!(e instanceof ScenarioError)) throw e;
+          bad++;
+          results.push({ file: f, ok: false, error: e.message });
+          if (!opts.json) process.stderr.write(`latsim: ${e.message}\n`);
+        }
+      }
+      if (opts.json) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+      process.exitCode = bad > 0 ? 2 : 0;
+    });
+}

@@ -1,0 +1,23 @@
+// `latsim schema`: prints (or writes) the scenario JSON Schema for editors.
+import { writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import { scenarioSchema } from '../schema.ts';
+
+export const SCHEMA_FILE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'scenarios', 'latsim.schema.json');
+
+export function schemaText(): string {
+  return `${JSON.stringify(scenarioSchema(), null, 2)}\n`;
+}
+
+export function registerSchema(program: Command): void {
+  program
+    .command('schema')
+    .description('print the scenario JSON Schema (--write updates scenarios/latsim.schema.json)')
+    .option('--write', 'write scenarios/latsim.schema.json')
+    .action((opts: { write?: boolean }) => {
+      if (opts.write) writeFileSync(SCHEMA_FILE, schemaText());
+      else process.stdout.write(schemaText());
+    });
+}

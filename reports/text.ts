@@ -1,0 +1,111 @@
+// The text report of a run: the threshold reporter's lines (by name, thread,
+// start time and what the handler waited on), the per-handler table, the BQL
+// table, what the guest felt, the drain/flush poll iterations (the talk's
+// "qaw" lines), migration iterations and downtime phases, and the budgets.
+import type { RunResult } from '../sim/results.ts';
+import { formatBytes, formatNs } from '../cli/units.ts';
+
+const sec = (ns: number) => `${(ns / 1e9).toFixed(6)} s`;
+
+/** A plain table: the first `left` columns left-aligned, the rest right-aligned. */
+function table(headers: string[], rows: (string | number)[][], left = 1): string {
+  const cells = [headers, ...rows.map((r) => r.map(String))];
+  const widths = headers.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
+  return cells
+    .map((r) => r.map((c, i) => (i < left ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd())
+    .join('\n');
+}
+
+/** One threshold-reporter line, the named successor of "fd read: 0x7ffff7df2390 358 ms". */
+export function slowLine(s: RunResult['slow'][number]): string {
+  const waited = s.waited_on === 'running' ? 'running' : `waiting ${formatNs(s.waited_ns)} on ${s.waited_on}`;
+  return `${s.kind}: ${s.name} ${formatNs(s.duration_ns)} on ${s.thread} at ${sec(s.at_ns)} (${waited})`;
+}
+
+export function textReport(r: RunResult, options: { maxSlow?: number } = {}): string {
+  const out: string[] = [];
+  const maxSlow = options.maxSlow ?? 50;
+  out.push(`latsim: ${r.scenario} (${r.file}), seed ${r.seed}`);
+  out.push(`simulated ${formatNs(r.sim_time_ns)} in ${r.wall_ms} ms wall, ${r.events} events; trace sha256 ${r.trace_sha256}`);
+  if (r.error) out.push(`${r.outcome.toUpperCase()}: ${r.error}`);
+
+  out.push('', `handlers over the threshold: ${r.slow.length}`);
+  for (const s of r.slow.slice(0, maxSlow)) out.push(`  ${slowLine(s)}`);
+  if (r.slow.length > maxSlow) out.push(`  ... ${r.slow.length - maxSlow} more (see --json)`);
+
+  out.push('', 'handlers:');
+  out.push(indent(table(['name', 'kind', 'thread', 'count', 'p50', 'p99', 'max'], r.handlers.map((h) => [
+    h.name, h.kind, h.thread, h.count, formatNs(h.p50_ns), formatNs(h.p99_ns), formatNs(h.max_ns),
+  ]), 3)));
+
+  out.push('', `main loop: blocked at most ${formatNs(r.main_loop.blocked_max_ns)} (from ${sec(r.main_loop.blocked_max_at_ns)}), ` +
+    `p99 ${formatNs(r.main_loop.blocked_p99_ns)}, ${r.main_loop.iterations} iterations`);
+  out.push('', `BQL: wait max ${formatNs(r.bql.wait_max_ns)}, hold max ${formatNs(r.bql.hold_max_ns)}`);
+  out.push(indent(table(['thread', 'site', 'waits', 'wait max', 'wait total', 'holds', 'hold max', 'hold total'], r.bql.table.map((b) => [
+    b.thread, b.site, b.waits, formatNs(b.wait_max_ns), formatNs(b.wait_total_ns), b.holds, formatNs(b.hold_max_ns), formatNs(b.hold_total_ns),
+  ]), 2)));
+
+  const g = r.guest;
+  out.push('', 'guest:');
+  if (g.ping.sent > 0) {
+    out.push(`  ping: ${g.ping.sent} sent, ${g.ping.answered} answered, ${g.ping.lost} lost (${g.ping.late} late); ` +
+      `rtt p50 ${formatNs(g.ping.rtt_p50_ns)}, p99 ${formatNs(g.ping.rtt_p99_ns)}, max ${formatNs(g.ping.rtt_max_ns)}`);
+  }
+  out.push(`  userspace: ${g.userspace.progress} quanta of progress, longest gap ${formatNs(g.userspace.gap_max_ns)} (from ${sec(g.userspace.gap_max_at_ns)})`);
+  out.push(`  vCPU stall max ${formatNs(g.vcpu_stall_max_ns)}: ` +
+    g.vcpus.map((v) => `${v.name} ${formatNs(v.stall_max_ns)} at ${sec(v.stall_max_at_ns)}, ${v.exits} exits`).join('; '));
+
+  for (const b of r.block) {
+    out.push(`  ${b.name}: ${b.reads} reads, ${b.writes} writes, ${b.flushes} flushes, ${b.errors} errors, ` +
+      `${b.merged} merged, ${b.restarted} restarted, ${b.in_flight} in flight at the end`);
+  }
+
+  if (r.drain.length > 0) {
+    out.push('', 'drain/flush: nested aio_poll(qemu_aio_context, true) under the BQL:');
+    for (const d of r.drain.slice(0, 200)) {
+      out.push(`  bdrv_${d.phase}_all aio_poll ${d.n}: ${Math.round(d.elapsed_ns / 1e6)} ms rfd ${d.rfd} wfd ${d.wfd}` +
+        ` (waited ${formatNs(d.waited_ns)}, ${d.in_flight} in flight)`);
+    }
+    if (r.drain.length > 200) out.push(`  ... ${r.drain.length - 200} more`);
+  }
+
+  const m = r.migration;
+  if (m) {
+    out.push('', `migration: ${m.status}${m.fail_reason ? ` (${m.fail_reason})` : ''}; policy ${m.policy.join('+')}, ${m.mode} mode`);
+    out.push(`  total-time ${m['total-time']} ms, setup-time ${m['setup-time']} ms, downtime ${m.downtime} ms, ` +
+      `expected-downtime ${m['expected-downtime']} ms`);
+    out.push(`  ram: transferred ${formatBytes(m.ram.transferred)}, remaining ${formatBytes(m.ram.remaining)}, ` +
+      `total ${formatBytes(m.ram.total)}, duplicate ${m.ram.duplicate}, normal ${m.ram.normal}, ` +
+      `dirty-pages-rate ${m.ram['dirty-pages-rate']}/s, mbps ${m.ram.mbps}, dirty-sync-count ${m.ram['dirty-sync-count']}`);
+    out.push(`  completion attempts ${m.completion_attempts}, rollbacks ${m.rollbacks}, cpu throttle ${m.cpu_throttle_percentage}%, ` +
+      `destination ${m.verified ? 'verified' : 'not verified'}`);
+    for (const a of m.attempts) {
+      const p = a.phases;
+      out.push(`  attempt ${a.n} at ${sec(a.at_ns)}: ${a.outcome}${a.reason ? ` (${a.reason})` : ''} after ${formatNs(a.downtime_ns)}: ` +
+        `stop ${formatNs(p.stop_ns)}, drain ${formatNs(p.drain_ns)}, flush ${formatNs(p.flush_ns)}, ` +
+        `final ram ${formatNs(p.final_ram_ns)}, device state ${formatNs(p.device_state_ns)}, resume ${formatNs(p.resume_ns)}`);
+    }
+    if (m.iterations.length > 0) {
+      out.push('  iterations (dirty bitmap syncs):');
+      const its = m.iterations.length > 40 ? [...m.iterations.slice(0, 20), ...m.iterations.slice(-20)] : m.iterations;
+      out.push(indent(table(['sync', 'at', 'new dirty', 'dirty pages', 'remaining', 'transferred'], its.map((i) => [
+        i.n, sec(i.at_ns), i.new_dirty, i.dirty_pages, formatBytes(i.remaining_bytes), formatBytes(i.transferred_bytes),
+      ])), 4));
+    }
+  }
+
+  if (r.expect.length > 0) {
+    out.push('', 'budgets:');
+    for (const e of r.expect) {
+      const fmt = (v: number) => (e.unit === 'ns' ? (v < 0 ? 'never' : formatNs(v)) : String(v));
+      out.push(`  ${e.pass ? 'ok  ' : 'FAIL'} ${e.name}: ${fmt(e.value)} (limit ${fmt(e.limit)})`);
+    }
+  }
+  out.push('', r.outcome !== 'ok' ? `${r.outcome}` : r.pass ? 'all budgets held' : 'a budget failed');
+  return out.join('\n');
+}
+
+function indent(s: string, n = 2): string {
+  const pad = ' '.repeat(n);
+  return s.split('\n').map((l) => pad + l).join('\n');
+}

@@ -1,0 +1,235 @@
+// The guest: RAM, what each vCPU runs, the guest kernel's interrupt work and
+// guest userspace. While a vCPU is in guest mode its workloads dirty pages at
+// their rate and pattern, its activities (PIO/MMIO exits, device kicks, block
+// requests) fire at their rates, and interrupts raised by devices are served
+// (a ping reply needs the vCPU to run). Guest userspace makes progress only
+// in stretches of uninterrupted run time of at least a quantum: one unit per
+// quantum; a stall longer than the tolerance restarts the stretch.
+// Leaves out: guest scheduling between tasks, interrupt coalescing, HLT.
+import type { Co, Notifier, Platform } from '../platform.ts';
+import type { Machine } from '../machine.ts';
+import type { GuestSpec, VmSpec, WorkloadSpec } from '../scenario.ts';
+import { sample } from '../dist.ts';
+import type { GuestCode, VCPU, VcpuExit } from '../vcpu.ts';
+import { GuestRam } from './ram.ts';
+import { Dirtier } from './dirtier.ts';
+
+/** Interrupt work for the guest kernel: runs on a vCPU when it is in guest mode. */
+export interface GuestWork {
+  readonly name: string;
+  readonly costNs: number;
+  /** Runs once the cost is spent; may return an exit to userspace. */
+  run(): VcpuExit | null;
+}
+
+/** Something the guest does at a rate while a vCPU runs (an exit, a kick, a request). */
+export interface GuestActivity {
+  readonly name: string;
+  /** Next gap in ns of guest run time. */
+  nextGapNs(): number;
+  fire(): VcpuExit | null;
+}
+
+/** QEMU: CPU_THROTTLE_TIMESLICE_NS (system/cpu-throttle.c) */
+export const CPU_THROTTLE_TIMESLICE_NS = 10_000_000;
+
+export class UserspaceTracker {
+  progress = 0;
+  gapMaxNs = 0;
+  gapMaxAtNs = 0;
+  private lastProgressNs = 0;
+  private readonly segmentNs: number[];
+  /** Progress samples (time, total) for plots. */
+  readonly samples: { t_ns: number; progress: number }[] = [];
+
+  constructor(vcpus: number, readonly quantumNs: number, readonly toleranceNs: number) {
+    this.segmentNs = new Array<number>(vcpus).fill(0);
+  }
+
+  entered(vcpu: number, stalledNs: number): void {
+    if (stalledNs > this.toleranceNs) this.segmentNs[vcpu] = 0;
+  }
+
+  /** vcpu ran guest code for ns, ending at endNs. */
+  ran(vcpu: number, ns: number, endNs: number): void {
+    const before = this.segmentNs[vcpu]!;
+    const after = before + ns;
+    this.segmentNs[vcpu] = after;
+    const q = this.quantumNs;
+    for (let k = Math.floor(before / q) + 1; k * q <= after; k++) {
+      this.mark(endNs - (after - k * q));
+    }
+  }
+
+  /** Closes the open gap at the end of a run. */
+  finish(nowNs: number): void {
+    this.noteGap(nowNs);
+  }
+
+  private mark(t: number): void {
+    this.noteGap(t);
+    this.progress++;
+    if (t > this.lastProgressNs) this.lastProgressNs = t;
+    this.samples.push({ t_ns: t, progress: this.progress });
+  }
+
+  private noteGap(t: number): void {
+    const gap = t - this.lastProgressNs;
+    if (gap > this.gapMaxNs) {
+      this.gapMaxNs = gap;
+      this.gapMaxAtNs = this.lastProgressNs;
+    }
+  }
+}
+
+export class Guest {
+  readonly ram: GuestRam;
+  readonly userspace: UserspaceTracker;
+  readonly code: VcpuGuest[] = [];
+
+  constructor(readonly machine: Machine, vm: VmSpec, readonly spec: GuestSpec) {
+    this.ram = new GuestRam(vm.memory_bytes, vm.page_size);
+    this.userspace = new UserspaceTracker(vm.vcpus, spec.userspace.quantum_ns, spec.userspace.tolerance_ns);
+    for (let i = 0; i < vm.vcpus; i++) {
+      const code = new VcpuGuest(this, i);
+      this.code.push(code);
+      machine.addVcpu(code);
+    }
+    for (const w of spec.workloads) this.addWorkload(w);
+  }
+
+  /** A device raises an interrupt: the guest kernel does work on vcpu when it runs. */
+  raiseIrq(vcpu: number, work: GuestWork): void {
+    this.code[vcpu]!.raise(work);
+  }
+
+  addActivity(vcpu: number, activity: GuestActivity): void {
+    this.code[vcpu]!.addActivity(activity);
+  }
+
+  /** Sets the auto-converge throttle (percent of time a vCPU sleeps). */
+  setThrottle(percent: number): void {
+    for (const c of this.code) c.throttlePct = percent;
+  }
+
+  private addWorkload(w: WorkloadSpec): void {
+    const p = this.machine.platform;
+    for (const v of w.vcpus) {
+      const code = this.code[v]!;
+      if (w.dirty) code.dirtiers.push(new Dirtier(this.ram, w.dirty, p.random(`vcpu${v}.dirty`)));
+      if (w.exits) {
+        const exits = w.exits;
+        const rng = p.random(`vcpu${v}.exits`);
+        const name = `vcpu${v}.${exits.kind}-exit`;
+        const exit: VcpuExit = {
+          name,
+          kind: exits.kind,
+          needsBql: true,
+          handle: () => exitCost(p, this.machine, name, sample(exits.cost, rng)),
+        };
+        code.addActivity({ name, nextGapNs: () => Math.round(rng.exponential(1e9 / exits.rate)), fire: () => exit });
+      }
+    }
+  }
+}
+
+function* exitCost(p: Platform, m: Machine, name: string, ns: number): Co<void> {
+  m.bql.assertHeld(name);
+  yield* p.cpu(ns);
+}
+
+interface Scheduled {
+  readonly activity: GuestActivity;
+  dueNs: number;
+}
+
+/** What one vCPU runs in guest mode. */
+export class VcpuGuest implements GuestCode {
+  readonly dirtiers: Dirtier[] = [];
+  readonly irq: Notifier;
+  throttlePct = 0;
+  private readonly pending: GuestWork[] = [];
+  private readonly activities: Scheduled[] = [];
+  private runSinceThrottleNs = 0;
+
+  constructor(private readonly guest: Guest, readonly index: number) {
+    const p = guest.machine.platform;
+    this.irq = p.createNotifier(`vcpu${index}.irq`);
+  }
+
+  raise(work: GuestWork): void {
+    this.pending.push(work);
+    this.irq.set();
+  }
+
+  addActivity(activity: GuestActivity): void {
+    this.activities.push({ activity, dueNs: this.guest.machine.platform.nowNs() + activity.nextGapNs() });
+  }
+
+  entered(vcpu: VCPU, _atNs: number, stalledNs: number): void {
+    this.guest.userspace.entered(vcpu.index, stalledNs);
+  }
+
+  *run(vcpu: VCPU): Co<VcpuExit | null> {
+    const p = this.guest.machine.platform;
+    const sliceNs = this.guest.spec.slice_ns;
+    for (;;) {
+      // Interrupts first: the guest kernel serves them before anything else.
+      const work = this.pending.shift();
+      if (work) {
+        this.irq.read();
+        if (this.pending.length > 0) this.irq.set();
+        if (work.costNs > 0) yield* this.runGuest(vcpu, work.costNs);
+        const exit = work.run();
+        if (exit) return exit;
+        continue;
+      }
+      if (this.throttlePct > 0 && this.runSinceThrottleNs >= CPU_THROTTLE_TIMESLICE_NS) {
+        this.runSinceThrottleNs = 0;
+        return this.throttleExit();
+      }
+      const now = p.nowNs();
+      const next = this.nextActivity();
+      if (next && next.dueNs <= now) {
+        next.dueNs = now + next.activity.nextGapNs();
+        const exit = next.activity.fire();
+        if (exit) return exit;
+        continue;
+      }
+      let d = sliceNs;
+      if (next) d = Math.min(d, next.dueNs - now);
+      if (this.throttlePct > 0) d = Math.min(d, CPU_THROTTLE_TIMESLICE_NS - this.runSinceThrottleNs);
+      const ready = yield* this.runGuest(vcpu, Math.max(1, d), true);
+      if (ready.includes(vcpu.kick)) return null;
+    }
+  }
+
+  /** Guest code runs for ns (interruptible by a kick or an interrupt when asked). */
+  private *runGuest(vcpu: VCPU, ns: number, interruptible = false): Co<readonly Notifier[]> {
+    const p = this.guest.machine.platform;
+    const start = p.nowNs();
+    const ready = interruptible ? yield* p.wait([vcpu.kick, this.irq], ns) : (yield* p.cpu(ns), []);
+    const end = p.nowNs();
+    const ran = end - start;
+    if (ran > 0) {
+      for (const d of this.dirtiers) d.advance(ran);
+      this.guest.userspace.ran(this.index, ran, end);
+      this.runSinceThrottleNs += ran;
+    }
+    return ready;
+  }
+
+  private nextActivity(): Scheduled | undefined {
+    let best: Scheduled | undefined;
+    for (const s of this.activities) if (!best || s.dueNs < best.dueNs) best = s;
+    return best;
+  }
+
+  /** QEMU: cpu_throttle_thread (system/cpu-throttle.c): the vCPU sleeps outside guest mode. */
+  private throttleExit(): VcpuExit {
+    const pct = this.throttlePct / 100;
+    const sleepNs = Math.round((pct / (1 - pct)) * CPU_THROTTLE_TIMESLICE_NS);
+    const p = this.guest.machine.platform;
+    return { name: 'cpu_throttle_thread', kind: 'throttle', needsBql: false, handle: () => p.sleep(sleepNs) };
+  }
+}

@@ -1,0 +1,43 @@
+// Guest RAM as pages, with a KVM-style dirty log. A page holds no bytes, only
+// a content version (0: never written, a zero page), so a 1 TiB guest (2^28
+// pages of 4 KiB) is a 1 GiB Uint32Array plus a 32 MiB bitmap. The dirty log
+// is a word bitmap laid out as KVM's (bit i = page i, little-endian words), so
+// migration_bitmap_sync reads it exactly as it reads KVM_GET_DIRTY_LOG's.
+// Leaves out: memory regions and slots (one flat slot from guest address 0).
+import { bitmapNew } from '../migration/bitmap.ts';
+
+export class GuestRam {
+  readonly pages: number;
+  /** Content version of each page; the destination keeps its own copy. */
+  readonly versions: Uint32Array;
+  /** KVM dirty log (KVM_MEM_LOG_DIRTY_PAGES): bit set when a page is written. */
+  readonly dirtyLog: Uint32Array;
+  /** Whether writes are logged (migration turns it on: memory_global_dirty_log_start). */
+  logging = false;
+  writes = 0;
+
+  constructor(readonly bytes: number, readonly pageSize: number) {
+    if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new RangeError(`guest memory ${bytes} is not a positive size`);
+    if (pageSize <= 0 || (pageSize & (pageSize - 1)) !== 0) {
+      throw new RangeError(`page size ${pageSize} is not a power of two`);
+    }
+    this.pages = Math.ceil(bytes / pageSize);
+    this.versions = new Uint32Array(this.pages);
+    this.dirtyLog = bitmapNew(this.pages);
+  }
+
+  /** The guest writes page: its content changes and, when logging, it is marked dirty. */
+  write(page: number): void {
+    this.versions[page] = (this.versions[page]! + 1) >>> 0 || 1;
+    if (this.logging) {
+      const w = page >>> 5;
+      this.dirtyLog[w] = this.dirtyLog[w]! | (1 << (page & 31));
+    }
+    this.writes++;
+  }
+
+  /** Writes count consecutive pages from first (wrapping at the end of RAM). */
+  writeRange(first: number, count: number): void {
+    for (let i = 0; i < count; i++) this.write((first + i) % this.pages);
+  }
+}

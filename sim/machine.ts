@@ -1,0 +1,157 @@
+// One QEMU process as the model sees it: the Platform it runs on, its trace
+// and instruments, clocks, the BQL, the main loop, the run state and the
+// vCPUs; vm_stop and vm_start, which tie them together. Written against the
+// Platform only, so the same Machine runs on the simulator and on KVM.
+import type { Co, Notifier, Platform } from './platform.ts';
+import { Bql } from './bql.ts';
+import { Instruments, DEFAULT_THRESHOLD_NS } from './instrument.ts';
+import { MainLoop } from './main-loop.ts';
+import { RunStateTracker, type RunState } from './runstate.ts';
+import { QEMUClocks } from './timer.ts';
+import { Trace } from './trace.ts';
+import { VCPU, type GuestCode, type VcpuHost } from './vcpu.ts';
+
+/** The block layer's part in vm_stop (bdrv_drain_all, bdrv_flush_all). */
+export interface BlockLayerHooks {
+  drainAll(): Co<void>;
+  /** Returns an error message, or null when every flush succeeded. */
+  flushAll(): Co<string | null>;
+}
+
+/** Where the time of one vm_stop went. */
+export interface StopPhases {
+  readonly stop_ns: number;
+  readonly drain_ns: number;
+  readonly flush_ns: number;
+  readonly error: string | null;
+}
+
+export interface MachineOptions {
+  thresholdNs?: number;
+  /** Keep trace records and poll records for the exporters. */
+  keepTrace?: boolean;
+  initialState?: RunState;
+}
+
+export class Machine implements VcpuHost {
+  readonly trace: Trace;
+  readonly inst: Instruments;
+  readonly clocks: QEMUClocks;
+  readonly bql: Bql;
+  readonly mainLoop: MainLoop;
+  readonly runstate: RunStateTracker;
+  readonly vcpus: VCPU[] = [];
+  readonly pauseCond: Notifier;
+  block: BlockLayerHooks | null = null;
+  private stopRequest: RunState | null = null;
+  private startRequest = false;
+
+  constructor(readonly platform: Platform, options: MachineOptions = {}) {
+    const keep = options.keepTrace ?? false;
+    this.trace = new Trace(() => platform.nowNs(), keep);
+    this.inst = new Instruments(platform, this.trace, options.thresholdNs ?? DEFAULT_THRESHOLD_NS);
+    this.clocks = new QEMUClocks(platform);
+    this.bql = new Bql(platform, this.inst);
+    this.mainLoop = new MainLoop(platform, this.inst, this.bql, this.clocks, keep);
+    this.runstate = new RunStateTracker(options.initialState ?? 'running');
+    if (!this.runstate.running) this.clocks.stopVirtual();
+    this.pauseCond = platform.createNotifier('qemu_pause_cond');
+    this.mainLoop.afterWait = () => this.mainLoopShouldExit();
+  }
+
+  /** QEMU: qemu_system_vmstop_request (system/runstate.c): the main loop stops the VM. */
+  requestVmStop(state: RunState): void {
+    this.stopRequest = state;
+    this.mainLoop.notifyEvent();
+  }
+
+  /** Management's `cont` (QEMU: qmp_cont), carried out by the main loop. */
+  requestVmStart(): void {
+    this.startRequest = true;
+    this.mainLoop.notifyEvent();
+  }
+
+  /** QEMU: main_loop_should_exit (system/runstate.c): pending stop and start requests. */
+  private *mainLoopShouldExit(): Co<void> {
+    if (this.stopRequest) {
+      const state = this.stopRequest;
+      this.stopRequest = null;
+      yield* this.vmStop(state);
+    }
+    if (this.startRequest) {
+      this.startRequest = false;
+      this.vmStart();
+    }
+  }
+
+  addVcpu(guest: GuestCode): VCPU {
+    const v = new VCPU(this.vcpus.length, this, guest);
+    this.vcpus.push(v);
+    return v;
+  }
+
+  /** Starts the main loop and every vCPU thread. */
+  start(): void {
+    this.mainLoop.start();
+    for (const v of this.vcpus) v.start();
+  }
+
+  vcpuCanRun(): boolean {
+    return this.runstate.running;
+  }
+
+  /**
+   * QEMU: vm_stop -> do_vm_stop (system/cpus.c). Called under the BQL: stops
+   * the vCPUs and the virtual clock, notifies devices, then drains and
+   * flushes all block devices, still under the BQL.
+   */
+  *vmStop(state: RunState): Co<StopPhases> {
+    const p = this.platform;
+    this.bql.assertHeld('vm_stop');
+    const t0 = p.nowNs();
+    if (this.runstate.running) {
+      this.runstate.set(state);
+      this.trace.event(p.current().name, 'vm_state_notify', { running: 0, reason: state });
+      this.clocks.stopVirtual();
+      yield* this.pauseAllVcpus();
+      this.runstate.notify(false);
+    } else {
+      this.runstate.set(state);
+    }
+    const t1 = p.nowNs();
+    if (this.block) yield* this.block.drainAll();
+    const t2 = p.nowNs();
+    const error = this.block ? yield* this.block.flushAll() : null;
+    const t3 = p.nowNs();
+    return { stop_ns: t1 - t0, drain_ns: t2 - t1, flush_ns: t3 - t2, error };
+  }
+
+  /** QEMU: vm_start (system/cpus.c), under the BQL. */
+  vmStart(): void {
+    this.bql.assertHeld('vm_start');
+    if (this.runstate.running) return;
+    this.runstate.set('running');
+    this.trace.event(this.platform.current().name, 'vm_state_notify', { running: 1, reason: 'running' });
+    this.runstate.notify(true);
+    this.clocks.startVirtual();
+    // QEMU: resume_all_vcpus
+    for (const v of this.vcpus) v.kick.set();
+  }
+
+  /** QEMU: pause_all_vcpus (system/cpus.c): waits on qemu_pause_cond, dropping the BQL. */
+  private *pauseAllVcpus(): Co<void> {
+    for (const v of this.vcpus) v.kick.set();
+    while (!this.vcpus.every((v) => v.stopped)) {
+      this.bql.unlock();
+      yield* this.platform.wait([this.pauseCond], -1);
+      this.pauseCond.read();
+      yield* this.bql.lock('pause_all_vcpus');
+    }
+  }
+
+  /** The longest vCPU stall so far, counting stalls still open. */
+  vcpuStallMaxNs(): number {
+    const now = this.platform.nowNs();
+    return this.vcpus.reduce((m, v) => Math.max(m, v.stallMaxUntil(now)), 0);
+  }
+}

@@ -1,0 +1,159 @@
+// The migration statechart, in xstate v5, with QEMU's MigrationStatus values
+// (qapi/migration.json) as its top-level states. The migration thread does
+// the work and reports what happened (SETUP_DONE, CONVERGED, COMPLETED, ...);
+// the chart decides what that means under the policy: whether a completion
+// attempt may start (after a rollback, the min-interval policy holds it off
+// with a delayed transition on the platform's clock), and whether a completion
+// that timed out rolls back from `device` to `active` (which upstream QEMU has
+// no path for) or fails. Every transition becomes a `migrate_set_state` trace
+// event and a QMP MIGRATION event.
+//
+// To view it: paste migrationMachine's config (or this file) into the Stately
+// visualizer at stately.ai/viz; `latsim statechart` prints it as JSON.
+// Leaves out: postcopy states, pre-switchover, colo, wait-unplug.
+import { and, createActor, setup, type Actor, type SnapshotFrom } from 'xstate';
+import type { Platform } from '../platform.ts';
+
+/** QEMU's MigrationStatus values used here (qapi/migration.json). */
+export type MigrationStatus =
+  | 'none'
+  | 'setup'
+  | 'active'
+  | 'device'
+  | 'completed'
+  | 'failed'
+  | 'cancelling'
+  | 'cancelled';
+
+export type MigrationEvent =
+  | { type: 'START' }
+  | { type: 'SETUP_DONE' }
+  /** Remaining data fits the downtime limit: try completion. */
+  | { type: 'CONVERGED' }
+  | { type: 'COMPLETED' }
+  /** A completion attempt timed out (flush took too long). */
+  | { type: 'COMPLETION_TIMEOUT' }
+  | { type: 'FAIL'; reason: string }
+  | { type: 'CANCEL' }
+  | { type: 'CANCELLED' };
+
+export interface MigrationChartContext {
+  /** Roll back from device to active on a completion timeout (else fail). */
+  readonly rollback: boolean;
+  /** Minimum ms from a rollback to the next completion attempt (0: none). */
+  readonly minIntervalMs: number;
+  rollbacks: number;
+  attempts: number;
+  failReason: string;
+}
+
+export const migrationMachine = setup({
+  types: {
+    context: {} as MigrationChartContext,
+    events: {} as MigrationEvent,
+    input: {} as { rollback: boolean; minIntervalMs: number },
+  },
+  delays: {
+    minInterval: ({ context }) => context.minIntervalMs,
+  },
+  guards: {
+    mayRollBack: ({ context }) => context.rollback,
+    holdOff: ({ context }) => context.minIntervalMs > 0,
+  },
+}).createMachine({
+  id: 'migration',
+  initial: 'none',
+  context: ({ input }) => ({
+    rollback: input.rollback,
+    minIntervalMs: input.minIntervalMs,
+    rollbacks: 0,
+    attempts: 0,
+    failReason: '',
+  }),
+  states: {
+    none: { on: { START: 'setup' } },
+    setup: {
+      on: {
+        SETUP_DONE: 'active',
+        FAIL: { target: 'failed', actions: ({ context, event }) => { context.failReason = event.reason; } },
+        CANCEL: 'cancelling',
+      },
+    },
+    active: {
+      initial: 'may_complete',
+      states: {
+        may_complete: {
+          on: {
+            CONVERGED: { target: '#migration.device', actions: ({ context }) => { context.attempts++; } },
+          },
+        },
+        // The talk's final fix: no new completion attempt for a while after a rollback.
+        holding_off: { after: { minInterval: { target: 'may_complete', reenter: true } } },
+      },
+      on: {
+        FAIL: { target: 'failed', actions: ({ context, event }) => { context.failReason = event.reason; } },
+        CANCEL: 'cancelling',
+      },
+    },
+    device: {
+      on: {
+        COMPLETED: 'completed',
+        COMPLETION_TIMEOUT: [
+          {
+            guard: and(['mayRollBack', 'holdOff']),
+            target: 'active.holding_off',
+            actions: ({ context }) => { context.rollbacks++; },
+          },
+          { guard: 'mayRollBack', target: 'active.may_complete', actions: ({ context }) => { context.rollbacks++; } },
+          { target: 'failed', actions: ({ context }) => { context.failReason = 'completion timed out'; } },
+        ],
+        FAIL: { target: 'failed', actions: ({ context, event }) => { context.failReason = event.reason; } },
+      },
+    },
+    completed: { type: 'final' },
+    failed: { type: 'final' },
+    cancelling: { on: { CANCELLED: 'cancelled' } },
+    cancelled: { type: 'final' },
+  },
+});
+
+export type MigrationActor = Actor<typeof migrationMachine>;
+export type MigrationSnapshot = SnapshotFrom<typeof migrationMachine>;
+
+/** The MigrationStatus of a snapshot (the top-level state). */
+export function statusOf(snapshot: MigrationSnapshot): MigrationStatus {
+  const v = snapshot.value;
+  return (typeof v === 'string' ? v : Object.keys(v)[0]) as MigrationStatus;
+}
+
+/** True when the chart allows a completion attempt now. */
+export function mayComplete(snapshot: MigrationSnapshot): boolean {
+  return snapshot.matches({ active: 'may_complete' });
+}
+
+/**
+ * Starts the chart on the platform's clock: xstate's delayed events become
+ * platform timers, so on the simulator they run on virtual time.
+ */
+export function startMigrationActor(
+  platform: Platform,
+  input: { rollback: boolean; minIntervalMs: number },
+  onStatus: (status: MigrationStatus, previous: MigrationStatus) => void,
+): MigrationActor {
+  const clock = {
+    setTimeout: (fn: (...args: unknown[]) => void, ms: number) => platform.callAfter(Math.max(0, Math.round(ms * 1e6)), fn),
+    clearTimeout: (id: unknown) => platform.cancelCall(id as number),
+  };
+  const actor = createActor(migrationMachine, { input, clock });
+  let previous: MigrationStatus = 'none';
+  actor.subscribe((snap) => {
+    const status = statusOf(snap);
+    if (status !== previous) {
+      const was = previous;
+      previous = status;
+      onStatus(status, was);
+    }
+  });
+  actor.start();
+  return actor;
+}

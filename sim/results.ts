@@ -1,0 +1,241 @@
+// The result of a run as one JSON-ready object (what `latsim run --json`
+// prints), and the evaluation of the scenario's budgets against it. Every
+// field is derived from the world after the run; nothing here measures time.
+import type { World } from './world.ts';
+import type { Budget, BudgetKey } from './scenario.ts';
+import type { DrainIteration } from './block/block-layer.ts';
+import type { CompletionAttempt, QueryMigrate } from './migration/migration.ts';
+import type { SyncRecord } from './migration/ram.ts';
+import type { PollInfo } from './aio.ts';
+
+export type Outcome = 'ok' | 'liveness' | 'invariant';
+
+export interface HandlerResult {
+  name: string;
+  kind: string;
+  thread: string;
+  count: number;
+  p50_ns: number;
+  p99_ns: number;
+  max_ns: number;
+  total_ns: number;
+}
+
+export interface BudgetResult {
+  name: string;
+  limit: number;
+  value: number;
+  unit: 'ns' | 'count';
+  pass: boolean;
+}
+
+export interface MigrationResult {
+  status: string;
+  'total-time': number;
+  'setup-time': number;
+  downtime: number;
+  'expected-downtime': number;
+  ram: QueryMigrate['ram'];
+  downtime_phases: Record<'stop' | 'drain' | 'flush' | 'final_ram' | 'device_state' | 'resume', number> | null;
+  completion_attempts: number;
+  rollbacks: number;
+  verified: boolean;
+  policy: string[];
+  mode: string;
+  fail_reason: string;
+  cpu_throttle_percentage: number;
+  attempts: CompletionAttempt[];
+  iterations: SyncRecord[];
+  snapshots: QueryMigrate[];
+  transitions: { t_ns: number; from: string; to: string }[];
+}
+
+export interface RunResult {
+  scenario: string;
+  file: string;
+  seed: number;
+  outcome: Outcome;
+  error: string | null;
+  trace_sha256: string;
+  events: number;
+  sim_time_ns: number;
+  wall_ms: number;
+  handlers: HandlerResult[];
+  slow: { name: string; kind: string; thread: string; at_ns: number; duration_ns: number; waited_on: string; waited_ns: number }[];
+  main_loop: { blocked_max_ns: number; blocked_max_at_ns: number; blocked_p99_ns: number; iterations: number };
+  bql: {
+    wait_max_ns: number;
+    hold_max_ns: number;
+    table: { thread: string; site: string; waits: number; wait_total_ns: number; wait_max_ns: number; holds: number; hold_total_ns: number; hold_max_ns: number }[];
+  };
+  guest: {
+    ping: { sent: number; answered: number; lost: number; late: number; rtt_p50_ns: number; rtt_p99_ns: number; rtt_max_ns: number };
+    userspace: { progress: number; gap_max_ns: number; gap_max_at_ns: number };
+    vcpu_stall_max_ns: number;
+    vcpus: { name: string; exits: number; stall_max_ns: number; stall_max_at_ns: number; stall_total_ns: number }[];
+    dirty_writes: number;
+  };
+  block: { name: string; reads: number; writes: number; flushes: number; errors: number; merged: number; restarted: number; in_flight: number }[];
+  drain: DrainIteration[];
+  migration: MigrationResult | null;
+  expect: BudgetResult[];
+  pass: boolean;
+  /** Series for plots (not part of the fingerprint). */
+  series: {
+    ping: { t_ns: number; rtt_ns: number }[];
+    userspace: { t_ns: number; progress: number }[];
+    main_loop_polls: PollInfo[];
+  };
+}
+
+export function collectResult(
+  world: World,
+  seed: number,
+  events: number,
+  outcome: Outcome,
+  error: string | null,
+  traceSha256: string,
+): RunResult {
+  const { machine: m, guest, devices, migration, scenario } = world;
+  const now = world.platform.nowNs();
+  const inst = m.inst;
+  const handlers = inst.handlerList().map((h) => ({
+    name: h.name, kind: h.kind, thread: h.thread, count: h.hist.count,
+    p50_ns: h.hist.quantile(0.5), p99_ns: h.hist.quantile(0.99), max_ns: h.hist.maxNs, total_ns: h.hist.sumNs,
+  }));
+  let sent = 0, answered = 0, lost = 0, late = 0;
+  let p50 = 0, p99 = 0, max = 0;
+  const pingSeries: { t_ns: number; rtt_ns: number }[] = [];
+  for (const n of devices.net) {
+    sent += n.peer.sent;
+    answered += n.peer.answered;
+    lost += n.peer.lost(now);
+    late += n.peer.late;
+    p50 = Math.max(p50, n.peer.rtt.quantile(0.5));
+    p99 = Math.max(p99, n.peer.rtt.quantile(0.99));
+    max = Math.max(max, n.peer.rtt.maxNs);
+    pingSeries.push(...n.peer.samples);
+  }
+  const bqlTable = m.bql.table().map((s) => ({
+    thread: s.thread, site: s.site, waits: s.waits, wait_total_ns: s.waitTotalNs, wait_max_ns: s.waitMaxNs,
+    holds: s.holds, hold_total_ns: s.holdTotalNs, hold_max_ns: s.holdMaxNs,
+  }));
+  const result: RunResult = {
+    scenario: scenario.name,
+    file: scenario.file,
+    seed,
+    outcome,
+    error,
+    trace_sha256: traceSha256,
+    events,
+    sim_time_ns: now,
+    wall_ms: 0,
+    handlers,
+    slow: inst.slow.map((s) => ({ ...s })),
+    main_loop: {
+      blocked_max_ns: inst.mainLoopBlocked.maxNs,
+      blocked_max_at_ns: inst.mainLoopBlockedMaxAtNs,
+      blocked_p99_ns: inst.mainLoopBlocked.quantile(0.99),
+      iterations: m.mainLoop.iterations,
+    },
+    bql: { wait_max_ns: m.bql.waitMaxNs(), hold_max_ns: m.bql.holdMaxNs(), table: bqlTable },
+    guest: {
+      ping: { sent, answered, lost, late, rtt_p50_ns: p50, rtt_p99_ns: p99, rtt_max_ns: max },
+      userspace: {
+        progress: guest.userspace.progress,
+        gap_max_ns: guest.userspace.gapMaxNs,
+        gap_max_at_ns: guest.userspace.gapMaxAtNs,
+      },
+      vcpu_stall_max_ns: m.vcpuStallMaxNs(),
+      vcpus: m.vcpus.map((v) => ({
+        name: v.name, exits: v.exits, stall_max_ns: v.stallMaxUntil(now), stall_max_at_ns: v.stallMaxAtNs,
+        stall_total_ns: v.stallTotalNs,
+      })),
+      dirty_writes: guest.ram.writes,
+    },
+    block: devices.blk.map((b) => ({
+      name: b.dev.spec.name, reads: b.backend.counts.read, writes: b.backend.counts.write,
+      flushes: b.backend.counts.flush, errors: b.backend.counts.errors, merged: b.dev.merged,
+      restarted: b.dev.restarted, in_flight: b.backend.inFlight,
+    })),
+    drain: [...devices.block.iterations],
+    migration: migration ? migrationResult(world) : null,
+    expect: [],
+    pass: true,
+    series: {
+      ping: pingSeries.sort((a, b) => a.t_ns - b.t_ns),
+      userspace: guest.userspace.samples,
+      main_loop_polls: [...m.mainLoop.aioContext.polls],
+    },
+  };
+  result.expect = evaluateBudgets(scenario.expect, result);
+  const slowOk = scenario.expect_slow.every((name) => result.slow.some((s) => s.name.includes(name)));
+  if (scenario.expect_slow.length > 0) {
+    result.expect.push({ name: 'slow_handlers', limit: scenario.expect_slow.length, value: scenario.expect_slow.filter((n) => result.slow.some((s) => s.name.includes(n))).length, unit: 'count', pass: slowOk });
+  }
+  if (scenario.expect_migration_status !== null) {
+    const ok = result.migration?.status === scenario.expect_migration_status;
+    result.expect.push({ name: `migration_status=${scenario.expect_migration_status}`, limit: 1, value: ok ? 1 : 0, unit: 'count', pass: ok });
+  }
+  result.pass = outcome === 'ok' && result.expect.every((e) => e.pass);
+  return result;
+}
+
+function migrationResult(world: World): MigrationResult {
+  const mig = world.migration!;
+  const q = mig.query();
+  const ms = (ns: number) => Math.round(ns / 1e6);
+  const ph = mig.downtimePhases;
+  return {
+    status: mig.status,
+    'total-time': mig.startNs < 0 ? 0 : q['total-time'],
+    'setup-time': ms(mig.setupNs),
+    downtime: ms(mig.downtimeNs),
+    'expected-downtime': q['expected-downtime'],
+    ram: q.ram,
+    downtime_phases: ph
+      ? {
+        stop: ms(ph.stop_ns), drain: ms(ph.drain_ns), flush: ms(ph.flush_ns),
+        final_ram: ms(ph.final_ram_ns), device_state: ms(ph.device_state_ns), resume: ms(ph.resume_ns),
+      }
+      : null,
+    completion_attempts: mig.attempts.length,
+    rollbacks: mig.rollbacks,
+    verified: mig.verified,
+    policy: [...mig.spec.policy],
+    mode: mig.spec.mode,
+    fail_reason: mig.failReason,
+    cpu_throttle_percentage: mig.ram.throttlePct,
+    attempts: [...mig.attempts],
+    iterations: [...mig.ram.syncs],
+    snapshots: [...mig.snapshots],
+    transitions: [...mig.transitions],
+  };
+}
+
+/** The value a budget key reads from a result (ns or a count). */
+export function budgetValue(key: BudgetKey, r: RunResult): number {
+  const mig = r.migration;
+  switch (key) {
+    case 'main_loop_block': return r.main_loop.blocked_max_ns;
+    case 'bql_wait': return r.bql.wait_max_ns;
+    case 'bql_hold': return r.bql.hold_max_ns;
+    case 'vcpu_stall': return r.guest.vcpu_stall_max_ns;
+    case 'downtime': return mig && mig.status === 'completed' ? mig.downtime * 1e6 : Infinity;
+    case 'ping_rtt_p99': return r.guest.ping.rtt_p99_ns;
+    case 'ping_lost': return r.guest.ping.lost;
+    case 'userspace_progress': return r.guest.userspace.progress;
+    case 'userspace_gap': return r.guest.userspace.gap_max_ns;
+    case 'migration_time': return mig && mig.status === 'completed' ? mig['total-time'] * 1e6 : Infinity;
+    case 'completion_attempts': return mig ? mig.completion_attempts : 0;
+    case 'rollbacks': return mig ? mig.rollbacks : 0;
+  }
+}
+
+export function evaluateBudgets(budgets: readonly Budget[], r: RunResult): BudgetResult[] {
+  return budgets.map((b) => {
+    const value = budgetValue(b.key, r);
+    const pass = b.bound === 'max' ? value <= b.limit : value >= b.limit;
+    return { name: b.name, limit: b.limit, value: Number.isFinite(value) ? value : -1, unit: b.unit, pass };
+  });
+}

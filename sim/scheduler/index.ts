@@ -1,0 +1,8 @@
+// The virtual-clock scheduler: clock and event queue, coroutine threads,
+// seeded random streams. Knows nothing of QEMU.
+export { EventQueue } from './event-queue.ts';
+export { Scheduler, LivenessError } from './scheduler.ts';
+export type { EventTarget, LivenessBound, RunOutcome, SchedulerOptions } from './scheduler.ts';
+export { Coroutine, PENDING } from './coroutine.ts';
+export type { CoroutineHost } from './coroutine.ts';
+export { Rng, RandomStreams } from './random.ts';

@@ -1,0 +1,164 @@
+// The virtual clock. Time is an integer number of nanoseconds; events due at the
+// same instant run in the order they were scheduled (seq). Targets are
+// registered once and events carry only (target, argument) numbers; one-shot
+// callbacks exist for the rare cases that need a closure (xstate's delayed
+// events, I/O completions). Every run is bounded in simulated time and in event
+// count: crossing a bound is a LivenessError carrying the seed, never a hang.
+// It knows nothing of QEMU.
+import { EventQueue } from './event-queue.ts';
+import { RandomStreams } from './random.ts';
+
+/** Something that events can be addressed to. */
+export interface EventTarget {
+  fire(arg: number): void;
+}
+
+export type LivenessBound = 'time' | 'events';
+
+/** A run crossed one of its hard bounds: a liveness failure (exit code 3). */
+export class LivenessError extends Error {
+  constructor(
+    readonly bound: LivenessBound,
+    readonly seed: number,
+    readonly nowNs: number,
+    readonly events: number,
+    detail: string,
+  ) {
+    super(`liveness bound hit (${bound}): ${detail}; seed ${seed}`);
+    this.name = 'LivenessError';
+  }
+}
+
+export interface SchedulerOptions {
+  seed: number;
+  /** Hard bound on simulated time; an event due later is a liveness failure. */
+  maxTimeNs?: number;
+  /** Hard bound on the number of events fired. */
+  maxEvents?: number;
+}
+
+export type RunOutcome = 'idle' | 'until' | 'stopped';
+
+const CALLBACK_TAG = 0;
+
+export class Scheduler {
+  /** Current virtual time in nanoseconds. */
+  now = 0;
+  /** Events fired so far. */
+  events = 0;
+  readonly seed: number;
+  readonly random: RandomStreams;
+  readonly maxTimeNs: number;
+  readonly maxEvents: number;
+
+  private readonly queue = new EventQueue();
+  private readonly targets: EventTarget[] = [];
+  private readonly callbacks = new Map<number, () => void>();
+  private nextCallbackId = 1;
+  private stopped = false;
+
+  constructor(options: SchedulerOptions) {
+    this.seed = options.seed;
+    this.random = new RandomStreams(options.seed);
+    this.maxTimeNs = options.maxTimeNs ?? Number.MAX_SAFE_INTEGER;
+    this.maxEvents = options.maxEvents ?? Number.MAX_SAFE_INTEGER;
+    this.targets.push({ fire: (id) => this.fireCallback(id) });
+  }
+
+  /** Registers an event target; returns the tag events address it by. */
+  register(target: EventTarget): number {
+    this.targets.push(target);
+    return this.targets.length - 1;
+  }
+
+  /** Schedules an event at an absolute time; returns its sequence number. */
+  at(dueNs: number, tag: number, arg = 0): number {
+    if (!(dueNs >= this.now) || !Number.isSafeInteger(dueNs)) {
+      throw new RangeError(`event time ${dueNs} ns is not an integer at or after now (${this.now} ns)`);
+    }
+    return this.queue.push(dueNs, tag, arg);
+  }
+
+  /** Schedules an event delayNs from now. */
+  after(delayNs: number, tag: number, arg = 0): number {
+    return this.at(this.now + delayNs, tag, arg);
+  }
+
+  /** Runs fn at an absolute time; returns an id for cancelCall. */
+  callAt(dueNs: number, fn: () => void): number {
+    const id = this.nextCallbackId++;
+    this.callbacks.set(id, fn);
+    this.at(dueNs, CALLBACK_TAG, id);
+    return id;
+  }
+
+  callAfter(delayNs: number, fn: () => void): number {
+    return this.callAt(this.now + delayNs, fn);
+  }
+
+  /** Cancels a callback that has not fired yet; a no-op otherwise. */
+  cancelCall(id: number): void {
+    this.callbacks.delete(id);
+  }
+
+  /** Number of events waiting, stale ones included. */
+  get pending(): number {
+    return this.queue.size;
+  }
+
+  /** Makes run() return after the current event. */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  /**
+   * Fires events in (due, seq) order until the queue is empty, stop() is
+   * called, or the next event is due after untilNs (the clock then reads
+   * untilNs). Throws LivenessError when a hard bound is crossed.
+   */
+  run(untilNs = Number.MAX_SAFE_INTEGER): RunOutcome {
+    const queue = this.queue;
+    const targets = this.targets;
+    this.stopped = false;
+    while (!this.stopped) {
+      const due = queue.peekDue();
+      if (due === Infinity) return 'idle';
+      if (due > untilNs) {
+        this.now = untilNs;
+        return 'until';
+      }
+      if (due > this.maxTimeNs) {
+        throw new LivenessError('time', this.seed, this.now, this.events,
+          `simulated time would pass ${this.maxTimeNs} ns`);
+      }
+      if (this.events >= this.maxEvents) {
+        throw new LivenessError('events', this.seed, this.now, this.events,
+          `more than ${this.maxEvents} events`);
+      }
+      queue.pop();
+      this.events++;
+      this.now = due;
+      targets[queue.topTag]!.fire(queue.topArg);
+    }
+    return 'stopped';
+  }
+
+  // xstate's Clock interface: delayed events of an actor run on virtual time.
+
+  /** Clock.setTimeout for xstate: the delay is in milliseconds. */
+  setTimeout(fn: (...args: unknown[]) => void, timeoutMs: number): number {
+    return this.callAfter(Math.max(0, Math.round(timeoutMs * 1e6)), fn);
+  }
+
+  /** Clock.clearTimeout for xstate. */
+  clearTimeout(id: unknown): void {
+    this.cancelCall(id as number);
+  }
+
+  private fireCallback(id: number): void {
+    const fn = this.callbacks.get(id);
+    if (fn === undefined) return;
+    this.callbacks.delete(id);
+    fn();
+  }
+}

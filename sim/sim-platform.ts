@@ -1,0 +1,186 @@
+// The simulation backend of the Platform seam: every operation becomes events
+// on the virtual clock. A thread that spends 358 ms of CPU resumes 358 ms later,
+// and what it does then is seen by others from that instant on. Mutexes hand
+// ownership to waiters in FIFO order; waits are woken through the event queue.
+// Leaves out: CPU contention between threads (each thread has its own core).
+import { Coroutine, PENDING, type CoroutineHost, type Rng, type Scheduler } from './scheduler/index.ts';
+import type { Co, IoRequest, IoResult, Mutex, Notifier, Platform, PlatformOp, PlatformThread } from './platform.ts';
+
+const OP_DELAY = 1;
+const OP_WAIT = 2;
+const OP_LOCK = 3;
+
+interface DelayOp extends PlatformOp { readonly ns: number; readonly busy: boolean }
+interface WaitOp extends PlatformOp { readonly set: readonly SimNotifier[]; readonly timeoutNs: number }
+interface LockOp extends PlatformOp { readonly mutex: SimMutex }
+
+const WOKEN = Symbol('woken');
+const NO_READY: readonly Notifier[] = Object.freeze([]);
+
+export class SimThread implements PlatformThread {
+  /** CPU time spent through cpu(). */
+  cpuNs = 0;
+  co!: Coroutine<PlatformOp>;
+  constructor(readonly id: number, readonly name: string) {}
+}
+
+const OUTSIDE = new SimThread(-1, '(event)');
+
+class SimNotifier implements Notifier {
+  count = 0;
+  readonly waiters: SimThread[] = [];
+  constructor(readonly name: string) {}
+
+  get ready(): boolean {
+    return this.count > 0;
+  }
+
+  set(n = 1): void {
+    this.count += n;
+    for (const t of this.waiters) t.co.wake(WOKEN);
+  }
+
+  read(): number {
+    const c = this.count;
+    this.count = 0;
+    return c;
+  }
+}
+
+class SimMutex implements Mutex {
+  owner: SimThread | null = null;
+  readonly waiters: SimThread[] = [];
+  constructor(readonly name: string) {}
+}
+
+export class SimPlatform implements Platform, CoroutineHost<PlatformOp> {
+  readonly backend = 'sim' as const;
+  readonly threads: SimThread[] = [];
+  private running: SimThread = OUTSIDE;
+
+  constructor(readonly scheduler: Scheduler, private readonly hostOffsetNs = 0) {}
+
+  nowNs(): number {
+    return this.scheduler.now;
+  }
+
+  hostNs(): number {
+    return this.scheduler.now + this.hostOffsetNs;
+  }
+
+  random(component: string): Rng {
+    return this.scheduler.random.stream(component);
+  }
+
+  spawn(name: string, body: () => Co<void>): PlatformThread {
+    const t = new SimThread(this.threads.length, name);
+    t.co = new Coroutine<PlatformOp>(this.scheduler, t.id, name, body, this);
+    this.threads.push(t);
+    t.co.start();
+    return t;
+  }
+
+  current(): PlatformThread {
+    return this.running;
+  }
+
+  *cpu(ns: number): Co<void> {
+    yield { op: OP_DELAY, ns, busy: true } as DelayOp;
+  }
+
+  *sleep(ns: number): Co<void> {
+    yield { op: OP_DELAY, ns, busy: false } as DelayOp;
+  }
+
+  *wait(notifiers: readonly Notifier[], timeoutNs: number): Co<readonly Notifier[]> {
+    const r = yield { op: OP_WAIT, set: notifiers as readonly SimNotifier[], timeoutNs } as WaitOp;
+    if (r === WOKEN) return notifiers.filter((n) => n.ready);
+    return r as readonly Notifier[];
+  }
+
+  createNotifier(name: string): Notifier {
+    return new SimNotifier(name);
+  }
+
+  createMutex(name: string): Mutex {
+    return new SimMutex(name);
+  }
+
+  *lock(mutex: Mutex): Co<void> {
+    yield { op: OP_LOCK, mutex: mutex as SimMutex } as LockOp;
+  }
+
+  unlock(mutex: Mutex): void {
+    const m = mutex as SimMutex;
+    if (m.owner !== this.running) {
+      throw new Error(`${this.running.name} unlocks ${m.name} held by ${m.owner?.name ?? 'nobody'}`);
+    }
+    const next = m.waiters.shift();
+    m.owner = next ?? null;
+    if (next) next.co.wake(undefined);
+  }
+
+  callAfter(ns: number, fn: () => void): number {
+    return this.scheduler.callAfter(ns, fn);
+  }
+
+  cancelCall(id: number): void {
+    this.scheduler.cancelCall(id);
+  }
+
+  submitIo(_device: string, request: IoRequest, done: (result: IoResult) => void): void {
+    const result: IoResult = { error: request.error };
+    this.scheduler.callAfter(request.latencyNs + request.faultNs, () => done(result));
+  }
+
+  // CoroutineHost: how the scheduler's coroutines run Platform operations.
+
+  interpret(co: Coroutine<PlatformOp>, op: PlatformOp): unknown {
+    const thread = this.threads[co.id]!;
+    switch (op.op) {
+      case OP_DELAY: {
+        const d = op as DelayOp;
+        if (!Number.isSafeInteger(d.ns) || d.ns < 0) {
+          throw new RangeError(`${thread.name}: delay of ${d.ns} ns is not a non-negative integer`);
+        }
+        if (d.busy) thread.cpuNs += d.ns;
+        co.suspend(this.scheduler.now + d.ns, undefined);
+        return PENDING;
+      }
+      case OP_WAIT: {
+        const w = op as WaitOp;
+        const ready = w.set.filter((n) => n.ready);
+        if (ready.length > 0 || w.timeoutNs === 0) return ready.length > 0 ? ready : NO_READY;
+        for (const n of w.set) n.waiters.push(thread);
+        const due = w.timeoutNs < 0 ? -1 : this.scheduler.now + w.timeoutNs;
+        co.suspend(due, NO_READY, () => {
+          for (const n of w.set) n.waiters.splice(n.waiters.indexOf(thread), 1);
+        });
+        return PENDING;
+      }
+      case OP_LOCK: {
+        const m = (op as LockOp).mutex;
+        if (m.owner === thread) throw new Error(`${thread.name} locks ${m.name} twice`);
+        if (m.owner === null) {
+          m.owner = thread;
+          return undefined;
+        }
+        m.waiters.push(thread);
+        co.suspend(-1, undefined);
+        return PENDING;
+      }
+      default:
+        throw new Error(`unknown platform operation ${op.op}`);
+    }
+  }
+
+  enter(co: Coroutine<PlatformOp>): void {
+    this.running = this.threads[co.id]!;
+  }
+
+  leave(): void {
+    this.running = OUTSIDE;
+  }
+
+  exited(): void {}
+}

@@ -1,0 +1,124 @@
+// vCPU threads. Each runs guest code (KVM_RUN) without the BQL and takes the
+// BQL for every exit to userspace (PIO/MMIO), as kvm_cpu_exec does; a kick
+// (qemu_cpu_kick) makes it leave guest mode at once. When the VM stops, the
+// thread parks until resumed, and pause_all_vcpus waits until every vCPU is
+// out of guest mode. What the guest does while it runs is a GuestCode.
+// Stall: time a vCPU wanted to run guest code but was out of guest mode
+// (stopped, or waiting for the BQL to finish an exit).
+// Leaves out: halt-polling, in-kernel irqchip details, vCPU hotplug.
+import type { Bql } from './bql.ts';
+import type { Instruments } from './instrument.ts';
+import type { Co, Notifier, Platform } from './platform.ts';
+
+/** An exit to userspace: a PIO or MMIO access (under the BQL), or a throttle sleep. */
+export interface VcpuExit {
+  readonly name: string;
+  readonly kind: 'pio' | 'mmio' | 'throttle';
+  readonly needsBql: boolean;
+  handle(): Co<void>;
+}
+
+/** What runs inside the guest on a vCPU. */
+export interface GuestCode {
+  /**
+   * Runs guest code on vcpu (in KVM_RUN) until it exits to userspace; returns
+   * that exit, or null when the vCPU was kicked out (vcpu.kick became ready).
+   */
+  run(vcpu: VCPU): Co<VcpuExit | null>;
+  /** Told when the vCPU leaves guest mode and when it re-enters it. */
+  left?(vcpu: VCPU, atNs: number): void;
+  entered?(vcpu: VCPU, atNs: number, stalledNs: number): void;
+}
+
+export interface VcpuHost {
+  readonly platform: Platform;
+  readonly bql: Bql;
+  readonly inst: Instruments;
+  /** cpu_can_run: the VM is running and no stop is pending. */
+  vcpuCanRun(vcpu: VCPU): boolean;
+  /** Signalled when a vCPU parks (qemu_pause_cond). */
+  readonly pauseCond: Notifier;
+}
+
+export class VCPU {
+  readonly name: string;
+  /** qemu_cpu_kick: set to make the vCPU leave guest mode. */
+  readonly kick: Notifier;
+  /** True while parked outside guest mode (cpu->stopped). */
+  stopped = true;
+  exits = 0;
+  stallMaxNs = 0;
+  stallMaxAtNs = 0;
+  stallTotalNs = 0;
+  private leftAtNs = 0;
+  private inGuest = false;
+
+  constructor(
+    readonly index: number,
+    private readonly host: VcpuHost,
+    readonly guest: GuestCode,
+  ) {
+    this.name = `vcpu${index}`;
+    this.kick = host.platform.createNotifier(`${this.name}.kick`);
+  }
+
+  start(): void {
+    this.host.platform.spawn(this.name, () => this.threadFn());
+  }
+
+  /** The longest stall including one still open at nowNs. */
+  stallMaxUntil(nowNs: number): number {
+    return Math.max(this.stallMaxNs, this.inGuest ? 0 : nowNs - this.leftAtNs);
+  }
+
+  /** QEMU: kvm_vcpu_thread_fn (accel/kvm/kvm-accel-ops.c) with kvm_cpu_exec (accel/kvm/kvm-all.c) */
+  private *threadFn(): Co<void> {
+    const { platform: p, bql, inst } = this.host;
+    this.leftAtNs = p.nowNs();
+    for (;;) {
+      // QEMU: qemu_wait_io_event: park while the vCPU may not run.
+      if (!this.host.vcpuCanRun(this)) {
+        if (!this.stopped) {
+          this.stopped = true;
+          inst.trace.event(this.name, 'vcpu_stopped');
+          this.host.pauseCond.set();
+        }
+        this.kick.read();
+        yield* p.wait([this.kick], -1);
+        continue;
+      }
+      this.kick.read();
+      this.stopped = false;
+      this.enterGuest(p.nowNs());
+      const exit = yield* this.guest.run(this);
+      this.leaveGuest(p.nowNs());
+      if (exit === null) continue;
+      this.exits++;
+      inst.trace.event(this.name, 'kvm_run_exit', { reason: exit.kind, exit: exit.name });
+      if (!exit.needsBql) {
+        yield* inst.run(exit.name, exit.kind, exit.handle());
+        continue;
+      }
+      yield* bql.lock('kvm_cpu_exec');
+      yield* inst.run(exit.name, exit.kind, exit.handle());
+      bql.unlock();
+    }
+  }
+
+  private enterGuest(now: number): void {
+    const stalled = now - this.leftAtNs;
+    if (stalled > this.stallMaxNs) {
+      this.stallMaxNs = stalled;
+      this.stallMaxAtNs = this.leftAtNs;
+    }
+    this.stallTotalNs += stalled;
+    this.inGuest = true;
+    this.guest.entered?.(this, now, stalled);
+  }
+
+  private leaveGuest(now: number): void {
+    this.leftAtNs = now;
+    this.inGuest = false;
+    this.guest.left?.(this, now);
+  }
+}
