@@ -7,6 +7,7 @@ import { UsageError } from './errors.ts';
 import { registerRun } from './commands/run.ts';
 import { registerCheck } from './commands/check.ts';
 import { registerSchema } from './commands/schema.ts';
+import { registerStatechart } from './commands/statechart.ts';
 
 export const EXIT = {
   ok: 0,
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
   registerRun(program);
   registerCheck(program);
   registerSchema(program);
+  registerStatechart(program);
   for (const c of program.commands) c.exitOverride().configureOutput({ outputError: () => {} });
   return program;
 }

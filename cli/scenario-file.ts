@@ -221,6 +221,7 @@ function normalize(r: Raw, file: string, fail: Fail): Scenario {
   const pages = Math.ceil(memory / pageSize);
   if (pages > 2 ** 32) fail(['vm', 'memory'], 'memory holds more than 2^32 pages');
   const vcpus = (vmRaw.vcpus as number | undefined) ?? 1;
+  const populated = vmRaw.populated === undefined ? 1 : parsePercent(vmRaw.populated as string)!;
   const vcpuAt = (path: Path, v: number | undefined, dflt = 0): number => {
     const i = v ?? dflt;
     return i < vcpus ? i : fail(path, `vCPU ${i} does not exist (the VM has ${vcpus})`);
@@ -444,7 +445,11 @@ function normalize(r: Raw, file: string, fail: Fail): Scenario {
     duration_ns: duration,
     threshold_ns: positive(['threshold'], durationAt(['threshold'], r.threshold, 100_000_000), 'threshold'),
     limits: { max_events: (get(r.limits, 'max_events') as number | undefined) ?? 500_000_000, max_time_ns: maxTime },
-    vm: { memory_bytes: memory, page_size: pageSize, vcpus, run_state: (vmRaw.run_state as Scenario['vm']['run_state'] | undefined) ?? 'running' },
+    vm: {
+      memory_bytes: memory, page_size: pageSize, vcpus,
+      run_state: (vmRaw.run_state as Scenario['vm']['run_state'] | undefined) ?? 'running',
+      populated: populated > 1 ? fail(['vm', 'populated'], 'more than 100%') : populated,
+    },
     main_loop: { handlers },
     guest: {
       workloads,

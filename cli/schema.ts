@@ -226,6 +226,7 @@ export function scenarioSchema(): Schema {
         page_size: size('target page size (a power of two, default 4KiB)'),
         vcpus: int(1, 1024, 'vCPU count'),
         run_state: oneOfWords(['running', 'paused', 'prelaunch'], 'initial run state'),
+        populated: percent('share of guest memory holding data at start; the rest are zero pages (default 100%)'),
       }, 'the virtual machine'),
       main_loop: obj({ handlers: list(handler, 'synthetic handlers') }, 'synthetic main-loop work'),
       guest: obj({

@@ -76,6 +76,8 @@ export class AioContext {
   lastPoll: PollInfo | null = null;
   private readonly handlers: AioHandler[] = [];
   private bhQueue: QEMUBH[] = [];
+  /** QEMU: ctx->notify_me: a poll of this context may block. */
+  notifyMe = 0;
 
   constructor(
     readonly name: string,
@@ -106,9 +108,9 @@ export class AioContext {
     new QEMUBH(name, this, cb, true).schedule();
   }
 
-  /** QEMU: aio_notify (util/async.c) */
+  /** QEMU: aio_notify (util/async.c): wakes a poll only if one is blocked (notify_me). */
   notify(): void {
-    if (!this.notifier.ready) this.notifier.set();
+    if (this.notifyMe > 0 && !this.notifier.ready) this.notifier.set();
   }
 
   /** The fds this context polls, its own notifier last. */
@@ -139,7 +141,9 @@ export class AioContext {
     const thread = p.current().name;
     const timeout = blocking ? this.computeTimeout() : 0;
     const start = p.nowNs();
+    if (timeout !== 0) this.notifyMe++;
     const ready = yield* p.wait(this.fds(), timeout);
+    if (timeout !== 0) this.notifyMe--;
     const waited = p.nowNs() - start;
     this.notifier.read(); // QEMU: aio_notify_accept
     const info: PollInfo = {

@@ -46,9 +46,9 @@ export class MainLoop {
     this.iohandlerCtx.setFdHandler(fd, name, ioRead, ioWrite);
   }
 
-  /** QEMU: qemu_notify_event (util/main-loop.c) */
+  /** QEMU: qemu_notify_event (util/main-loop.c): wakes the loop if it is blocked in its poll. */
   notifyEvent(): void {
-    if (!this.wakeup.ready) this.wakeup.set();
+    if (this.polling && !this.wakeup.ready) this.wakeup.set();
   }
 
   /** QEMU: qemu_system_shutdown_request: the loop ends after this iteration. */
@@ -98,7 +98,11 @@ export class MainLoop {
     // QEMU: os_host_main_loop_wait: the BQL is dropped only around the poll.
     this.bql.unlock();
     this.polling = true;
+    this.aioContext.notifyMe++;
+    this.iohandlerCtx.notifyMe++;
     const ready = yield* p.wait(fds, timeout);
+    this.aioContext.notifyMe--;
+    this.iohandlerCtx.notifyMe--;
     this.polling = false;
     this.lastPollReturnNs = p.nowNs();
     yield* this.bql.lock('main_loop_wait');

@@ -32,6 +32,8 @@ export interface VmSpec {
   readonly page_size: number;
   readonly vcpus: number;
   readonly run_state: RunState;
+  /** Fraction of pages holding data at start (the rest are zero pages). */
+  readonly populated: number;
 }
 
 /** A handler that stands for real work on the main loop. */

@@ -89,6 +89,7 @@ export class Guest {
 
   constructor(readonly machine: Machine, vm: VmSpec, readonly spec: GuestSpec) {
     this.ram = new GuestRam(vm.memory_bytes, vm.page_size);
+    this.ram.populate(Math.round(this.ram.pages * vm.populated));
     this.userspace = new UserspaceTracker(vm.vcpus, spec.userspace.quantum_ns, spec.userspace.tolerance_ns);
     for (let i = 0; i < vm.vcpus; i++) {
       const code = new VcpuGuest(this, i);

@@ -26,6 +26,11 @@ export class GuestRam {
     this.dirtyLog = bitmapNew(this.pages);
   }
 
+  /** Gives the first pages content (a booted guest's data); the rest stay zero pages. */
+  populate(pages: number): void {
+    this.versions.fill(1, 0, Math.min(pages, this.pages));
+  }
+
   /** The guest writes page: its content changes and, when logging, it is marked dirty. */
   write(page: number): void {
     this.versions[page] = (this.versions[page]! + 1) >>> 0 || 1;

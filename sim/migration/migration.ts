@@ -180,7 +180,14 @@ export class Migration {
     const timer = this.timer!;
     if (this.status === 'setup') yield* this.setup(null);
     this.updateCountersIfDue();
-    if (!this.link.rateExceeded() && !this.finished) yield* this.iterationRun();
+    // QEMU 1.2: migrate_fd_put_ready iterates until the rate limit or MAX_WAIT.
+    const t0 = this.p.nowNs();
+    const attempts = this.attempts.length;
+    while (!this.link.rateExceeded() && !this.finished && this.p.nowNs() - t0 < MAX_WAIT_NS) {
+      if (!(yield* this.iterationRun())) break;
+      // After a completion attempt the main loop gets to run before the next tick.
+      if (this.attempts.length !== attempts) break;
+    }
     if (this.finished) {
       this.ram.cleanup();
       return;
@@ -357,11 +364,11 @@ export class Migration {
     yield* p.sleep(this.link.latencyNs + DEST_START_NS);
     this.dest.verify(this.guest.ram, this.devices.blk);
     this.verified = true;
-    yield* m.bql.lock('process_incoming_migration_bh');
+    if (!locked) yield* m.bql.lock('process_incoming_migration_bh');
     if (m.runstate.running) throw new InvariantError('split-brain', 'the source runs while the destination starts');
     this.dest.running = true;
     m.vmStart();
-    m.bql.unlock();
+    if (!locked) m.bql.unlock();
     const t3 = p.nowNs();
     const phases: DowntimePhases = {
       ...stopPhases, final_ram_ns: t1 - t0, device_state_ns: t2 - t1, resume_ns: t3 - t2,

@@ -114,7 +114,7 @@ export class Scheduler {
   /**
    * Fires events in (due, seq) order until the queue is empty, stop() is
    * called, or the next event is due after untilNs (the clock then reads
-   * untilNs). Throws LivenessError when a hard bound is crossed.
+   * untilNs, as it does when the queue runs dry before a finite untilNs). Throws LivenessError when a hard bound is crossed.
    */
   run(untilNs = Number.MAX_SAFE_INTEGER): RunOutcome {
     const queue = this.queue;
@@ -122,7 +122,11 @@ export class Scheduler {
     this.stopped = false;
     while (!this.stopped) {
       const due = queue.peekDue();
-      if (due === Infinity) return 'idle';
+      if (due === Infinity) {
+        // Nothing left to happen: time still passes up to a finite until.
+        if (untilNs < Number.MAX_SAFE_INTEGER) this.now = untilNs;
+        return 'idle';
+      }
       if (due > untilNs) {
         this.now = untilNs;
         return 'until';

@@ -72,8 +72,9 @@ export class VirtIONet {
   private *txBhFn(): Co<void> {
     const m = this.machine;
     m.bql.assertHeld(`virtio-net.${this.spec.name}.tx-bh`);
-    this.txWaiting = false;
+    // Stopped: tx_waiting stays set and the resume reschedules the flush.
     if (!m.runstate.running) return;
+    this.txWaiting = false;
     const sent = yield* this.flushTx();
     if (sent >= this.spec.tx_burst) {
       // More may be waiting: stay in bottom-half mode.
@@ -113,9 +114,10 @@ export class VirtIONet {
     this.guestRx(pkt);
   }
 
-  /** QEMU: virtio_net_vm_state_change: resume tx that was pending at stop. */
+  /** QEMU: virtio_net_set_status on a VM state change: the tx flush waits while stopped. */
   vmStateChange(running: boolean): void {
     this.tap.readPoll(running);
     if (running && this.txWaiting) this.txBh.schedule();
+    if (!running) this.txBh.cancel();
   }
 }

@@ -1,0 +1,21 @@
+// Shared test rigs: a simulated Platform and Machine, and scenarios from YAML text.
+import { Scheduler } from '../../sim/scheduler/index.ts';
+import { SimPlatform } from '../../sim/sim-platform.ts';
+import { Machine } from '../../sim/machine.ts';
+import { parseScenario } from '../../cli/scenario-file.ts';
+import type { Scenario } from '../../sim/scenario.ts';
+
+export function rig(seed = 1, options: { maxEvents?: number } = {}) {
+  const scheduler = new Scheduler({ seed, ...(options.maxEvents ? { maxEvents: options.maxEvents } : {}) });
+  const platform = new SimPlatform(scheduler);
+  const machine = new Machine(platform, { keepTrace: true });
+  return { scheduler, platform, machine };
+}
+
+/** A scenario from YAML text (the test's name is its file name in errors). */
+export function scenario(text: string, name = 'test.yaml'): Scenario {
+  return parseScenario(text, name);
+}
+
+export const MS = 1_000_000;
+export const S = 1_000_000_000;

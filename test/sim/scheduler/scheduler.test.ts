@@ -1,0 +1,96 @@
+// The virtual clock: (due, seq) tie order, bounds that end a run as a
+// liveness failure carrying the seed, one-shot callbacks and xstate's Clock.
+import { describe, expect, it } from 'vitest';
+import { createActor, createMachine } from 'xstate';
+import { EventQueue, LivenessError, Scheduler } from '../../../sim/scheduler/index.ts';
+
+describe('EventQueue', () => {
+  it('pops events due at the same time in the order they were pushed', () => {
+    const q = new EventQueue(4);
+    for (let i = 0; i < 100; i++) q.push(5, i, i);
+    const order: number[] = [];
+    while (q.pop()) order.push(q.topTag);
+    expect(order).toEqual([...Array(100).keys()]);
+  });
+
+  it('pops in (due, seq) order for any push order', () => {
+    const q = new EventQueue(2);
+    let x = 12345;
+    const pushed: [number, number][] = [];
+    for (let i = 0; i < 5000; i++) {
+      x = (x * 1103515245 + 12345) % 2 ** 31;
+      const due = x % 97;
+      pushed.push([due, q.push(due, i, 0)]);
+    }
+    const expected = [...pushed].sort((a, b) => a[0] - b[0] || a[1] - b[1]).map((p) => p[1]);
+    const got: number[] = [];
+    while (q.pop()) got.push(q.topSeq);
+    expect(got).toEqual(expected);
+  });
+});
+
+describe('Scheduler', () => {
+  it('runs callbacks at their time, ties in scheduling order', () => {
+    const s = new Scheduler({ seed: 1 });
+    const log: string[] = [];
+    s.callAt(10, () => log.push(`a@${s.now}`));
+    s.callAt(5, () => log.push(`b@${s.now}`));
+    s.callAt(10, () => log.push(`c@${s.now}`));
+    const cancelled = s.callAt(7, () => log.push('never'));
+    s.cancelCall(cancelled);
+    expect(s.run()).toBe('idle');
+    expect(log).toEqual(['b@5', 'a@10', 'c@10']);
+  });
+
+  it('stops at the until time with the clock there', () => {
+    const s = new Scheduler({ seed: 1 });
+    s.callAt(100, () => {});
+    expect(s.run(50)).toBe('until');
+    expect(s.now).toBe(50);
+  });
+
+  it('turns an endless run into a liveness failure that names the seed', () => {
+    const s = new Scheduler({ seed: 4242, maxEvents: 1000 });
+    const tick = () => s.callAfter(1, tick);
+    tick();
+    expect(() => s.run()).toThrowError(LivenessError);
+    try {
+      s.run();
+    } catch (e) {
+      expect((e as LivenessError).message).toContain('seed 4242');
+    }
+  });
+
+  it('bounds simulated time', () => {
+    const s = new Scheduler({ seed: 9, maxTimeNs: 1_000 });
+    s.callAt(2_000, () => {});
+    expect(() => s.run()).toThrowError(/liveness bound hit \(time\).*seed 9/);
+  });
+
+  it('rejects times that are not integers or lie in the past', () => {
+    const s = new Scheduler({ seed: 1 });
+    expect(() => s.callAt(1.5, () => {})).toThrow(RangeError);
+    s.callAt(10, () => expect(() => s.callAt(5, () => {})).toThrow(RangeError));
+    s.run();
+  });
+
+  it('drives an xstate actor on virtual time', () => {
+    const s = new Scheduler({ seed: 1 });
+    const m = createMachine({ initial: 'a', states: { a: { after: { 358: 'b' } }, b: {} } });
+    const actor = createActor(m, { clock: s });
+    const seen: [string, number][] = [];
+    actor.subscribe((snap) => seen.push([String(snap.value), s.now]));
+    actor.start();
+    s.run();
+    expect(seen).toEqual([['a', 0], ['b', 358_000_000]]);
+  });
+
+  it('gives each component its own reproducible stream', () => {
+    const a = new Scheduler({ seed: 5 }).random;
+    const b = new Scheduler({ seed: 5 }).random;
+    const xs = [a.stream('disk0').next(), a.stream('vcpu0').next()];
+    const ys = [b.stream('vcpu0').next(), b.stream('disk0').next()];
+    expect(xs).toEqual([ys[1], ys[0]]);
+    expect(new Scheduler({ seed: 6 }).random.stream('disk0').next()).not.toBe(xs[0]);
+  });
+});
