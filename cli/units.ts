@@ -5,6 +5,8 @@
 // text is not in that form; the regular expressions are also the JSON Schema
 // patterns, so editors flag the same mistakes.
 
+export { formatNs } from '../sim/format.ts';
+
 const NUM = '(?:\\d+(?:\\.\\d+)?|\\.\\d+)(?:[eE][+-]?\\d+)?';
 
 const DURATION_UNITS: Record<string, number> = {
@@ -67,16 +69,6 @@ export function parseRate(text: string): number | null {
 export function parsePercent(text: string): number | null {
   const m = new RegExp(`^\\s*(${NUM})\\s*%\\s*$`).exec(text);
   return m ? Number(m[1]) / 100 : null;
-}
-
-/** Formats ns for people: "358 ms", "42.1 s", "12 us". */
-export function formatNs(ns: number): string {
-  const abs = Math.abs(ns);
-  if (abs >= 10e9) return `${(ns / 1e9).toFixed(1)} s`;
-  if (abs >= 1e9) return `${(ns / 1e9).toFixed(2)} s`;
-  if (abs >= 1e6) return `${Math.round(ns / 1e6)} ms`;
-  if (abs >= 1e3) return `${Math.round(ns / 1e3)} us`;
-  return `${Math.round(ns)} ns`;
 }
 
 /** Formats bytes for people: "4.0 GiB". */

@@ -94,6 +94,20 @@ export function textReport(r: RunResult, options: { maxSlow?: number } = {}): st
     }
   }
 
+  if (r.attribution.length > 0) {
+    out.push('', `attribution (${r.attribution.length} stalls and downtimes over the threshold):`);
+    const shown = new Set<string>();
+    let n = 0;
+    for (const a of r.attribution) {
+      // Many vCPUs stall for one cause: show each distinct chain once.
+      const key = a.chain.slice(1).join('|') + a.subject;
+      if (shown.has(key) && a.subject !== 'downtime') continue;
+      shown.add(key);
+      if (++n > 20) break;
+      out.push(`  at ${sec(a.at_ns)}: ${a.text}`);
+    }
+  }
+
   if (r.expect.length > 0) {
     out.push('', 'budgets:');
     for (const e of r.expect) {

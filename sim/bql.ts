@@ -60,6 +60,11 @@ export class Bql {
     p.unlock(this.mutex);
   }
 
+  /** The thread holding the BQL, if any. */
+  holder(): string | null {
+    return this.mutex.owner?.name ?? null;
+  }
+
   /** QEMU: bql_locked (system/cpus.c) */
   locked(): boolean {
     return this.mutex.owner !== null && this.mutex.owner === this.platform.current();

@@ -24,9 +24,12 @@ export interface SlowRun {
   /** The wait that took most of the run, or "running" if it mostly computed. */
   readonly waited_on: string;
   readonly waited_ns: number;
+  /** The handlers it ran in, outermost first, ending with itself. */
+  readonly stack: readonly string[];
 }
 
 interface Frame {
+  readonly name: string;
   readonly waits: Map<string, number>;
 }
 
@@ -52,16 +55,17 @@ export class Instruments {
     const thread = p.current().name;
     const start = p.nowNs();
     const stack = this.stackOf(thread);
-    const frame: Frame = { waits: new Map() };
+    const frame: Frame = { name, waits: new Map() };
     stack.push(frame);
     let result: T;
+    const path = stack.map((f) => f.name);
     try {
       result = yield* body;
     } finally {
       stack.pop();
     }
     const dur = p.nowNs() - start;
-    this.record(thread, name, kind, start, dur, frame);
+    this.record(thread, name, kind, start, dur, frame, path);
     return result;
   }
 
@@ -85,7 +89,7 @@ export class Instruments {
       a.thread === b.thread ? cmp(a.name, b.name) : cmp(a.thread, b.thread));
   }
 
-  private record(thread: string, name: string, kind: string, start: number, dur: number, frame: Frame): void {
+  private record(thread: string, name: string, kind: string, start: number, dur: number, frame: Frame, path: string[]): void {
     const key = `${thread}\u0000${name}`;
     let h = this.handlers.get(key);
     if (!h) {
@@ -107,7 +111,9 @@ export class Instruments {
         waitedOn = 'running';
         waitedNs = dur - sumOf(frame.waits);
       }
-      this.slow.push({ name, kind, thread, at_ns: start, duration_ns: dur, waited_on: waitedOn, waited_ns: waitedNs });
+      this.slow.push({
+        name, kind, thread, at_ns: start, duration_ns: dur, waited_on: waitedOn, waited_ns: waitedNs, stack: path,
+      });
       this.trace.event(thread, 'slow_handler', { name, duration_ns: dur });
     }
   }

@@ -43,6 +43,8 @@ export class Machine implements VcpuHost {
   readonly vcpus: VCPU[] = [];
   readonly pauseCond: Notifier;
   block: BlockLayerHooks | null = null;
+  /** Every vm_stop: when, by which thread, to which state. */
+  readonly stops: { at_ns: number; thread: string; state: RunState }[] = [];
   private stopRequest: RunState | null = null;
   private startRequest = false;
 
@@ -100,13 +102,22 @@ export class Machine implements VcpuHost {
     return this.runstate.running;
   }
 
+  runStateName(): string {
+    return this.runstate.state;
+  }
+
   /**
    * QEMU: vm_stop -> do_vm_stop (system/cpus.c). Called under the BQL: stops
    * the vCPUs and the virtual clock, notifies devices, then drains and
    * flushes all block devices, still under the BQL.
    */
   *vmStop(state: RunState): Co<StopPhases> {
+    return yield* this.inst.run('vm_stop', 'runstate', this.doVmStop(state));
+  }
+
+  private *doVmStop(state: RunState): Co<StopPhases> {
     const p = this.platform;
+    this.stops.push({ at_ns: p.nowNs(), thread: p.current().name, state });
     this.bql.assertHeld('vm_stop');
     const t0 = p.nowNs();
     if (this.runstate.running) {

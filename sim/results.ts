@@ -7,6 +7,7 @@ import type { DrainIteration } from './block/block-layer.ts';
 import type { CompletionAttempt, QueryMigrate } from './migration/migration.ts';
 import type { SyncRecord } from './migration/ram.ts';
 import type { PollInfo } from './aio.ts';
+import { attribute, type AttributionChain } from './attribution.ts';
 
 export type Outcome = 'ok' | 'liveness' | 'invariant';
 
@@ -61,7 +62,7 @@ export interface RunResult {
   sim_time_ns: number;
   wall_ms: number;
   handlers: HandlerResult[];
-  slow: { name: string; kind: string; thread: string; at_ns: number; duration_ns: number; waited_on: string; waited_ns: number }[];
+  slow: { name: string; kind: string; thread: string; at_ns: number; duration_ns: number; waited_on: string; waited_ns: number; stack: readonly string[] }[];
   main_loop: { blocked_max_ns: number; blocked_max_at_ns: number; blocked_p99_ns: number; iterations: number };
   bql: {
     wait_max_ns: number;
@@ -78,6 +79,8 @@ export interface RunResult {
   block: { name: string; reads: number; writes: number; flushes: number; errors: number; merged: number; restarted: number; in_flight: number }[];
   drain: DrainIteration[];
   migration: MigrationResult | null;
+  /** Chains of causes, one per guest-visible stall over the threshold and per downtime. */
+  attribution: AttributionChain[];
   expect: BudgetResult[];
   pass: boolean;
   /** Series for plots (not part of the fingerprint). */
@@ -160,6 +163,7 @@ export function collectResult(
     })),
     drain: [...devices.block.iterations],
     migration: migration ? migrationResult(world) : null,
+    attribution: attribute(world),
     expect: [],
     pass: true,
     series: {

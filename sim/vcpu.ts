@@ -38,6 +38,21 @@ export interface VcpuHost {
   vcpuCanRun(vcpu: VCPU): boolean;
   /** Signalled when a vCPU parks (qemu_pause_cond). */
   readonly pauseCond: Notifier;
+  /** The run state, for stall records. */
+  runStateName(): string;
+}
+
+/** A stall over the threshold: where the vCPU's time out of guest mode went. */
+export interface StallRecord {
+  readonly vcpu: string;
+  readonly from_ns: number;
+  readonly to_ns: number;
+  /** Time parked because the VM was stopped, and the run state it was stopped in. */
+  readonly stopped_ns: number;
+  readonly stopped_state: string;
+  /** Time waiting for the BQL, and who held it when the wait began. */
+  readonly bql_wait_ns: number;
+  readonly bql_holder: string;
 }
 
 export class VCPU {
@@ -52,6 +67,11 @@ export class VCPU {
   stallTotalNs = 0;
   private leftAtNs = 0;
   private inGuest = false;
+  readonly stalls: StallRecord[] = [];
+  private stoppedNs = 0;
+  private stoppedState = '';
+  private bqlWaitNs = 0;
+  private bqlHolder = '';
 
   constructor(
     readonly index: number,
@@ -84,7 +104,10 @@ export class VCPU {
           this.host.pauseCond.set();
         }
         this.kick.read();
+        const t0 = p.nowNs();
+        this.stoppedState = this.host.runStateName();
         yield* p.wait([this.kick], -1);
+        this.stoppedNs += p.nowNs() - t0;
         continue;
       }
       this.kick.read();
@@ -99,7 +122,14 @@ export class VCPU {
         yield* inst.run(exit.name, exit.kind, exit.handle());
         continue;
       }
+      const t0 = p.nowNs();
+      const holder = bql.holder();
       yield* bql.lock('kvm_cpu_exec');
+      const waited = p.nowNs() - t0;
+      if (waited > this.bqlWaitNs) {
+        this.bqlWaitNs = waited;
+        this.bqlHolder = holder ?? '';
+      }
       yield* inst.run(exit.name, exit.kind, exit.handle());
       bql.unlock();
     }
@@ -112,6 +142,15 @@ export class VCPU {
       this.stallMaxAtNs = this.leftAtNs;
     }
     this.stallTotalNs += stalled;
+    if (stalled > this.host.inst.thresholdNs) {
+      this.stalls.push({
+        vcpu: this.name, from_ns: this.leftAtNs, to_ns: now, stopped_ns: this.stoppedNs, stopped_state: this.stoppedState,
+        bql_wait_ns: this.bqlWaitNs, bql_holder: this.bqlHolder,
+      });
+    }
+    this.stoppedNs = 0;
+    this.bqlWaitNs = 0;
+    this.bqlHolder = '';
     this.inGuest = true;
     this.guest.entered?.(this, now, stalled);
   }

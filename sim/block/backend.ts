@@ -18,6 +18,9 @@ import type { Instruments } from '../instrument.ts';
 
 export type BlockOp = 'read' | 'write' | 'flush';
 
+/** Fault-delayed requests kept for attribution. */
+export const MAX_DELAYS = 10_000;
+
 export interface BlockRequest {
   readonly op: BlockOp;
   /** First block and block count (reads and writes). */
@@ -33,6 +36,7 @@ interface Issued {
   readonly req: BlockRequest;
   readonly issuedNs: number;
   readonly stalled: boolean;
+  readonly fault: string | null;
   /** Flush: the cache blocks and versions it makes stable. */
   readonly snapshot: Map<number, number> | null;
   error: string | null;
@@ -47,6 +51,8 @@ export class BlockBackend {
   readonly stable: Uint32Array;
   readonly cache: Uint32Array;
   readonly counts = { read: 0, write: 0, flush: 0, errors: 0 };
+  /** Requests a fault delayed: which fault, when issued, when done (at most MAX_DELAYS kept). */
+  readonly delays: { fault: string; op: BlockOp; from_ns: number; to_ns: number }[] = [];
   private readonly dirty = new Set<number>();
   private readonly waiting: BlockRequest[] = [];
   private readonly completed: Issued[] = [];
@@ -98,8 +104,9 @@ export class BlockBackend {
     const failing = this.faults.active(this.name, 'io-error', now);
     if (failing && failing.ops.includes(req.op)) error = `EIO (fault ${failing.name})`;
     const stalled = faultNs > 0;
+    const fault = stalled ? (slow?.latency ? slow.name : stall?.name ?? null) : null;
     const snapshot = req.op === 'flush' ? this.snapshotCache() : null;
-    const item: Issued = { req, issuedNs: now, stalled, snapshot, error };
+    const item: Issued = { req, issuedNs: now, stalled, fault, snapshot, error };
     if (stalled) {
       this.stalledNow++;
       this.armRetry();
@@ -139,7 +146,12 @@ export class BlockBackend {
       this.counts.errors++;
     }
     this.counts[req.op]++;
-    if (item.stalled) this.stalledNow--;
+    if (item.stalled) {
+      this.stalledNow--;
+      if (item.fault && this.delays.length < MAX_DELAYS) {
+        this.delays.push({ fault: item.fault, op: req.op, from_ns: item.issuedNs, to_ns: this.platform.nowNs() });
+      }
+    }
     this.issued--;
     this.completed.push(item);
     this.completionFd.set();

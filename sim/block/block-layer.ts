@@ -9,6 +9,7 @@ import type { AioContext } from '../aio.ts';
 import type { Bql } from '../bql.ts';
 import type { Co, Platform } from '../platform.ts';
 import type { BlockLayerHooks } from '../machine.ts';
+import type { Instruments } from '../instrument.ts';
 import { QEMUClockType } from '../timer.ts';
 import type { BlockBackend } from './backend.ts';
 
@@ -38,6 +39,7 @@ export class BlockLayer implements BlockLayerHooks {
     private readonly platform: Platform,
     private readonly bql: Bql,
     private readonly ctx: AioContext,
+    private readonly inst: Instruments,
   ) {}
 
   inFlight(): number {
@@ -46,13 +48,21 @@ export class BlockLayer implements BlockLayerHooks {
 
   /** QEMU: bdrv_drain_all (block/io.c) */
   *drainAll(): Co<void> {
+    yield* this.inst.run('bdrv_drain_all', 'block', this.doDrainAll());
+  }
+
+  /** QEMU: bdrv_flush_all (block/io.c); null on success. */
+  *flushAll(): Co<string | null> {
+    return yield* this.inst.run('bdrv_flush_all', 'block', this.doFlushAll());
+  }
+
+  private *doDrainAll(): Co<void> {
     this.bql.assertHeld('bdrv_drain_all');
     const ok = yield* this.pollUntil('drain', () => this.inFlight() === 0);
     if (!ok) this.timedOut = true;
   }
 
-  /** QEMU: bdrv_flush_all (block/io.c); null on success. */
-  *flushAll(): Co<string | null> {
+  private *doFlushAll(): Co<string | null> {
     this.bql.assertHeld('bdrv_flush_all');
     if (this.timedOut) {
       this.timedOut = false;

@@ -40,7 +40,7 @@ export class Devices {
     const p = machine.platform;
     this.faults = new FaultSchedule(faults);
     const ctx = machine.mainLoop.aioContext;
-    this.block = new BlockLayer(p, machine.bql, ctx);
+    this.block = new BlockLayer(p, machine.bql, ctx, machine.inst);
     machine.block = this.block;
 
     for (const b of spec.blk) {

@@ -292,6 +292,10 @@ export class Migration {
 
   /** QEMU: migration_completion (migration/migration.c) */
   private *completion(): Co<void> {
+    yield* this.machine.inst.run('migration_completion', 'migration', this.doCompletion());
+  }
+
+  private *doCompletion(): Co<void> {
     const m = this.machine;
     const p = this.p;
     this.send('CONVERGED');
