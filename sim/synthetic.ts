@@ -43,12 +43,16 @@ export function installSyntheticHandler(m: Machine, spec: SyntheticHandlerSpec):
       return;
     }
     case 'timer': {
+      // A periodic timer: each expiry is set from the previous one, not from when the callback ended.
       const type = CLOCK_NAMES.indexOf(spec.clock);
+      let due = 0;
       const timer = m.mainLoop.tlg.timerNew(type, spec.name, function* () {
         yield* cost();
-        timer.mod(timer.list.now() + sample(spec.interval, rng));
+        due += sample(spec.interval, rng);
+        timer.mod(Math.max(due, timer.list.now()));
       });
-      timer.mod(timer.list.now() + firstDelay());
+      due = timer.list.now() + firstDelay();
+      timer.mod(due);
       return;
     }
   }
