@@ -8,7 +8,8 @@
 //     model code does; this is the headline figure;
 //   - scheduler + xorshift: the same with an inline xorshift32 draw, to show
 //     what the random stream costs;
-//   - queue alone: EventQueue.pop + push in a loop, no Scheduler.
+//   - queue alone: EventQueue.pop + push in a loop, no Scheduler, with the
+//     increments drawn beforehand (a table of 2^16): the queue's own cost.
 // In the same run, bench/simpy_hold.py runs the same hold model on SimPy
 // (N processes looping `yield env.timeout(d)`), and the ratio is taken against
 // it. Each figure is the best of --reps segments of one long run, after a
@@ -16,9 +17,9 @@
 //
 // Leaves out: coroutine threads and the Platform (one event = one fire() call
 // here; a coroutine switch costs more), cancellation, and megamorphic targets.
-// Options: --pending 10,1000,100000, --events N (default 4e6), --reps N
-// (default 5), --simpy-events N (default 3e5), --simpy-reps N (default 3),
-// --seed N (default 1), --no-simpy.
+// Options: --pending 10,1000,100000, --events N (default 1e6), --reps N
+// (default 10), --simpy-events N (default 3e5), --simpy-reps N (default 3),
+// --seed N (default 1), --python PATH (default /usr/bin/python3), --no-simpy.
 
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -27,12 +28,14 @@ import { fileURLToPath } from 'node:url';
 import { EventQueue } from '../sim/scheduler/event-queue.ts';
 import type { Rng } from '../sim/scheduler/random.ts';
 import { Scheduler } from '../sim/scheduler/scheduler.ts';
-import { type BenchOptions, fail, intArg, intListArg, printJson, round, si, table } from './lib.ts';
+import { type BenchOptions, fail, intArg, intListArg, printJson, round, si, stringArg, table } from './lib.ts';
 
 const MEAN_NS = 1000;
 const GOAL_EVENTS_PER_S_AT_1000 = 5e6;
 const GOAL_RATIO_VS_SIMPY = 20;
 const INSTALL_SIMPY = 'apt-get install python3-simpy3';
+/** Increments drawn beforehand for the queue-alone figure (a power of two). */
+const INCREMENT_TABLE = 1 << 16;
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -51,8 +54,8 @@ interface SimpyRun {
 
 export default async function schedulerBench(opts: BenchOptions): Promise<void> {
   const pendingCounts = intListArg(opts.args, '--pending', [10, 1000, 100_000]);
-  const events = intArg(opts.args, '--events', 4_000_000);
-  const reps = intArg(opts.args, '--reps', 5);
+  const events = intArg(opts.args, '--events', 1_000_000);
+  const reps = intArg(opts.args, '--reps', 10);
   const simpyEvents = intArg(opts.args, '--simpy-events', 300_000);
   const simpyReps = intArg(opts.args, '--simpy-reps', 3);
   const seed = intArg(opts.args, '--seed', 1);
@@ -67,9 +70,12 @@ export default async function schedulerBench(opts: BenchOptions): Promise<void> 
     };
   }
 
+  // Debian's python3-simpy3 installs for /usr/bin/python3, not for a python3
+  // that may come first on PATH (pyenv and the like).
+  const python = stringArg(opts.args, '--python', existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
   const simpy = opts.args.includes('--no-simpy')
     ? { run: null, why: 'skipped (--no-simpy)' }
-    : runSimpy(pendingCounts, simpyEvents, simpyReps, seed);
+    : runSimpy(python, pendingCounts, simpyEvents, simpyReps, seed);
 
   const keyed = <T>(f: (key: string) => T): Record<string, T> =>
     Object.fromEntries(pendingCounts.map((n) => [String(n), f(String(n))]));
@@ -86,6 +92,7 @@ export default async function schedulerBench(opts: BenchOptions): Promise<void> 
   const wallS = (performance.now() - wallStart) / 1000;
 
   if (opts.json) {
+    if (simpy.run === null) console.error(`scheduler: SimPy unavailable (${simpy.why}); install it with: ${INSTALL_SIMPY}`);
     printJson({
       events_per_s: keyed((k) => Math.round(cases[k]!.scheduler)),
       ratio_vs_simpy: keyed((k) => { const r = ratio(k); return r === null ? null : round(r, 2); }),
@@ -111,7 +118,7 @@ export default async function schedulerBench(opts: BenchOptions): Promise<void> 
 
   console.log(`hold model: exponential increments, mean ${MEAN_NS} ns; best of ${reps} segments of ~${si(events)} events ` +
     `(SimPy: ${simpyReps} of ~${si(simpyEvents)}); seed ${seed}; node ${process.version}`);
-  if (simpy.run === null) console.log(`SimPy unavailable: ${simpy.why}`);
+  if (simpy.run === null) console.log(`SimPy unavailable (${simpy.why}); install it with: ${INSTALL_SIMPY}`);
   else console.log(`SimPy ${simpy.run.simpy} on ${simpy.run.python} (${simpy.run.executable})`);
   console.log('');
   const rows = pendingCounts.map((n) => {
@@ -124,7 +131,7 @@ export default async function schedulerBench(opts: BenchOptions): Promise<void> 
   console.log(table(['pending', 'scheduler/s', '+xorshift/s', 'queue/s', 'SimPy/s', 'vs SimPy'], rows));
   console.log('');
   console.log('scheduler: Scheduler.run + fire() + Rng.exponential + after(); +xorshift: same with an inline PRNG; ' +
-    'queue: EventQueue pop + push alone');
+    'queue: EventQueue pop + push alone, increments drawn beforehand');
   const met = (ok: boolean | null) => (ok === null ? 'n/a' : ok ? 'met' : 'NOT met');
   console.log(`goal >= ${si(GOAL_EVENTS_PER_S_AT_1000)} events/s at 1000 pending: ${met(goals.events_per_s_at_1000)}; ` +
     `goal >= ${GOAL_RATIO_VS_SIMPY}x SimPy: ${met(goals.ratio_vs_simpy)}; wall ${wallS.toFixed(1)} s`);
@@ -143,19 +150,21 @@ function expFromBits(x: number): number {
   return Math.round(-MEAN_NS * Math.log((x >>> 0) * 2 ** -32 + 2 ** -33));
 }
 
-/** EventQueue alone: pop the earliest, push one at its due time + increment. */
+/** EventQueue alone: pop the earliest, push one at its due time + an increment from a table drawn beforehand. */
 function queueAlone(pending: number, events: number, reps: number, seed: number): number {
-  const q = new EventQueue(pending);
+  const increments = new Float64Array(INCREMENT_TABLE);
   let x = mixSeed(seed);
-  for (let i = 0; i < pending; i++) {
+  for (let i = 0; i < increments.length; i++) {
     x = xorshift(x);
-    q.push(expFromBits(x), 1, i);
+    increments[i] = expFromBits(x);
   }
+  const q = new EventQueue(pending);
+  let j = 0;
+  for (let i = 0; i < pending; i++) q.push(increments[j++ & (INCREMENT_TABLE - 1)]!, 1, i);
   const segment = (count: number): number => {
     for (let i = 0; i < count; i++) {
       q.pop();
-      x = xorshift(x);
-      q.push(q.topDue + expFromBits(x), q.topTag, q.topArg);
+      q.push(q.topDue + increments[j++ & (INCREMENT_TABLE - 1)]!, q.topTag, q.topArg);
     }
     return count;
   };
@@ -166,6 +175,7 @@ function queueAlone(pending: number, events: number, reps: number, seed: number)
     const n = segment(events);
     best = Math.max(best, n / ((performance.now() - t0) / 1000));
   }
+  if (q.size !== pending) fail('scheduler', `the queue holds ${q.size} events, not ${pending}`);
   return best;
 }
 
@@ -215,11 +225,8 @@ function onScheduler(pending: number, events: number, reps: number, seed: number
   return best;
 }
 
-function runSimpy(pending: readonly number[], events: number, reps: number, seed: number):
+function runSimpy(python: string, pending: readonly number[], events: number, reps: number, seed: number):
   { run: SimpyRun | null; why: string } {
-  // Debian's python3-simpy3 installs for /usr/bin/python3, not for a python3
-  // that may come first on PATH (pyenv and the like).
-  const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
   const args = [join(here, 'simpy_hold.py'), '--pending', pending.join(','), '--events', String(events),
     '--reps', String(reps), '--seed', String(seed)];
   const run = spawnSync(python, args, { encoding: 'utf8', maxBuffer: 1 << 20 });
@@ -230,7 +237,6 @@ function runSimpy(pending: readonly number[], events: number, reps: number, seed
 }
 
 function unavailable(why: string): { run: null; why: string } {
-  console.error(`scheduler: SimPy unavailable: ${why}; install it with: ${INSTALL_SIMPY}`);
   return { run: null, why };
 }
 

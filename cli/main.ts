@@ -7,7 +7,14 @@ import { UsageError } from './errors.ts';
 import { registerRun } from './commands/run.ts';
 import { registerCheck } from './commands/check.ts';
 import { registerSchema } from './commands/schema.ts';
+import { registerSweep } from './commands/sweep.ts';
 import { registerStatechart } from './commands/statechart.ts';
+import { registerDiff } from './commands/diff.ts';
+import { registerFuzz } from './commands/fuzz.ts';
+import { registerMerge } from './commands/merge.ts';
+import { registerBisectParam } from './commands/bisect-param.ts';
+import { registerBisect } from './commands/bisect.ts';
+import { registerReal } from './commands/real.ts';
 
 export const EXIT = {
   ok: 0,
@@ -40,7 +47,14 @@ export function buildProgram(): Command {
   registerRun(program);
   registerCheck(program);
   registerSchema(program);
+  registerSweep(program);
   registerStatechart(program);
+  registerDiff(program);
+  registerFuzz(program);
+  registerMerge(program);
+  registerBisect(program);
+  registerBisectParam(program);
+  registerReal(program);
   for (const c of program.commands) c.exitOverride().configureOutput({ outputError: () => {} });
   return program;
 }

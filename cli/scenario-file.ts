@@ -3,10 +3,12 @@
 // that are well-formed but impossible (a page size that is not a power of two,
 // zero bandwidth, a fault after the end of the run, a vCPU that does not
 // exist) are checked here. Every mistake is one ScenarioError naming the file,
-// line, column and field path and what was expected.
+// line, column and field path and what was expected. Values set from the
+// command line (`latsim sweep --set`) go into the parsed document before any
+// check, so they get the same errors, pointing at the line they replace.
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
-import { isMap, isPair, isScalar, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { isMap, isNode, isPair, isScalar, LineCounter, Parser, parseDocument, type Document, type Node } from 'yaml';
 import type { Dist } from '../sim/dist.ts';
 import type {
   BlkSpec, Budget, BudgetKey, FaultSpec, MigrationPolicy, MigrationSpec, NetSpec, Scenario,
@@ -40,31 +42,63 @@ function validate(): ReturnType<Ajv['compile']> {
   return validator;
 }
 
+/** A value set from outside the file, e.g. `--set migration.flush_timeout=2s`. */
+export interface ScenarioOverride {
+  /** Keys and list indices from the top of the document. */
+  readonly path: readonly (string | number)[];
+  /** A parsed YAML value (scalar, list or mapping). */
+  readonly value: unknown;
+  /** How the user wrote it, quoted in error messages. */
+  readonly source: string;
+}
+
 /** Reads and checks a scenario file. Throws ScenarioError for any mistake. */
 export function loadScenarioFile(file: string): Scenario {
-  let text: string;
+  return parseScenario(readScenarioText(file), file);
+}
+
+/** Reads a scenario file's text; a missing or unreadable file is a ScenarioError. */
+export function readScenarioText(file: string): string {
   try {
-    text = readFileSync(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? 'error';
     throw new ScenarioError(file, 0, 0, '', code === 'ENOENT' ? 'no such file' : `cannot read the file (${code})`);
   }
-  return parseScenario(text, file);
 }
 
-/** Checks scenario text; file names it in errors. */
-export function parseScenario(text: string, file: string): Scenario {
+/** Checks scenario text; file names it in errors. Overrides apply before any check. */
+export function parseScenario(text: string, file: string, overrides: readonly ScenarioOverride[] = []): Scenario {
   const lc = new LineCounter();
+  const deep = tooDeep(text);
+  if (deep !== null) {
+    const before = text.slice(0, deep);
+    const line = before.split('\n').length;
+    throw new ScenarioError(file, line, deep - before.lastIndexOf('\n'), '', `YAML: nested deeper than ${MAX_NESTING} levels`);
+  }
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: true, uniqueKeys: true });
   const at = (path: Path, key = false): [number, number] => locate(doc, lc, path, key);
   const fail = (path: Path, detail: string, key = false): never => {
     const [line, col] = at(path, key);
-    throw new ScenarioError(file, line, col, formatPath(path), detail);
+    const from = overrides.find((o) => isPrefix(o.path, path) || isPrefix(path, o.path));
+    throw new ScenarioError(file, line, col, formatPath(path), from ? `${detail} (${from.source})` : detail);
   };
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
     const pos = e.linePos?.[0] ?? { line: 1, col: 1 };
-    throw new ScenarioError(file, pos.line, pos.col, '', `YAML: ${e.message.split('\n')[0]}`);
+    throw new ScenarioError(file, pos.line, pos.col, '', `YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`);
+  }
+  for (const o of overrides) {
+    if (o.path.length === 0) fail([], `cannot replace the whole document (${o.source})`);
+    try {
+      // A scalar replacing a scalar keeps its node, so errors point at the line it replaced.
+      const value = o.value !== null && typeof o.value === 'object' ? doc.createNode(o.value) : o.value;
+      if (doc.contents === null) (doc as Document).contents = doc.createNode({});
+      doc.setIn(o.path, value);
+    } catch (e) {
+      const at = /^Expected YAML collection at (.*?)\. Remaining path/.exec((e as Error).message)?.[1];
+      fail(o.path, at ? `cannot set it: ${at} is a single value, not a mapping or list` : `cannot set it: ${(e as Error).message.split('\n')[0]}`);
+    }
   }
   let raw: unknown;
   try {
@@ -81,6 +115,33 @@ export function parseScenario(text: string, file: string): Scenario {
     return fail(path, detail, key);
   }
   return normalize(raw as Raw, file, fail);
+}
+
+/** Deeper nesting than any scenario needs. */
+export const MAX_NESTING = 64;
+
+/**
+ * The offset of the first node nested deeper than MAX_NESTING, or null. The
+ * YAML composer recurses once per level; on deep enough input it exhausts the
+ * stack, and V8 can then fail hard instead of throwing. The concrete syntax
+ * tree is built without recursion, so it is measured here first, with an
+ * explicit stack.
+ */
+function tooDeep(text: string): number | null {
+  type Tok = { type?: string; offset?: number; value?: unknown; items?: { key?: unknown; value?: unknown }[] };
+  const stack: [Tok | null | undefined, number][] = [];
+  for (const doc of new Parser().parse(text)) stack.push([doc as Tok, 0]);
+  while (stack.length > 0) {
+    const [tok, depth] = stack.pop()!;
+    if (!tok || typeof tok !== 'object') continue;
+    if (depth > MAX_NESTING) return tok.offset ?? 0;
+    if (tok.type === 'document') stack.push([tok.value as Tok, depth]);
+    for (const item of tok.items ?? []) {
+      stack.push([item.key as Tok, depth + 1]);
+      stack.push([item.value as Tok, depth + 1]);
+    }
+  }
+  return null;
 }
 
 /** The most useful schema error: its path, what was expected, and whether to point at a key. */
@@ -109,6 +170,10 @@ function describe(errors: ErrorObject[]): [Path, string, boolean] {
   }
 }
 
+function isPrefix(prefix: Path, path: Path): boolean {
+  return prefix.length <= path.length && prefix.every((p, i) => p === path[i]);
+}
+
 function formatPath(path: Path): string {
   let s = '';
   for (const p of path) s += typeof p === 'number' ? `[${p}]` : s ? `.${p}` : p;
@@ -129,10 +194,12 @@ function locate(doc: Document, lc: LineCounter, path: Path, key: boolean): [numb
         break;
       }
       node = pair.value;
-      if (node) best = node as Node;
+      if (isNode(node) && node.range) best = node;
+      // A value set from the command line has no place in the file: point at its key.
+      else if (isNode(pair.key) && pair.key.range) best = pair.key;
     } else if (node && typeof node === 'object' && 'items' in node && typeof seg === 'number') {
       node = (node as { items: unknown[] }).items[seg];
-      if (node) best = node as Node;
+      if (isNode(node) && node.range) best = node;
     } else {
       break;
     }

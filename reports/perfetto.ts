@@ -1,9 +1,20 @@
 // The trace as Chrome trace-event JSON, which ui.perfetto.dev opens: one track
-// per thread (main loop, vCPUs, migration), complete slices for handlers,
-// bottom halves, timers and BQL holds, counters for dirty pages and remaining
-// bytes, instants for statechart transitions and other trace events, flow
-// arrows from a guest kick to the handler that served it, and the seed in the
-// metadata and the process name.
+// per thread (main loop, vCPUs, migration, IOThreads) with complete slices for
+// handlers, bottom halves and timers; each thread's BQL holds on a track of
+// their own ("vcpu0 BQL"), since a hold need not nest inside a handler;
+// counters for dirty pages and remaining bytes; instants for statechart
+// transitions and other trace events; flow arrows from a guest kick to the
+// handler that served it; the seed in the process name and the metadata.
+//
+// Perfetto's importer binds a flow event to the slice on top of its thread's
+// stack when it reads it, and reads events in timestamp order. So events are
+// written sorted, a flow start follows a 1 ns "kick" slice on the kicking
+// thread, and a flow end follows the start of the handler that was running
+// when the kick was served (a 1 ns "served" slice when none was, or when that
+// handler began before the kick, so the arrow always points forward). Timestamps
+// are microseconds as doubles; the importer truncates ts * 1000, so each one
+// is written as the double that truncates back to the exact nanosecond.
+// Leaves out: async slices, stack samples, the v2 flow fields.
 import type { TraceRecord } from '../sim/trace.ts';
 
 export interface PerfettoMeta {
@@ -12,50 +23,156 @@ export interface PerfettoMeta {
   readonly trace_sha256: string;
 }
 
-type Event = Record<string, unknown>;
+/** One trace event; ph, ts and pid are always set. */
+export interface TraceEvent {
+  ph: string;
+  ts: number;
+  pid: number;
+  tid?: number;
+  name: string;
+  [key: string]: unknown;
+}
+
+export interface ChromeTrace {
+  traceEvents: TraceEvent[];
+  displayTimeUnit: 'ns';
+  metadata: Record<string, string | number>;
+}
 
 const PID = 1;
-const us = (ns: number) => ns / 1000;
+/** Category of the model's BQL-hold slices (sim/bql.ts); they get their own track per thread. */
+const BQL_CAT = 'bql';
 
-export function perfettoTrace(records: readonly TraceRecord[], meta: PerfettoMeta): { traceEvents: Event[]; metadata: Record<string, unknown>; displayTimeUnit: string } {
+const f64 = new Float64Array(1);
+const i64 = new BigInt64Array(f64.buffer);
+
+/** Nanoseconds as trace microseconds such that Math.trunc(us * 1000) === ns. */
+export function usOf(ns: number): number {
+  const us = ns / 1000;
+  if (Math.trunc(us * 1000) === ns || ns < 0) return us;
+  f64[0] = us;
+  i64[0]! += 1n;
+  return f64[0]!;
+}
+
+/** A sortable event: ts, rank (0 instants and counters, 1 slices and flows), then tie-breakers. */
+interface Keyed {
+  readonly ev: TraceEvent;
+  readonly key: readonly number[];
+}
+
+function compareKeys(a: readonly number[], b: readonly number[]): number {
+  for (let i = 0; i < a.length; i++) {
+    const d = a[i]! - b[i]!;
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+export function perfettoTrace(records: readonly TraceRecord[], meta: PerfettoMeta): ChromeTrace {
+  const head: TraceEvent[] = [];
   const tids = new Map<string, number>();
-  const events: Event[] = [];
-  const tid = (thread: string): number => {
-    let t = tids.get(thread);
+  const ordinal = new Map<string, number>();
+  const tid = (thread: string, bql = false): number => {
+    const track = bql ? `${thread} BQL` : thread;
+    let t = tids.get(track);
     if (t === undefined) {
+      if (bql) tid(thread);
+      else ordinal.set(thread, ordinal.size + 1);
       t = tids.size + 1;
-      tids.set(thread, t);
-      events.push({ ph: 'M', pid: PID, tid: t, name: 'thread_name', args: { name: thread } });
-      events.push({ ph: 'M', pid: PID, tid: t, name: 'thread_sort_index', args: { sort_index: t } });
+      tids.set(track, t);
+      // A thread's BQL track sorts right below the thread.
+      const sort = 2 * ordinal.get(thread)! + (bql ? 1 : 0);
+      head.push({ ph: 'M', ts: 0, pid: PID, tid: t, name: 'thread_name', args: { name: track } });
+      head.push({ ph: 'M', ts: 0, pid: PID, tid: t, name: 'thread_sort_index', args: { sort_index: sort } });
     }
     return t;
   };
-  events.push({ ph: 'M', pid: PID, name: 'process_name', args: { name: `latsim ${meta.scenario} (seed ${meta.seed})` } });
-  tid('main-loop');
-  for (const r of records) {
+  head.push({ ph: 'M', ts: 0, pid: PID, name: 'process_name', args: { name: `latsim ${meta.scenario} (seed ${meta.seed})` } });
+  const mainTid = tid('main-loop');
+
+  // Where each flow ends: the first handler slice written after the flow end on
+  // the same thread that spans its time (the innermost handler then running),
+  // unless that handler began before the kick (the arrow would point back).
+  const started = new Map<number, string>();
+  const startTs = new Map<number, number>();
+  const ended = new Set<number>();
+  /** Record indices of the flow ends kept (the first end of a started flow). */
+  const ends = new Set<number>();
+  const enclosing = new Map<number, number>();
+  const pending = new Map<string, { index: number; ts: number; after: number }[]>();
+  records.forEach((r, i) => {
+    if (r.ph === 'f') {
+      if (!r.end) {
+        started.set(r.id, r.name);
+        startTs.set(r.id, r.ts);
+      } else if (started.has(r.id) && !ended.has(r.id)) {
+        ended.add(r.id);
+        ends.add(i);
+        const list = pending.get(r.thread) ?? [];
+        list.push({ index: i, ts: r.ts, after: startTs.get(r.id)! });
+        pending.set(r.thread, list);
+      }
+    } else if (r.ph === 'X' && r.cat !== BQL_CAT) {
+      const list = pending.get(r.thread);
+      if (!list || list.length === 0) return;
+      const open = list.filter((p) => {
+        if (r.ts <= p.ts && p.ts <= r.ts + r.dur) {
+          if (r.ts >= p.after) enclosing.set(p.index, i);
+          return false;
+        }
+        return true;
+      });
+      pending.set(r.thread, open);
+    }
+  });
+  const flowEndsOf = new Map<number, number[]>();
+  for (const [f, x] of enclosing) flowEndsOf.set(x, [...(flowEndsOf.get(x) ?? []), f]);
+
+  const out: Keyed[] = [];
+  const sliceKey = (ts: number, dur: number, index: number, sub: number) => [ts, 1, -dur, -index, sub];
+  const flowEnd = (r: Extract<TraceRecord, { ph: 'f' }>, key: number[]) => {
+    out.push({ ev: { ph: 'f', bp: 'e', ts: usOf(key[0]!), pid: PID, tid: tid(r.thread), id: r.id, name: started.get(r.id)!, cat: 'kick' }, key });
+  };
+  records.forEach((r, i) => {
     switch (r.ph) {
-      case 'X':
-        events.push({ ph: 'X', pid: PID, tid: tid(r.thread), ts: us(r.ts), dur: us(r.dur), name: r.name, cat: r.cat, ...(r.args ? { args: r.args } : {}) });
+      case 'X': {
+        const bql = r.cat === BQL_CAT;
+        const ev: TraceEvent = { ph: 'X', ts: usOf(r.ts), dur: usOf(r.dur), pid: PID, tid: tid(r.thread, bql), name: r.name, cat: r.cat };
+        if (r.args) ev.args = r.args;
+        out.push({ ev, key: sliceKey(r.ts, r.dur, i, 0) });
+        (flowEndsOf.get(i) ?? []).forEach((f, k) => flowEnd(records[f] as Extract<TraceRecord, { ph: 'f' }>, sliceKey(r.ts, r.dur, i, 1 + k)));
         break;
-      case 'i':
-        events.push({ ph: 'i', s: 't', pid: PID, tid: tid(r.thread), ts: us(r.ts), name: r.name, cat: r.name === 'migrate_set_state' ? 'migration' : 'trace', ...(r.args ? { args: r.args } : {}) });
+      }
+      case 'i': {
+        const ev: TraceEvent = { ph: 'i', s: 't', ts: usOf(r.ts), pid: PID, tid: tid(r.thread), name: r.name, cat: r.name === 'migrate_set_state' ? 'migration' : 'trace' };
+        if (r.args) ev.args = r.args;
+        out.push({ ev, key: [r.ts, 0, 0, i, 0] });
         break;
+      }
       case 'C':
-        events.push({ ph: 'C', pid: PID, ts: us(r.ts), name: r.name, args: { value: r.value } });
+        out.push({ ev: { ph: 'C', ts: usOf(r.ts), pid: PID, tid: mainTid, name: r.name, args: { value: r.value } }, key: [r.ts, 0, 0, i, 0] });
         break;
-      case 'f':
+      case 'f': {
+        const t = tid(r.thread);
         if (!r.end) {
           // A short slice on the kicking thread for the arrow to start from.
-          events.push({ ph: 'X', pid: PID, tid: tid(r.thread), ts: us(r.ts), dur: 0.001, name: r.name, cat: 'kick' });
-          events.push({ ph: 's', pid: PID, tid: tid(r.thread), ts: us(r.ts), id: r.id, name: r.name, cat: 'kick' });
-        } else {
-          events.push({ ph: 'f', bp: 'e', pid: PID, tid: tid(r.thread), ts: us(r.ts), id: r.id, name: r.name, cat: 'kick' });
+          out.push({ ev: { ph: 'X', ts: usOf(r.ts), dur: usOf(1), pid: PID, tid: t, name: r.name, cat: 'kick' }, key: sliceKey(r.ts, 1, i, 0) });
+          if (ended.has(r.id)) {
+            out.push({ ev: { ph: 's', ts: usOf(r.ts), pid: PID, tid: t, id: r.id, name: r.name, cat: 'kick' }, key: sliceKey(r.ts, 1, i, 1) });
+          }
+        } else if (ends.has(i) && !enclosing.has(i)) {
+          // Served outside any handler: a short slice for the arrow to end on.
+          out.push({ ev: { ph: 'X', ts: usOf(r.ts), dur: usOf(1), pid: PID, tid: t, name: `${r.name} served`, cat: 'kick' }, key: sliceKey(r.ts, 1, i, 0) });
+          flowEnd(r, sliceKey(r.ts, 1, i, 1));
         }
         break;
+      }
     }
-  }
+  });
+  out.sort((a, b) => compareKeys(a.key, b.key));
   return {
-    traceEvents: events,
+    traceEvents: [...head, ...out.map((k) => k.ev)],
     displayTimeUnit: 'ns',
     metadata: { 'latsim-scenario': meta.scenario, 'latsim-seed': meta.seed, 'latsim-trace-sha256': meta.trace_sha256 },
   };

@@ -15,7 +15,7 @@ export function writeReports(dir: string, run: SimRun): string[] {
     ['report.txt', `${textReport(r)}\n`],
     ['result.json', `${JSON.stringify(resultJson(r), null, 2)}\n`],
     ['trace.json', JSON.stringify(perfettoTrace(run.world.machine.trace.records, r))],
-    ['report.html', htmlReport([r])],
+    ['report.html', htmlReport([r], { traces: [run.world.machine.trace.records] })],
   ];
   for (const [name, text] of files) writeFileSync(join(dir, name), text);
   return files.map(([name]) => join(dir, name));

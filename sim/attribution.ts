@@ -7,7 +7,7 @@
 // in migration_completion -> vm_stop -> bdrv_drain_all, waiting in
 // aio_poll(qemu_aio_context) for in-flight requests on disk0, delayed by
 // fault nfs-stall (slow-flush on disk0)". Only reads state.
-import type { World } from './world.ts';
+import type { AnyWorld } from './world.ts';
 import type { SlowRun } from './instrument.ts';
 import { formatNs } from './format.ts';
 
@@ -26,7 +26,7 @@ function overlap(a0: number, a1: number, b0: number, b1: number): number {
   return Math.max(0, Math.min(a1, b1) - Math.max(a0, b0));
 }
 
-export function attribute(world: World): AttributionChain[] {
+export function attribute(world: AnyWorld): AttributionChain[] {
   const { machine, devices, scenario, migration } = world;
   const slow = machine.inst.slow;
   const threshold = machine.inst.thresholdNs;

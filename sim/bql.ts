@@ -18,11 +18,19 @@ export interface BqlSiteStats {
   holdMaxNs: number;
 }
 
+/** Holds remembered for holderAt. */
+const RECENT_HOLDS = 8;
+
 export class Bql {
   readonly mutex: Mutex;
   private readonly sites = new Map<string, BqlSiteStats>();
   private holderSite = '';
   private holdStart = 0;
+  /** The last RECENT_HOLDS holds, a ring (holderAt looks back that far). */
+  private readonly recentThread: string[] = new Array<string>(RECENT_HOLDS).fill('');
+  private readonly recentFrom = new Float64Array(RECENT_HOLDS);
+  private readonly recentTo = new Float64Array(RECENT_HOLDS);
+  private recentNext = 0;
 
   constructor(private readonly platform: Platform, private readonly inst: Instruments) {
     this.mutex = platform.createMutex('BQL');
@@ -57,12 +65,42 @@ export class Bql {
     s.holdTotalNs += held;
     if (held > s.holdMaxNs) s.holdMaxNs = held;
     this.inst.trace.slice(thread, `BQL held (${this.holderSite})`, 'bql', this.holdStart, held);
+    const r = this.recentNext;
+    this.recentThread[r] = thread;
+    this.recentFrom[r] = this.holdStart;
+    this.recentTo[r] = this.holdStart + held;
+    this.recentNext = (r + 1) % RECENT_HOLDS;
     p.unlock(this.mutex);
   }
 
   /** The thread holding the BQL, if any. */
   holder(): string | null {
     return this.mutex.owner?.name ?? null;
+  }
+
+  /**
+   * Who kept the BQL from a thread that wanted it since atNs: the holder at
+   * atNs, else the thread that held it longest since then (looking back
+   * RECENT_HOLDS holds); null if nobody held it. On KVM a vCPU's exit can
+   * predate the moment its thread sees it, so its wait began at the exit.
+   */
+  holderSince(atNs: number): string | null {
+    const now = this.platform.nowNs();
+    const owner = this.mutex.owner;
+    if (owner !== null && this.holdStart <= atNs) return owner.name;
+    let best: string | null = owner !== null ? owner.name : null;
+    let bestNs = owner !== null ? now - this.holdStart : 0;
+    for (let i = 0; i < RECENT_HOLDS; i++) {
+      const t = this.recentThread[i]!;
+      if (t === '') continue;
+      if (this.recentFrom[i]! <= atNs && atNs < this.recentTo[i]!) return t;
+      const overlap = Math.min(now, this.recentTo[i]!) - Math.max(atNs, this.recentFrom[i]!);
+      if (overlap > bestNs) {
+        best = t;
+        bestNs = overlap;
+      }
+    }
+    return best;
   }
 
   /** QEMU: bql_locked (system/cpus.c) */

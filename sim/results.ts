@@ -1,7 +1,7 @@
 // The result of a run as one JSON-ready object (what `latsim run --json`
 // prints), and the evaluation of the scenario's budgets against it. Every
 // field is derived from the world after the run; nothing here measures time.
-import type { World } from './world.ts';
+import type { AnyWorld } from './world.ts';
 import type { Budget, BudgetKey } from './scenario.ts';
 import type { DrainIteration } from './block/block-layer.ts';
 import type { CompletionAttempt, QueryMigrate } from './migration/migration.ts';
@@ -92,7 +92,7 @@ export interface RunResult {
 }
 
 export function collectResult(
-  world: World,
+  world: AnyWorld,
   seed: number,
   events: number,
   outcome: Outcome,
@@ -185,7 +185,7 @@ export function collectResult(
   return result;
 }
 
-function migrationResult(world: World): MigrationResult {
+function migrationResult(world: AnyWorld): MigrationResult {
   const mig = world.migration!;
   const q = mig.query();
   const ms = (ns: number) => Math.round(ns / 1e6);

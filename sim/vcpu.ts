@@ -15,6 +15,11 @@ export interface VcpuExit {
   readonly name: string;
   readonly kind: 'pio' | 'mmio' | 'throttle';
   readonly needsBql: boolean;
+  /**
+   * When the vCPU left guest mode for this exit, if before the thread saw it:
+   * on KVM the vCPU thread stops at once while the loop notices the exit later.
+   */
+  readonly leftAtNs?: number;
   handle(): Co<void>;
 }
 
@@ -114,7 +119,7 @@ export class VCPU {
       this.stopped = false;
       this.enterGuest(p.nowNs());
       const exit = yield* this.guest.run(this);
-      this.leaveGuest(p.nowNs());
+      this.leaveGuest(exit?.leftAtNs ?? p.nowNs());
       if (exit === null) continue;
       this.exits++;
       inst.trace.event(this.name, 'kvm_run_exit', { reason: exit.kind, exit: exit.name });
@@ -122,8 +127,9 @@ export class VCPU {
         yield* inst.run(exit.name, exit.kind, exit.handle());
         continue;
       }
-      const t0 = p.nowNs();
-      const holder = bql.holder();
+      // On KVM the exit may have waited for this thread to see it: the wait began at the exit.
+      const t0 = exit.leftAtNs ?? p.nowNs();
+      const holder = exit.leftAtNs === undefined ? bql.holder() : bql.holderSince(exit.leftAtNs);
       yield* bql.lock('kvm_cpu_exec');
       const waited = p.nowNs() - t0;
       if (waited > this.bqlWaitNs) {

@@ -1,34 +1,58 @@
 // Builds everything a scenario declares on a Platform: the Machine (main
 // loop, BQL, vCPUs), the guest and its workloads, synthetic main-loop work,
 // devices and their backends, the fault schedule, and migration. The same
-// builder serves the simulator and the real backend.
+// builder serves the simulator and the real backend: a WorldBackend supplies
+// what differs on KVM (the guest, the device glue, the migration's far end).
 import type { Platform } from './platform.ts';
 import { Machine } from './machine.ts';
 import type { Scenario } from './scenario.ts';
 import { installSyntheticHandler } from './synthetic.ts';
-import { Guest } from './guest/guest.ts';
-import { Devices } from './devices/devices.ts';
+import { Guest, type GuestPort } from './guest/guest.ts';
+import { Devices, type DeviceGlue } from './devices/devices.ts';
 import { Migration } from './migration/migration.ts';
+import type { Destination, MigrationDestination } from './migration/destination.ts';
 
-export interface World {
+export interface World<G extends GuestPort = Guest, D extends MigrationDestination = Destination> {
   readonly scenario: Scenario;
   readonly platform: Platform;
   readonly machine: Machine;
-  readonly guest: Guest;
+  readonly guest: G;
   readonly devices: Devices;
-  readonly migration: Migration | null;
+  readonly migration: Migration<D> | null;
 }
 
-export function buildWorld(scenario: Scenario, platform: Platform, keepTrace: boolean): World {
+/** A world on either backend, for code that only reads it (results, attribution). */
+export type AnyWorld = World<GuestPort, MigrationDestination>;
+
+/** What a backend other than the simulator's models puts into the world. */
+export interface WorldBackend<G extends GuestPort, D extends MigrationDestination> {
+  /** The guest: its memory and what runs on the machine's vCPUs. */
+  guest(machine: Machine, scenario: Scenario): G;
+  /** Device parts that live in the guest on this backend. */
+  glue(guest: G): DeviceGlue;
+  /** The migration's far end (called only when the scenario migrates). */
+  destination(machine: Machine, guest: G): D;
+  /** Runs once devices exist, before the machine starts (binding fds). */
+  devicesReady?(machine: Machine, guest: G, devices: Devices): void;
+}
+
+export function buildWorld(scenario: Scenario, platform: Platform, keepTrace: boolean): World;
+export function buildWorld<G extends GuestPort, D extends MigrationDestination>(
+  scenario: Scenario, platform: Platform, keepTrace: boolean, backend: WorldBackend<G, D>): World<G, D>;
+export function buildWorld<G extends GuestPort, D extends MigrationDestination>(
+  scenario: Scenario, platform: Platform, keepTrace: boolean, backend?: WorldBackend<G, D>,
+): World<GuestPort, MigrationDestination> {
   const machine = new Machine(platform, {
     thresholdNs: scenario.threshold_ns,
     keepTrace,
     initialState: scenario.vm.run_state,
   });
-  const guest = new Guest(machine, scenario.vm, scenario.guest);
+  const guest: GuestPort = backend ? backend.guest(machine, scenario) : new Guest(machine, scenario.vm, scenario.guest);
   for (const h of scenario.main_loop.handlers) installSyntheticHandler(machine, h);
-  const devices = new Devices(machine, guest, scenario.devices, scenario.faults);
-  const migration = scenario.migration ? new Migration(machine, guest, devices, scenario.migration) : null;
+  const devices = new Devices(machine, guest, scenario.devices, scenario.faults, backend?.glue(guest as G));
+  backend?.devicesReady?.(machine, guest as G, devices);
+  const dest = backend && scenario.migration ? backend.destination(machine, guest as G) : undefined;
+  const migration = scenario.migration ? new Migration(machine, guest, devices, scenario.migration, dest) : null;
   machine.start();
   migration?.schedule();
   return { scenario, platform, machine, guest, devices, migration };

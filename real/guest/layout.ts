@@ -9,6 +9,9 @@
 export const PAGE_SIZE = 4096;
 
 export const MAILBOX_ADDR = 0x1000;
+/** vCPU n's mailbox is at MAILBOX_ADDR + n * MAILBOX_STRIDE. */
+export const MAILBOX_STRIDE = 0x200;
+export const MAX_VCPUS = 8;
 export const GDT_ADDR = 0x2000;
 export const PAGE_TABLE_ADDR = 0x3000;
 export const VQ_DESC_ADDR = 0x10000;
@@ -19,6 +22,8 @@ export const VQ_BUF_STRIDE = 0x800;
 export const VQ_SIZE_MAX = 256;
 export const PAYLOAD_ADDR = 0x100000;
 export const STACK_TOP = 0x200000;
+/** vCPU n's stack grows down from STACK_TOP - n * STACK_STRIDE. */
+export const STACK_STRIDE = 0x10000;
 export const WORK_ADDR = 0x200000;
 export const GUEST_RAM_MIN = 0x400000;
 
@@ -91,3 +96,5 @@ export type MailboxField = keyof typeof MAILBOX_FIELDS;
 export const VRING_DESC_F_NEXT = 1;
 export const VRING_DESC_F_WRITE = 2;
 export const VRING_USED_F_NO_NOTIFY = 1;
+/** Set in a request's length word by the payload's echo replies (bytes 8-15: the ping value). */
+export const VQ_REPLY = 0x80000000;

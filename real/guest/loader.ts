@@ -5,7 +5,8 @@
  * PAYLOAD_ADDR, then sets CR0/CR3/CR4/EFER, segments and RIP/RSP via KVM_SET_SREGS
  * and KVM_SET_REGS. No IDT is loaded (limit 0): any exception escalates to a triple
  * fault, which the vCPU reports as SHUTDOWN.
- * Leaves out: real-mode boot, interrupts, SMP start-up.
+ * Leaves out: real-mode boot, interrupts, SMP start-up (no INIT/SIPI: every vCPU
+ * starts at the entry, told its index in RDI).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -63,7 +64,7 @@ function segment(selector: number, code: boolean): KvmSegment {
   };
 }
 
-/** Puts `vcpu` (not running) in long mode at the payload entry. */
+/** Puts `vcpu` (not running) in long mode at the payload entry, its index in RDI (its mailbox and stack). */
 export function bootLongMode(vcpu: Vcpu): void {
   const data = segment(0x10, false);
   vcpu.setSregs({
@@ -75,5 +76,5 @@ export function bootLongMode(vcpu: Vcpu): void {
     cr4: CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT,
     efer: EFER_LME | EFER_LMA,
   });
-  vcpu.setRegs({ rip: BigInt(PAYLOAD_ADDR), rsp: BigInt(STACK_TOP), rflags: 2n });
+  vcpu.setRegs({ rip: BigInt(PAYLOAD_ADDR), rsp: BigInt(STACK_TOP), rflags: 2n, rdi: BigInt(vcpu.id) });
 }

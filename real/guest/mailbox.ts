@@ -1,12 +1,13 @@
 /**
- * Typed access to the payload's mailbox page in guest memory (a DataView over the
- * mmap'd guest RAM, so reads see the guest's latest stores without a copy), and
- * the parameter block for each workload.
+ * Typed access to a vCPU's mailbox in guest memory (a DataView over the mmap'd
+ * guest RAM, so reads see the guest's latest stores without a copy), and the
+ * parameter block for each workload. vCPU n's mailbox is MAILBOX_STRIDE bytes at
+ * MAILBOX_ADDR + n * MAILBOX_STRIDE.
  * Leaves out: synchronisation; fields are single aligned loads/stores, which x86
  * keeps atomic, and the host reads progress counters while the guest runs.
  */
 import {
-  MAILBOX_ADDR, MAILBOX_FIELDS, MAILBOX_MAGIC, MAILBOX_VERSION, NotifyKind, Pattern, Workload,
+  MAILBOX_ADDR, MAILBOX_FIELDS, MAILBOX_STRIDE, MAX_VCPUS, MAILBOX_MAGIC, MAILBOX_VERSION, NotifyKind, Pattern, Workload,
   type MailboxField, type PatternName, type WorkloadName,
 } from './layout.ts';
 
@@ -37,8 +38,9 @@ export interface WorkloadParams {
 export class Mailbox {
   private readonly view: DataView;
 
-  constructor(memory: ArrayBuffer, guestPhysBase = 0) {
-    this.view = new DataView(memory, MAILBOX_ADDR - guestPhysBase, 4096);
+  constructor(memory: ArrayBuffer, guestPhysBase = 0, readonly cpu = 0) {
+    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= MAX_VCPUS) throw new RangeError(`mailbox of vCPU ${cpu}: at most ${MAX_VCPUS} vCPUs`);
+    this.view = new DataView(memory, MAILBOX_ADDR + cpu * MAILBOX_STRIDE - guestPhysBase, MAILBOX_STRIDE);
   }
 
   get(field: MailboxField): number {
@@ -56,9 +58,9 @@ export class Mailbox {
     else this.view.setBigUint64(off, BigInt(value), true);
   }
 
-  /** Clears the page and writes magic, version and the workload parameters. */
+  /** Clears this vCPU's mailbox and writes magic, version and the workload parameters. */
   write(p: WorkloadParams): void {
-    new Uint8Array(this.view.buffer, this.view.byteOffset, 4096).fill(0);
+    new Uint8Array(this.view.buffer, this.view.byteOffset, MAILBOX_STRIDE).fill(0);
     this.set('magic', MAILBOX_MAGIC);
     this.set('version', MAILBOX_VERSION);
     this.set('workload', Workload[p.workload]);

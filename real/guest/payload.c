@@ -1,23 +1,31 @@
 /*
- * The latsim guest payload: reads its parameters from the mailbox page, runs one
- * workload and reports progress there (and through a few PIO writes):
+ * The latsim guest payload: each vCPU reads its parameters from its own mailbox
+ * (MAILBOX_ADDR + index * MAILBOX_STRIDE), runs one workload and reports progress
+ * there (and through a few PIO writes):
  *   WL_HELLO        PIO IN and MMIO read/write answered by the host's main loop;
  *   WL_DIRTY        dirty pages at a rate (TSC-paced ticks) with a uniform, hot-set
- *                   or sequential pattern; each write stores the tick number;
+ *                   or sequential pattern; each write stores the tick number; with
+ *                   vq_size set it answers pings on the virtqueue (an echo reply
+ *                   request, then a kick) and posts vq_batch more requests per tick;
  *   WL_INCREMENT    QEMU migration-test's workload: add one to the first byte of
  *                   every page of the range, pass after pass;
  *   WL_VIRTIO       the split-virtqueue driver in virtq.c;
  *   WL_TRIPLE_FAULT ud2 with no IDT, so the vCPU shuts down.
  * Every tick it bumps the heartbeat, echoes ping_req into ping_ack (and PORT_PONG),
- * and honours `stop`. At the end it writes PORT_DONE and halts forever.
+ * and honours `stop`. At the end it writes PORT_DONE and halts forever. The TSC
+ * is not carried over by a migration: a paced workload re-bases its schedule when
+ * the TSC jumps back, or when it falls more than two ticks behind.
  * Leaves out: interrupts, timers, SMP, a guest kernel.
  */
 #include "io.h"
 #include "payload.h"
 
-#define MB ((volatile struct mailbox *)MAILBOX_ADDR)
+typedef volatile struct mailbox mailbox_t;
 
-void virtq_run(volatile struct mailbox *m);
+void virtq_run(mailbox_t *m);
+int virtq_setup(mailbox_t *m);
+int virtq_step(mailbox_t *m, uint32_t max_new);
+int virtq_reply(mailbox_t *m, uint64_t ping);
 
 void *memset(void *dst, int c, unsigned long n) {
   unsigned char *d = dst;
@@ -37,39 +45,51 @@ void debug_puts(const char *s) {
   outb(PORT_DEBUG, '\n');
 }
 
-/* xorshift64* : small, fast, good enough to spread page writes. */
-static uint64_t rng_state;
-static uint64_t rng_next(void) {
-  uint64_t x = rng_state;
+/* xorshift64* : small, fast, good enough to spread page writes. One state per vCPU. */
+static uint64_t rng_next(uint64_t *state) {
+  uint64_t x = *state;
   x ^= x >> 12;
   x ^= x << 25;
   x ^= x >> 27;
-  rng_state = x;
+  *state = x;
   return x * 0x2545F4914F6CDD1Dull;
 }
 
-/* One tick of bookkeeping. Returns non-zero when the host asked to stop. */
-static int tick(void) {
-  uint64_t hb = MB->heartbeat + 1;
-  MB->heartbeat = hb;
-  uint64_t ping = MB->ping_req;
-  if (ping != MB->ping_ack) {
-    MB->ping_ack = ping;
-    outl(PORT_PONG, (uint32_t)ping);
+/*
+ * Echoes a new ping_req into ping_ack and answers it: on the virtqueue when the
+ * workload has one (an echo reply, sent once a descriptor is free), else PORT_PONG.
+ */
+static void answer_ping(mailbox_t *m, int queue) {
+  uint64_t ping = m->ping_req;
+  if (ping == m->ping_ack) return;
+  if (queue) {
+    if (virtq_reply(m, ping)) m->ping_ack = ping;
+    return;
   }
-  uint32_t every = MB->heartbeat_every;
-  if (every != 0 && hb % every == 0) outl(PORT_HEARTBEAT, (uint32_t)hb);
-  return MB->stop != 0;
+  m->ping_ack = ping;
+  outl(PORT_PONG, (uint32_t)ping);
 }
 
-/* Spins until `deadline` (TSC), answering pings meanwhile. */
-static void wait_until(uint64_t deadline) {
-  while ((int64_t)(rdtsc() - deadline) < 0) {
-    if (MB->stop) return;
-    if (MB->ping_req != MB->ping_ack) {
-      MB->ping_ack = MB->ping_req;
-      outl(PORT_PONG, (uint32_t)MB->ping_ack);
-    }
+/* One tick of bookkeeping. Returns non-zero when the host asked to stop. */
+static int tick(mailbox_t *m, int queue) {
+  uint64_t hb = m->heartbeat + 1;
+  m->heartbeat = hb;
+  answer_ping(m, queue);
+  uint32_t every = m->heartbeat_every;
+  if (every != 0 && hb % every == 0) outl(PORT_HEARTBEAT, (uint32_t)hb);
+  return m->stop != 0;
+}
+
+/*
+ * Spins until `deadline` (TSC), answering pings meanwhile. Returns early when the
+ * deadline lies more than two ticks ahead: the TSC went back (a migration).
+ */
+static void wait_until(mailbox_t *m, uint64_t deadline, uint64_t tick_tsc, int queue) {
+  for (;;) {
+    int64_t left = (int64_t)(deadline - rdtsc());
+    if (left <= 0 || left > (int64_t)(2 * tick_tsc)) return;
+    if (m->stop) return;
+    answer_ping(m, queue);
     cpu_relax();
   }
 }
@@ -78,22 +98,24 @@ static int range_ok(uint64_t start, uint64_t pages) {
   return pages != 0 && (start & 0xfff) == 0 && start >= WORK_ADDR && start + pages * 4096 > start;
 }
 
-static void hello(void) {
-  MB->hello_pio = inl(PORT_HELLO);
-  MB->hello_mmio = mmio_read32(MMIO_HELLO);
-  mmio_write32(MMIO_HELLO, MB->hello_pio ^ MB->hello_mmio);
+static void hello(mailbox_t *m) {
+  m->hello_pio = inl(PORT_HELLO);
+  m->hello_mmio = mmio_read32(MMIO_HELLO);
+  mmio_write32(MMIO_HELLO, m->hello_pio ^ m->hello_mmio);
 }
 
-static void dirty(void) {
-  uint64_t start = MB->range_start, pages = MB->range_pages;
-  uint64_t hot = MB->hot_pages, max_ticks = MB->max_ticks, tick_tsc = MB->tick_tsc;
-  uint32_t per_tick = MB->pages_per_tick, hot_percent = MB->hot_percent, pattern = MB->pattern;
+static void dirty(mailbox_t *m) {
+  uint64_t start = m->range_start, pages = m->range_pages;
+  uint64_t hot = m->hot_pages, max_ticks = m->max_ticks, tick_tsc = m->tick_tsc;
+  uint32_t per_tick = m->pages_per_tick, hot_percent = m->hot_percent, pattern = m->pattern;
   if (!range_ok(start, pages) || per_tick == 0 || pattern > PAT_SEQUENTIAL || hot_percent > 100 ||
       (pattern == PAT_HOT_SET && (hot == 0 || hot > pages))) {
-    MB->state = ST_BAD_PARAMS;
+    m->state = ST_BAD_PARAMS;
     return;
   }
-  rng_state = MB->seed ? MB->seed : 0x9E3779B97F4A7C15ull;
+  int queue = m->vq_size != 0;
+  if (queue && virtq_setup(m) != 0) return;
+  uint64_t rng = m->seed ? m->seed : 0x9E3779B97F4A7C15ull;
   uint64_t seq = 0, written = 0;
   uint64_t deadline = rdtsc() + tick_tsc;
   for (uint64_t t = 1; max_ticks == 0 || t <= max_ticks; t++) {
@@ -102,29 +124,33 @@ static void dirty(void) {
       if (pattern == PAT_SEQUENTIAL) {
         page = seq;
         seq = seq + 1 == pages ? 0 : seq + 1;
-      } else if (pattern == PAT_HOT_SET && rng_next() % 100 < hot_percent) {
-        page = rng_next() % hot;
+      } else if (pattern == PAT_HOT_SET && rng_next(&rng) % 100 < hot_percent) {
+        page = rng_next(&rng) % hot;
       } else {
-        page = rng_next() % pages;
+        page = rng_next(&rng) % pages;
       }
       uint64_t addr = start + page * 4096;
       *(volatile uint64_t *)addr = t;
       written++;
-      MB->last_page = addr;
+      m->last_page = addr;
     }
-    MB->pages_written = written;
-    if (tick()) return;
+    m->pages_written = written;
+    if (queue) virtq_step(m, m->vq_batch);
+    if (tick(m, queue)) return;
     if (tick_tsc != 0) {
-      wait_until(deadline);
+      wait_until(m, deadline, tick_tsc, queue);
+      uint64_t now = rdtsc();
       deadline += tick_tsc;
+      if ((int64_t)(deadline - now) > (int64_t)(2 * tick_tsc) || (int64_t)(now - deadline) > (int64_t)(2 * tick_tsc))
+        deadline = now + tick_tsc;
     }
   }
 }
 
-static void increment(void) {
-  uint64_t start = MB->range_start, pages = MB->range_pages, max_ticks = MB->max_ticks;
+static void increment(mailbox_t *m) {
+  uint64_t start = m->range_start, pages = m->range_pages, max_ticks = m->max_ticks;
   if (!range_ok(start, pages)) {
-    MB->state = ST_BAD_PARAMS;
+    m->state = ST_BAD_PARAMS;
     return;
   }
   uint64_t done = 0;
@@ -134,9 +160,9 @@ static void increment(void) {
       *b = (uint8_t)(*b + 1);
     }
     done += pages;
-    MB->pages_written = done;
-    MB->last_page = start + (pages - 1) * 4096;
-    if (tick()) return;
+    m->pages_written = done;
+    m->last_page = start + (pages - 1) * 4096;
+    if (tick(m, 0)) return;
   }
 }
 
@@ -145,23 +171,24 @@ static void triple_fault(void) {
   __asm__ volatile("ud2");
 }
 
-void payload_main(void) {
-  MB->boots = MB->boots + 1;
-  if (MB->magic != MAILBOX_MAGIC || MB->version != MAILBOX_VERSION) {
-    MB->state = ST_BAD_MAILBOX;
+void payload_main(uint64_t cpu) {
+  mailbox_t *m = (mailbox_t *)(MAILBOX_ADDR + cpu * MAILBOX_STRIDE);
+  m->boots = m->boots + 1;
+  if (m->magic != MAILBOX_MAGIC || m->version != MAILBOX_VERSION) {
+    m->state = ST_BAD_MAILBOX;
     debug_puts("latsim payload: bad mailbox");
   } else {
-    MB->state = ST_RUNNING;
-    switch (MB->workload) {
-      case WL_HELLO: hello(); break;
-      case WL_DIRTY: dirty(); break;
-      case WL_INCREMENT: increment(); break;
-      case WL_VIRTIO: virtq_run(MB); break;
+    m->state = ST_RUNNING;
+    switch (m->workload) {
+      case WL_HELLO: hello(m); break;
+      case WL_DIRTY: dirty(m); break;
+      case WL_INCREMENT: increment(m); break;
+      case WL_VIRTIO: virtq_run(m); break;
       case WL_TRIPLE_FAULT: triple_fault(); break;
-      default: MB->state = ST_BAD_PARAMS; break;
+      default: m->state = ST_BAD_PARAMS; break;
     }
-    if (MB->state == ST_RUNNING) MB->state = ST_DONE;
+    if (m->state == ST_RUNNING) m->state = ST_DONE;
   }
-  outl(PORT_DONE, MB->state);
+  outl(PORT_DONE, m->state);
   for (;;) halt();
 }

@@ -3,7 +3,8 @@
  * mirrors it): the guest-physical memory map, the mailbox page the host fills with
  * parameters and the guest fills with progress, the I/O ports and MMIO addresses
  * the payload uses, and the split-virtqueue placement. Offsets are pinned with
- * static asserts so a layout change breaks the build, not a test run.
+ * static asserts so a layout change breaks the build, not a test run. Each vCPU
+ * (index in RDI at entry) has its own mailbox and stack; only one may use the queue.
  * Leaves out: the virtio transport (feature negotiation, device status): queue
  * placement and notify address come from the mailbox instead.
  */
@@ -14,7 +15,9 @@
 #include <stdint.h>
 
 /* ---- guest-physical memory map ------------------------------------------ */
-#define MAILBOX_ADDR     0x1000ull   /* one page: struct mailbox */
+#define MAILBOX_ADDR     0x1000ull   /* one page: struct mailbox of vCPU 0, then of vCPUs 1..7 */
+#define MAILBOX_STRIDE   0x200ull    /* vCPU n's mailbox is at MAILBOX_ADDR + n * MAILBOX_STRIDE */
+#define MAX_VCPUS        8u          /* vCPU index (RDI at entry) must be below this */
 #define GDT_ADDR         0x2000ull   /* flat 64-bit GDT written by the loader */
 #define PAGE_TABLE_ADDR  0x3000ull   /* PML4, PDPT, 4 PDs (0x3000-0x8fff): identity map of 4 GiB */
 #define VQ_DESC_ADDR     0x10000ull  /* descriptor table, 16 bytes x queue size */
@@ -24,7 +27,8 @@
 #define VQ_BUF_STRIDE    0x800ull
 #define VQ_SIZE_MAX      256u
 #define PAYLOAD_ADDR     0x100000ull /* code, data and bss (up to 512 KiB) */
-#define STACK_TOP        0x200000ull /* stack grows down from here */
+#define STACK_TOP        0x200000ull /* vCPU n's stack grows down from STACK_TOP - n * STACK_STRIDE */
+#define STACK_STRIDE     0x10000ull  /* 64 KiB of stack per vCPU */
 #define WORK_ADDR        0x200000ull /* first page free for workloads */
 #define GUEST_RAM_MIN    0x400000ull /* 4 MiB */
 
@@ -44,7 +48,7 @@
 
 enum workload {
   WL_HELLO = 1,         /* PIO IN + MMIO read/write, then done */
-  WL_DIRTY = 2,         /* dirty pages at a rate with a pattern */
+  WL_DIRTY = 2,         /* dirty pages at a rate with a pattern (plus the virtqueue, if vq_size != 0) */
   WL_INCREMENT = 3,     /* migration-test style: +1 on the first byte of every page, pass after pass */
   WL_VIRTIO = 4,        /* post requests on the split virtqueue and kick */
   WL_TRIPLE_FAULT = 5,  /* ud2 with no IDT: #UD -> #GP -> #DF -> shutdown */
@@ -88,10 +92,10 @@ struct mailbox {
   uint32_t vq_notify_kind;   /* 0x064 enum notify_kind */
   uint64_t vq_notify_addr;   /* 0x068 port number or guest-physical address */
   uint32_t vq_queue_index;   /* 0x070 value written on a kick */
-  uint32_t vq_requests;      /* 0x074 requests to complete */
+  uint32_t vq_requests;      /* 0x074 requests to complete (WL_DIRTY: 0 = no limit) */
   uint32_t vq_out_len;       /* 0x078 device-readable bytes per request (>= 8) */
   uint32_t vq_in_len;        /* 0x07c device-writable bytes per request (0 = none) */
-  uint32_t vq_batch;         /* 0x080 requests per kick (0 = 1) */
+  uint32_t vq_batch;         /* 0x080 requests per kick (0 = 1); WL_DIRTY: per tick */
   uint8_t  pad0[0x100 - 0x084];
   /* guest -> host */
   uint32_t state;            /* 0x100 enum state */
@@ -119,12 +123,15 @@ _Static_assert(offsetof(struct mailbox, vq_batch) == 0x080, "mailbox layout");
 _Static_assert(offsetof(struct mailbox, state) == 0x100, "mailbox layout");
 _Static_assert(offsetof(struct mailbox, hello_mmio) == 0x12c, "mailbox layout");
 _Static_assert(offsetof(struct mailbox, vq_used_bytes) == 0x158, "mailbox layout");
-_Static_assert(sizeof(struct mailbox) <= 4096, "mailbox fits one page");
+_Static_assert(sizeof(struct mailbox) <= MAILBOX_STRIDE, "a vCPU's mailbox fits its slot");
+_Static_assert(MAILBOX_STRIDE * MAX_VCPUS <= 4096, "every vCPU's mailbox fits the mailbox page");
+_Static_assert(STACK_STRIDE * MAX_VCPUS <= STACK_TOP - 0x180000ull, "stacks stay above the image");
 
 /* ---- split virtqueue (virtio 1.0, 2.6 "Split Virtqueues") ---------------- */
 #define VRING_DESC_F_NEXT      1u
 #define VRING_DESC_F_WRITE     2u
 #define VRING_USED_F_NO_NOTIFY 1u
+#define VQ_REPLY               0x80000000u /* set in a request's length word: an echo reply (payload's own format) */
 
 struct vring_desc {
   uint64_t addr;

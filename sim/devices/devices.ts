@@ -3,25 +3,29 @@
 // virtio-pci ioeventfds), block completions in qemu_aio_context, VM
 // change-state handlers, the guest halves of the drivers, the external peer,
 // and the fault schedule. For io-error faults with werror=stop, management
-// issues `cont` when the fault window ends.
+// issues `cont` when the fault window ends. On KVM a DeviceGlue supplies what
+// lives in the guest there: the tx ring in guest memory and the guest's half
+// of virtio-net (the payload); the device logic is the same.
 import type { Machine } from '../machine.ts';
-import type { Guest } from '../guest/guest.ts';
-import type { DevicesSpec, FaultSpec } from '../scenario.ts';
+import type { GuestPort } from '../guest/guest.ts';
+import type { DevicesSpec, FaultSpec, NetSpec } from '../scenario.ts';
 import { FaultSchedule } from '../faults.ts';
 import { BlockBackend } from '../block/backend.ts';
 import { BlockLayer } from '../block/block-layer.ts';
 import { VirtioBlk } from './virtio-blk/device.ts';
 import { VirtioBlkDriver } from './virtio-blk/driver.ts';
 import { VirtIONet } from './virtio-net/device.ts';
-import { VirtioNetDriver } from './virtio-net/driver.ts';
+import { VirtioNetDriver, type NetGuestDriver } from './virtio-net/driver.ts';
 import { TapBackend } from './virtio-net/tap.ts';
 import { Peer } from './virtio-net/peer.ts';
+import type { Packet } from './virtio-net/packet.ts';
+import type { VirtQueue } from './virtqueue.ts';
 
 export interface NetDevice {
   readonly dev: VirtIONet;
   readonly tap: TapBackend;
   readonly peer: Peer;
-  readonly driver: VirtioNetDriver;
+  readonly driver: NetGuestDriver;
 }
 
 export interface BlkDevice {
@@ -30,13 +34,21 @@ export interface BlkDevice {
   readonly driver: VirtioBlkDriver;
 }
 
+/** What a backend puts in place of the modelled guest-side parts (defaults: the models). */
+export interface DeviceGlue {
+  /** The tx virtqueue of a virtio-net device. */
+  netTxQueue?(spec: NetSpec): VirtQueue<Packet>;
+  /** The guest's half of a virtio-net device. */
+  netGuest?(spec: NetSpec, dev: () => VirtIONet): NetGuestDriver;
+}
+
 export class Devices {
   readonly faults: FaultSchedule;
   readonly block: BlockLayer;
   readonly net: NetDevice[] = [];
   readonly blk: BlkDevice[] = [];
 
-  constructor(machine: Machine, guest: Guest, spec: DevicesSpec, faults: readonly FaultSpec[]) {
+  constructor(machine: Machine, guest: GuestPort, spec: DevicesSpec, faults: readonly FaultSpec[], glue: DeviceGlue = {}) {
     const p = machine.platform;
     this.faults = new FaultSchedule(faults);
     const ctx = machine.mainLoop.aioContext;
@@ -61,8 +73,8 @@ export class Devices {
     }
 
     for (const n of spec.net) {
-      const driver: VirtioNetDriver = new VirtioNetDriver(guest, () => d, n);
-      const d: VirtIONet = new VirtIONet(machine, n, this.faults, (pkt) => driver.rx(pkt));
+      const driver: NetGuestDriver = glue.netGuest?.(n, () => d) ?? new VirtioNetDriver(guest, () => d, n);
+      const d: VirtIONet = new VirtIONet(machine, n, this.faults, (pkt) => driver.rx(pkt), glue.netTxQueue?.(n));
       const peer = new Peer(p, n, (pkt) => tap.arrive(pkt));
       const tap: TapBackend = new TapBackend(machine, n, (pkt) => d.receive(pkt), (pkt) => peer.receive(pkt));
       d.tap = tap;

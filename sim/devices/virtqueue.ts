@@ -1,20 +1,44 @@
 // A virtqueue as the device logic sees it: the driver adds elements and kicks
 // (unless the device has suppressed notifications), the device pops elements
 // and pushes them back as used, then notifies the driver. In the simulator the
-// elements are modelled requests; on KVM the same interface sits on a split
-// ring in guest memory. Device logic above it is one piece of code.
+// elements are modelled requests (SimVirtQueue); on KVM the same interface sits
+// on a split ring in guest memory (real/split-ring.ts). Device logic above it
+// is one piece of code.
 // Leaves out: descriptor chains, indirect descriptors, event-idx.
 
-export class VirtQueue<T> {
-  private readonly avail: T[] = [];
+/** The device's side of a virtqueue, and the driver's side where a model plays the driver. */
+export interface VirtQueue<T> {
+  readonly name: string;
+  readonly size: number;
   /** VRING_USED_F_NO_NOTIFY clear: the driver kicks after adding. */
+  readonly notificationEnabled: boolean;
+  /** Elements made available and returned as used so far. */
+  readonly added: number;
+  readonly used: number;
+  /** QEMU: virtqueue_pop (hw/virtio/virtio.c) */
+  pop(): T | undefined;
+  /** QEMU: virtio_queue_empty (hw/virtio/virtio.c) */
+  readonly empty: boolean;
+  readonly length: number;
+  /** QEMU: virtio_queue_set_notification (hw/virtio/virtio.c) */
+  setNotification(enable: boolean): void;
+  /** QEMU: virtqueue_push (hw/virtio/virtio.c): elem goes back as used, len bytes written into it. */
+  push(elem: T, len?: number): void;
+  /** Driver side: adds an element; true when the driver should kick. */
+  add(elem: T): boolean;
+  /** Driver side: no room for another element. */
+  readonly full: boolean;
+}
+
+/** The simulator's virtqueue: a FIFO of modelled elements. */
+export class SimVirtQueue<T> implements VirtQueue<T> {
+  private readonly avail: T[] = [];
   notificationEnabled = true;
   added = 0;
   used = 0;
 
   constructor(readonly name: string, readonly size: number) {}
 
-  /** Driver side: adds an element; true when the driver should kick. */
   add(elem: T): boolean {
     if (this.avail.length >= this.size) return false;
     this.avail.push(elem);
@@ -22,17 +46,14 @@ export class VirtQueue<T> {
     return this.notificationEnabled;
   }
 
-  /** Driver side: room for another element. */
   get full(): boolean {
     return this.avail.length >= this.size;
   }
 
-  /** QEMU: virtqueue_pop (hw/virtio/virtio.c) */
   pop(): T | undefined {
     return this.avail.shift();
   }
 
-  /** QEMU: virtio_queue_empty (hw/virtio/virtio.c) */
   get empty(): boolean {
     return this.avail.length === 0;
   }
@@ -41,13 +62,11 @@ export class VirtQueue<T> {
     return this.avail.length;
   }
 
-  /** QEMU: virtio_queue_set_notification (hw/virtio/virtio.c) */
   setNotification(enable: boolean): void {
     this.notificationEnabled = enable;
   }
 
-  /** QEMU: virtqueue_push (hw/virtio/virtio.c) */
-  push(): void {
+  push(_elem: T, _len = 0): void {
     this.used++;
   }
 }

@@ -8,11 +8,15 @@ import type { GuestRam } from './ram.ts';
 
 type DirtySpec = NonNullable<WorkloadSpec['dirty']>;
 
+/** Pages drawn before they are written, for the random patterns. */
+const WRITE_BATCH = 256;
+
 export class Dirtier {
   /** Full passes over the range (sequential and increment patterns). */
   rounds = 0;
   private carry = 0;
   private cursor = 0;
+  private readonly batch = new Uint32Array(WRITE_BATCH);
 
   constructor(
     private readonly ram: GuestRam,
@@ -37,14 +41,25 @@ export class Dirtier {
     const { first_page: first, pages, pattern } = this.spec;
     const ram = this.ram;
     const rng = this.rng;
+    // Random patterns draw a batch of pages, then write them in one loop
+    // (GuestRam.writeMany): the same draws and writes in the same order.
+    const batch = this.batch;
     switch (pattern) {
       case 'uniform':
-        for (let i = 0; i < n; i++) ram.write(first + rng.int(pages));
+        for (let done = 0; done < n; done += WRITE_BATCH) {
+          const k = Math.min(WRITE_BATCH, n - done);
+          for (let i = 0; i < k; i++) batch[i] = first + rng.int(pages);
+          ram.writeMany(batch, k);
+        }
         return;
       case 'hotset': {
         const hot = Math.min(this.spec.hot_pages, pages);
         const cold = this.spec.cold_fraction;
-        for (let i = 0; i < n; i++) ram.write(first + (rng.next() < cold ? rng.int(pages) : rng.int(hot)));
+        for (let done = 0; done < n; done += WRITE_BATCH) {
+          const k = Math.min(WRITE_BATCH, n - done);
+          for (let i = 0; i < k; i++) batch[i] = first + (rng.next() < cold ? rng.int(pages) : rng.int(hot));
+          ram.writeMany(batch, k);
+        }
         return;
       }
       case 'sequential':

@@ -5,6 +5,8 @@
 // (a ping reply needs the vCPU to run). Guest userspace makes progress only
 // in stretches of uninterrupted run time of at least a quantum: one unit per
 // quantum; a stall longer than the tolerance restarts the stretch.
+// GuestPort is what devices, migration and reports see of a guest; the KVM
+// guest (real/guest-os.ts) provides it too.
 // Leaves out: guest scheduling between tasks, interrupt coalescing, HLT.
 import type { Co, Notifier, Platform } from '../platform.ts';
 import type { Machine } from '../machine.ts';
@@ -12,6 +14,7 @@ import type { GuestSpec, VmSpec, WorkloadSpec } from '../scenario.ts';
 import { sample } from '../dist.ts';
 import type { GuestCode, VCPU, VcpuExit } from '../vcpu.ts';
 import { GuestRam } from './ram.ts';
+import type { GuestMemory } from './memory.ts';
 import { Dirtier } from './dirtier.ts';
 
 /** Interrupt work for the guest kernel: runs on a vCPU when it is in guest mode. */
@@ -82,7 +85,21 @@ export class UserspaceTracker {
   }
 }
 
-export class Guest {
+/** What devices, migration and reports use of a guest, in simulation or on KVM. */
+export interface GuestPort {
+  readonly machine: Machine;
+  readonly spec: GuestSpec;
+  readonly ram: GuestMemory;
+  readonly userspace: UserspaceTracker;
+  /** A device raises an interrupt: the guest kernel does work on vcpu when it runs. */
+  raiseIrq(vcpu: number, work: GuestWork): void;
+  /** The guest does something at a rate while vcpu runs (a driver issuing requests). */
+  addActivity(vcpu: number, activity: GuestActivity): void;
+  /** Sets the auto-converge throttle (percent of time a vCPU sleeps). */
+  setThrottle(percent: number): void;
+}
+
+export class Guest implements GuestPort {
   readonly ram: GuestRam;
   readonly userspace: UserspaceTracker;
   readonly code: VcpuGuest[] = [];

@@ -3,10 +3,12 @@
 // pages of 4 KiB) is a 1 GiB Uint32Array plus a 32 MiB bitmap. The dirty log
 // is a word bitmap laid out as KVM's (bit i = page i, little-endian words), so
 // migration_bitmap_sync reads it exactly as it reads KVM_GET_DIRTY_LOG's.
+// It is the simulation's GuestMemory (memory.ts).
 // Leaves out: memory regions and slots (one flat slot from guest address 0).
 import { bitmapNew } from '../migration/bitmap.ts';
+import type { GuestMemory } from './memory.ts';
 
-export class GuestRam {
+export class GuestRam implements GuestMemory {
   readonly pages: number;
   /** Content version of each page; the destination keeps its own copy. */
   readonly versions: Uint32Array;
@@ -26,6 +28,14 @@ export class GuestRam {
     this.dirtyLog = bitmapNew(this.pages);
   }
 
+  /** A page never written holds only zeroes. */
+  isZeroPage(page: number): boolean {
+    return this.versions[page] === 0;
+  }
+
+  /** Guest writes set the log's bits directly: nothing to fetch. */
+  logSync(): void {}
+
   /** Gives the first pages content (a booted guest's data); the rest stay zero pages. */
   populate(pages: number): void {
     this.versions.fill(1, 0, Math.min(pages, this.pages));
@@ -39,6 +49,29 @@ export class GuestRam {
       this.dirtyLog[w] = this.dirtyLog[w]! | (1 << (page & 31));
     }
     this.writes++;
+  }
+
+  /**
+   * write() for pages[0..count), in order. One tight loop, so the cache
+   * misses of random pages overlap instead of waiting one by one.
+   */
+  writeMany(pages: Uint32Array, count: number): void {
+    const versions = this.versions;
+    if (this.logging) {
+      const log = this.dirtyLog;
+      for (let i = 0; i < count; i++) {
+        const page = pages[i]!;
+        versions[page] = (versions[page]! + 1) >>> 0 || 1;
+        const w = page >>> 5;
+        log[w] = log[w]! | (1 << (page & 31));
+      }
+    } else {
+      for (let i = 0; i < count; i++) {
+        const page = pages[i]!;
+        versions[page] = (versions[page]! + 1) >>> 0 || 1;
+      }
+    }
+    this.writes += count;
   }
 
   /** Writes count consecutive pages from first (wrapping at the end of RAM). */

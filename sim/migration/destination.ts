@@ -2,24 +2,72 @@
 // content version), and the switchover check. At switchover every page must
 // hold exactly what the source holds, and every write the guest saw
 // acknowledged must be on the flushed (shared) disk; the first difference is
-// an invariant violation naming the page or sector.
+// an invariant violation naming the page or sector. MigrationDestination is
+// what the source's migration code talks to; on KVM it is a second process
+// at the end of a TCP stream (real/migration-stream.ts).
 import type { GuestRam } from '../guest/ram.ts';
+import type { GuestMemory, PageSink } from '../guest/memory.ts';
 import type { BlkDevice } from '../devices/devices.ts';
+import type { Machine } from '../machine.ts';
+import type { Co, Platform } from '../platform.ts';
 import { InvariantError } from '../invariant.ts';
+import type { MigrationLink, MigrationWire } from './link.ts';
 
-export class Destination {
+/** Destination's time to load device state and start its vCPUs. */
+export const DEST_START_NS = 1_000_000;
+
+/** The far end of the migration stream, as the source sees it. */
+export interface MigrationDestination extends PageSink {
+  readonly pagesReceived: number;
+  /** True once the VM runs there. */
+  running: boolean;
+  /** What carries the stream's bytes; null: the modelled link (MigrationLink sleeps for them). */
+  readonly wire: MigrationWire | null;
+  /** QEMU: the device part of qemu_savevm_state_complete_precopy: every device's vmstate, about `bytes`. */
+  sendDeviceState(link: MigrationLink, bytes: number): Co<void>;
+  /**
+   * The stream's last byte reaches the destination, which loads the device
+   * state and is checked: every page equal to the source's, every acknowledged
+   * write on the flushed disk (InvariantError on the first loss). Returns the
+   * time the check itself took, which is not downtime: QEMU makes no such check.
+   */
+  arrive(src: GuestMemory, disks: readonly BlkDevice[], link: MigrationLink): Co<number>;
+  /** QEMU: process_incoming_migration_bh -> vm_start: the VM runs on the destination. */
+  start(source: Machine): void;
+}
+
+export class Destination implements MigrationDestination {
+  readonly pages: number;
   readonly versions: Uint32Array;
+  readonly wire = null;
   pagesReceived = 0;
   running = false;
 
-  constructor(readonly pages: number) {
-    this.versions = new Uint32Array(pages);
+  constructor(private readonly platform: Platform, readonly src: GuestRam) {
+    this.pages = src.pages;
+    this.versions = new Uint32Array(this.pages);
   }
 
-  /** A page arrives with the content the source had when it sent it. */
-  receive(page: number, version: number): void {
-    this.versions[page] = version;
+  /** A page arrives with the content the source has when it sends it. */
+  savePage(page: number, _zero: boolean): void {
+    this.versions[page] = this.src.versions[page]!;
     this.pagesReceived++;
+  }
+
+  *sendDeviceState(link: MigrationLink, bytes: number): Co<void> {
+    yield* link.send(bytes);
+  }
+
+  /** The last byte takes the link's latency to arrive; loading and starting take DEST_START_NS. */
+  *arrive(_src: GuestMemory, disks: readonly BlkDevice[], link: MigrationLink): Co<number> {
+    yield* this.platform.sleep(link.latencyNs + DEST_START_NS);
+    this.verify(this.src, disks);
+    return 0;
+  }
+
+  /** One process models both sides: the destination's start is the source machine's vm_start. */
+  start(source: Machine): void {
+    source.vmStart();
   }
 
   /** The first page whose content differs from the source's, or -1. */
@@ -41,16 +89,21 @@ export class Destination {
         `page ${page} (guest address 0x${(page * src.pageSize).toString(16)}) differs at switchover: ` +
         `destination has version ${this.versions[page]}, source ${src.versions[page]}`);
     }
-    for (const d of disks) {
-      const acked = d.driver.acked;
-      const stable = d.backend.stable;
-      for (let b = 0; b < acked.length; b++) {
-        if (acked[b]! > stable[b]!) {
-          const sector = (b * d.dev.spec.io.request_bytes) / 512;
-          throw new InvariantError('lost-write',
-            `${d.dev.spec.name} sector ${sector}: the guest saw write version ${acked[b]} acknowledged, ` +
-            `the flushed disk has version ${stable[b]}`);
-        }
+    verifyDisks(disks);
+  }
+}
+
+/** Every write the guest saw acknowledged is on the flushed disk; throws InvariantError otherwise. */
+export function verifyDisks(disks: readonly BlkDevice[]): void {
+  for (const d of disks) {
+    const acked = d.driver.acked;
+    const stable = d.backend.stable;
+    for (let b = 0; b < acked.length; b++) {
+      if (acked[b]! > stable[b]!) {
+        const sector = (b * d.dev.spec.io.request_bytes) / 512;
+        throw new InvariantError('lost-write',
+          `${d.dev.spec.name} sector ${sector}: the guest saw write version ${acked[b]} acknowledged, ` +
+          `the flushed disk has version ${stable[b]}`);
       }
     }
   }

@@ -1,9 +1,15 @@
 // The migration stream's link to the destination: a bandwidth and a one-way
 // latency, with QEMU's rate limit on top (max-bandwidth, enforced per
 // BUFFER_DELAY window of 100 ms) and the bandwidth estimate QEMU derives from
-// what a window transferred (migration_update_counters).
+// what a window transferred (migration_update_counters). On KVM a real
+// socket carries the bytes (a MigrationWire) and the time they take is its own.
 // Leaves out: TCP dynamics, multifd channels, compression.
 import type { Co, Platform } from '../platform.ts';
+
+/** A real carrier of the stream: transmit() returns once the bytes left (QEMU: qemu_fflush). */
+export interface MigrationWire {
+  transmit(bytes: number): Co<void>;
+}
 
 /** QEMU: BUFFER_DELAY (migration/migration.h): the rate-limit and counter window. */
 export const BUFFER_DELAY_NS = 100_000_000;
@@ -21,6 +27,7 @@ export class MigrationLink {
     readonly bandwidth: number,
     readonly latencyNs: number,
     readonly maxBandwidth: number,
+    private readonly wire: MigrationWire | null = null,
   ) {
     this.rateLimit = maxBandwidth > 0 ? maxBandwidth : Infinity;
   }
@@ -41,6 +48,7 @@ export class MigrationLink {
     if (bytes <= 0) return;
     this.transferred += bytes;
     this.windowBytes += bytes;
+    if (this.wire) return yield* this.wire.transmit(bytes);
     yield* this.platform.sleep(Math.max(1, Math.round((bytes * 1e9) / this.bandwidth)));
   }
 

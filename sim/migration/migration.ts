@@ -11,16 +11,19 @@
 // legacy waits forever; flush-timeout gives up and rolls back to active;
 // min-interval holds off the next attempt; abort-on-downtime fails the
 // migration and the source resumes; auto-converge throttles vCPUs.
+// The destination is an interface: in simulation a model in this process, on
+// KVM a second process at the end of a TCP stream (the same code drives both).
 // Leaves out: postcopy, multifd, return path, cancellation from QMP.
 import type { Machine, StopPhases } from '../machine.ts';
-import type { Guest } from '../guest/guest.ts';
+import type { GuestPort } from '../guest/guest.ts';
+import { GuestRam } from '../guest/ram.ts';
 import type { Devices } from '../devices/devices.ts';
 import type { Co, Platform } from '../platform.ts';
 import type { MigrationSpec } from '../scenario.ts';
 import { TIMEOUT } from '../block/block-layer.ts';
 import { InvariantError } from '../invariant.ts';
 import { QEMUClockType, type QEMUTimer } from '../timer.ts';
-import { Destination } from './destination.ts';
+import { DEST_START_NS, Destination, type MigrationDestination } from './destination.ts';
 import { BUFFER_DELAY_NS, MigrationLink } from './link.ts';
 import { RamState } from './ram.ts';
 import {
@@ -35,8 +38,7 @@ import {
 export const MAX_WAIT_NS = 50_000_000;
 /** Bytes sent between checks of the rate limit and MAX_WAIT. */
 export const SEND_CHUNK_BYTES = 1 << 20;
-/** Destination's time to load device state and start its vCPUs. */
-export const DEST_START_NS = 1_000_000;
+export { DEST_START_NS };
 
 export interface DowntimePhases {
   readonly stop_ns: number;
@@ -78,9 +80,9 @@ export interface QueryMigrate {
 /** Snapshots kept at most (one per 100 ms window: over 2.7 hours of migration). */
 export const MAX_SNAPSHOTS = 100_000;
 
-export class Migration {
+export class Migration<D extends MigrationDestination = Destination> {
   readonly link: MigrationLink;
-  readonly dest: Destination;
+  readonly dest: D;
   readonly ram: RamState;
   readonly attempts: CompletionAttempt[] = [];
   readonly snapshots: QueryMigrate[] = [];
@@ -105,14 +107,17 @@ export class Migration {
 
   constructor(
     private readonly machine: Machine,
-    private readonly guest: Guest,
+    private readonly guest: GuestPort,
     private readonly devices: Devices,
     readonly spec: MigrationSpec,
+    /** The far end; by default the in-process model of the destination. */
+    dest?: D,
   ) {
     this.p = machine.platform;
     this.policy = new Set(spec.policy);
-    this.link = new MigrationLink(this.p, spec.link.bandwidth, spec.link.latency_ns, spec.max_bandwidth);
-    this.dest = new Destination(guest.ram.pages);
+    // Without one, D is its default, the model.
+    this.dest = dest ?? (new Destination(this.p, modelRam(guest)) as MigrationDestination as D);
+    this.link = new MigrationLink(this.p, spec.link.bandwidth, spec.link.latency_ns, spec.max_bandwidth, this.dest.wire);
     this.ram = new RamState(guest.ram, this.dest, spec);
   }
 
@@ -358,26 +363,25 @@ export class Migration {
     }
     yield* this.ram.saveAll(this.link, SEND_CHUNK_BYTES * 16);
     const t1 = p.nowNs();
-    yield* this.link.send(this.spec.device_state_bytes);
+    yield* this.dest.sendDeviceState(this.link, this.spec.device_state_bytes);
     const t2 = p.nowNs();
     m.runstate.set('postmigrate');
     this.ram.cleanup();
     if (!locked) m.bql.unlock();
 
     // The last byte reaches the destination, which loads and checks, then starts.
-    yield* p.sleep(this.link.latencyNs + DEST_START_NS);
-    this.dest.verify(this.guest.ram, this.devices.blk);
+    const checkNs = yield* this.dest.arrive(this.guest.ram, this.devices.blk, this.link);
     this.verified = true;
     if (!locked) yield* m.bql.lock('process_incoming_migration_bh');
     if (m.runstate.running) throw new InvariantError('split-brain', 'the source runs while the destination starts');
     this.dest.running = true;
-    m.vmStart();
+    this.dest.start(m);
     if (!locked) m.bql.unlock();
     const t3 = p.nowNs();
     const phases: DowntimePhases = {
-      ...stopPhases, final_ram_ns: t1 - t0, device_state_ns: t2 - t1, resume_ns: t3 - t2,
+      ...stopPhases, final_ram_ns: t1 - t0, device_state_ns: t2 - t1, resume_ns: t3 - t2 - checkNs,
     };
-    this.downtimeNs = t3 - downtimeStart;
+    this.downtimeNs = t3 - downtimeStart - checkNs;
     this.downtimePhases = phases;
     this.attempts.push({ n, at_ns: downtimeStart, outcome: 'completed', downtime_ns: this.downtimeNs, phases, reason: '' });
     this.send('COMPLETED');
@@ -418,4 +422,10 @@ export class Migration {
   get rollbacks(): number {
     return this.attempts.filter((a) => a.outcome === 'rollback').length;
   }
+}
+
+/** The model's destination compares content versions: it needs the simulation's RAM. */
+function modelRam(guest: GuestPort): GuestRam {
+  if (!(guest.ram instanceof GuestRam)) throw new Error('this guest memory needs its own MigrationDestination');
+  return guest.ram;
 }

@@ -5,13 +5,14 @@
 // page on the wire: a zero page as a header plus one byte, a normal page as a
 // header plus its bytes. Auto-converge raises the vCPU throttle when the guest
 // dirties faster than half what the link moves (migration_trigger_throttle).
+// Written against GuestMemory and PageSink, so the same code runs on the
+// simulation's content versions and on KVM's guest RAM and dirty log.
 // Leaves out: multiple RAMBlocks, postcopy, XBZRLE, compression, multifd.
-import type { GuestRam } from '../guest/ram.ts';
+import type { GuestMemory, PageSink } from '../guest/memory.ts';
 import type { Co } from '../platform.ts';
 import { invariant } from '../invariant.ts';
 import type { MigrationSpec } from '../scenario.ts';
 import { bitmapNew, findNextBit, setRange, syncDirtyLog } from './bitmap.ts';
-import type { Destination } from './destination.ts';
 import type { MigrationLink } from './link.ts';
 
 /** QEMU: the period over which dirty-pages-rate is computed (1 s). */
@@ -45,14 +46,16 @@ export class RamState {
   throttlePct = 0;
   readonly syncs: SyncRecord[] = [];
   private cursor = 0;
+  /** Bytes of the pages the last takePages took. */
+  private takenBytes = 0;
   private periodStartNs = 0;
   private periodDirty = 0;
   private periodXferStart = 0;
   private dirtyRateHighCount = 0;
 
   constructor(
-    readonly ram: GuestRam,
-    private readonly dest: Destination,
+    readonly ram: GuestMemory,
+    private readonly sink: PageSink,
     private readonly spec: MigrationSpec,
   ) {
     this.bitmap = bitmapNew(ram.pages);
@@ -83,6 +86,7 @@ export class RamState {
    * auto-converge, decides on throttling; setThrottle applies a new value.
    */
   sync(nowNs: number, transferred: number, autoConverge: boolean, setThrottle: (pct: number) => void): number {
+    this.ram.logSync(); // QEMU: memory_global_dirty_log_sync
     const added = syncDirtyLog(this.ram.dirtyLog, this.bitmap, 0, this.ram.pages, {
       dropNew: this.spec.bug === 'sync-drops-new-bits',
     });
@@ -133,38 +137,86 @@ export class RamState {
    * pages sent (0: no dirty page left in this pass).
    */
   *savePages(link: MigrationLink, maxBytes: number): Co<number> {
+    const sent = this.takePages(maxBytes);
+    this.pagesSinceSync += sent;
+    yield* link.send(this.takenBytes);
+    return sent;
+  }
+
+  /**
+   * The page loop of savePages, outside the generator (it runs faster as a
+   * plain function): clears the bits of the pages it hands to the sink,
+   * counts them, and leaves the bytes they take on the wire in takenBytes.
+   */
+  private takePages(maxBytes: number): number {
     const pages = this.ram.pages;
-    const versions = this.ram.versions;
+    const ram = this.ram;
+    const sink = this.sink;
     const header = this.spec.page_header_bytes;
     const full = this.ram.pageSize + header;
+    const bitmap = this.bitmap;
+    // Bits of the last word that are pages (a word's bits past the end never count).
+    const lastWord = (pages - 1) >>> 5;
+    const lastMask = (pages & 31) === 0 ? -1 : (1 << (pages & 31)) - 1;
     let bytes = 0;
     let sent = 0;
     let page = this.cursor;
     while (bytes < maxBytes) {
-      page = findNextBit(this.bitmap, page, pages);
+      page = findNextBit(bitmap, page, pages);
       if (page >= pages) {
         // End of the pass: the next one starts from page 0 after a sync.
         page = 0;
         break;
       }
+      // The dirty pages of this word from page on, in order, one at a time
+      // as long as bytes < maxBytes: one bitmap read and write per word.
       const w = page >>> 5;
-      this.bitmap[w] = this.bitmap[w]! & ~(1 << (page & 31));
-      this.dirtyPages--;
-      const v = versions[page]!;
-      if (v === 0) {
-        this.duplicate++;
-        bytes += header + ZERO_PAGE_BYTES;
+      const base = w * 32;
+      let word = bitmap[w]!;
+      let todo = word & (-1 << (page & 31));
+      if (w === lastWord) todo &= lastMask;
+      let normal = 0;
+      let duplicate = 0;
+      if (todo === -1 && bytes + 31 * full < maxBytes) {
+        // All 32 pages dirty, and the budget lasts for all of them whatever
+        // their kind: the plain loop, as in the first pass.
+        const end = base + 32;
+        for (let p = base; p < end; p++) {
+          const zero = ram.isZeroPage(p);
+          if (zero) duplicate++;
+          sink.savePage(p, zero);
+        }
+        normal = 32 - duplicate;
+        bytes += duplicate * (header + ZERO_PAGE_BYTES) + normal * full;
+        word = 0;
+        page = base + 31;
       } else {
-        this.normal++;
-        bytes += full;
+        do {
+          const bit = 31 - Math.clz32(todo & -todo);
+          todo &= todo - 1;
+          word &= ~(1 << bit);
+          page = base + bit;
+          const zero = ram.isZeroPage(page);
+          if (zero) {
+            duplicate++;
+            bytes += header + ZERO_PAGE_BYTES;
+          } else {
+            normal++;
+            bytes += full;
+          }
+          sink.savePage(page, zero);
+        } while (todo !== 0 && bytes < maxBytes);
       }
-      this.dest.receive(page, v);
-      sent++;
+      bitmap[w] = word;
+      const taken = normal + duplicate;
+      this.dirtyPages -= taken;
+      this.normal += normal;
+      this.duplicate += duplicate;
+      sent += taken;
       page++;
     }
     this.cursor = page;
-    this.pagesSinceSync += sent;
-    yield* link.send(bytes);
+    this.takenBytes = bytes;
     return sent;
   }
 

@@ -101,6 +101,11 @@ export class Scheduler {
     this.callbacks.delete(id);
   }
 
+  /** Due time of the next event (stale ones included), Infinity when none waits. */
+  nextDueNs(): number {
+    return this.queue.peekDue();
+  }
+
   /** Number of events waiting, stale ones included. */
   get pending(): number {
     return this.queue.size;

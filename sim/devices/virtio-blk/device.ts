@@ -9,12 +9,12 @@
 // Leaves out: discard/write-zeroes, multiqueue, dataplane IOThreads, SCSI passthrough.
 import type { QEMUBH } from '../../aio.ts';
 import type { Machine } from '../../machine.ts';
-import type { Guest } from '../../guest/guest.ts';
+import type { GuestPort } from '../../guest/guest.ts';
 import type { Co, Notifier } from '../../platform.ts';
 import type { BlkSpec } from '../../scenario.ts';
 import { sample } from '../../dist.ts';
 import type { BlockBackend } from '../../block/backend.ts';
-import { VirtQueue } from '../virtqueue.ts';
+import { SimVirtQueue, type VirtQueue } from '../virtqueue.ts';
 import type { VirtioBlkDriver } from './driver.ts';
 import type { VirtIOBlockReq } from './request.ts';
 
@@ -37,13 +37,13 @@ export class VirtioBlk {
 
   constructor(
     private readonly machine: Machine,
-    private readonly guest: Guest,
+    private readonly guest: GuestPort,
     readonly spec: BlkSpec,
     readonly backend: BlockBackend,
   ) {
     const p = machine.platform;
     this.rng = p.random(`${spec.name}.device`);
-    this.vq = new VirtQueue(`${spec.name}.vq`, spec.queue_depth * 4);
+    this.vq = new SimVirtQueue(`${spec.name}.vq`, spec.queue_depth * 4);
     this.hostNotifier = p.createNotifier(`${spec.name}.ioeventfd`);
     this.dmaRestartBh = machine.mainLoop.aioContext.bhNew(`virtio-blk.${spec.name}.dma-restart-bh`, () => this.dmaRestartBhFn());
   }
@@ -124,7 +124,7 @@ export class VirtioBlk {
 
   /** Pushes a finished request to the used ring and interrupts the guest. */
   private complete(req: VirtIOBlockReq, error: string | null): void {
-    this.vq.push();
+    this.vq.push(req);
     this.machine.trace.event(this.machine.platform.current().name, 'virtio_blk_req_complete', {
       dev: this.spec.name, req: req.id, status: error ? 1 : 0,
     });

@@ -4,7 +4,7 @@
 // ioeventfd (no exit to userspace). Completions arrive as interrupts; a write
 // is acknowledged to guest userspace only then, and only that is promised to
 // be on disk after a flush.
-import type { Guest, GuestActivity } from '../../guest/guest.ts';
+import type { GuestActivity, GuestPort } from '../../guest/guest.ts';
 import type { Rng } from '../../scheduler/random.ts';
 import type { BlkSpec } from '../../scenario.ts';
 import type { VirtioBlk } from './device.ts';
@@ -23,7 +23,7 @@ export class VirtioBlkDriver implements GuestActivity {
   private nextId = 1;
 
   constructor(
-    private readonly guest: Guest,
+    private readonly guest: GuestPort,
     private readonly dev: VirtioBlk,
     private readonly spec: BlkSpec,
     private readonly rng: Rng,

@@ -2,17 +2,26 @@
 // its rx interrupt, on its vCPU, and answers an echo request by queueing the
 // reply on the tx ring and kicking the host notifier (an ioeventfd: no exit
 // to userspace). It answers only while its vCPU runs guest code.
-import type { Guest } from '../../guest/guest.ts';
+import type { GuestPort } from '../../guest/guest.ts';
 import type { NetSpec } from '../../scenario.ts';
 import type { VirtIONet } from './device.ts';
 import type { Packet } from './packet.ts';
 
-export class VirtioNetDriver {
+/** The guest's half of a virtio-net device, as the device and the reports see it. */
+export interface NetGuestDriver {
+  /** Echo replies sent and packets consumed so far. */
+  readonly replies: number;
+  readonly consumed: number;
+  /** The device delivered a packet. */
+  rx(pkt: Packet): void;
+}
+
+export class VirtioNetDriver implements NetGuestDriver {
   replies = 0;
   consumed = 0;
 
   constructor(
-    private readonly guest: Guest,
+    private readonly guest: GuestPort,
     private readonly dev: () => VirtIONet,
     private readonly spec: NetSpec,
   ) {}

@@ -30,10 +30,10 @@ describe('payload.h and layout.ts agree', () => {
   it('on addresses, ports and mailbox constants', () => {
     const d = defines();
     const names = [
-      'MAILBOX_ADDR', 'GDT_ADDR', 'PAGE_TABLE_ADDR', 'VQ_DESC_ADDR', 'VQ_AVAIL_ADDR', 'VQ_USED_ADDR', 'VQ_BUF_ADDR',
+      'MAILBOX_ADDR', 'MAILBOX_STRIDE', 'MAX_VCPUS', 'STACK_STRIDE', 'GDT_ADDR', 'PAGE_TABLE_ADDR', 'VQ_DESC_ADDR', 'VQ_AVAIL_ADDR', 'VQ_USED_ADDR', 'VQ_BUF_ADDR',
       'VQ_BUF_STRIDE', 'VQ_SIZE_MAX', 'PAYLOAD_ADDR', 'STACK_TOP', 'WORK_ADDR', 'GUEST_RAM_MIN', 'PORT_DEBUG',
       'PORT_HELLO', 'PORT_HEARTBEAT', 'PORT_DONE', 'PORT_PONG', 'PORT_VQ_NOTIFY', 'MMIO_HELLO', 'MMIO_VQ_NOTIFY',
-      'MAILBOX_MAGIC', 'MAILBOX_VERSION', 'VRING_DESC_F_NEXT', 'VRING_DESC_F_WRITE', 'VRING_USED_F_NO_NOTIFY',
+      'MAILBOX_MAGIC', 'MAILBOX_VERSION', 'VRING_DESC_F_NEXT', 'VRING_DESC_F_WRITE', 'VRING_USED_F_NO_NOTIFY', 'VQ_REPLY',
     ] as const;
     for (const n of names) expect(L[n], n).toBe(d.get(n));
   });

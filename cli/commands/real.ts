@@ -1,0 +1,249 @@
+// `latsim real ...`: the scenario's VM on KVM, with the same Machine, main
+// loop, devices, migration statechart and RAM code as the simulator.
+//   probe     what this host offers: KVM API version, capabilities, dirty-log modes
+//   run       the scenario's VM for its duration in real time (no migration)
+//   migrate   live migration to a second process over loopback TCP
+//   compare   the scenario on both backends, side by side
+//   incoming  the destination process of `migrate` (started by it)
+// Without KVM, the addon or the guest payload, every one of them prints one
+// line and exits 6; a guest that fails (triple fault) exits 7.
+import { writeFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { loadScenarioFile } from '../scenario-file.ts';
+import { UsageError } from '../errors.ts';
+import { parseDuration, parseSize } from '../units.ts';
+import type { Scenario } from '../../sim/scenario.ts';
+import type { World } from '../../sim/world.ts';
+import type { RunResult } from '../../sim/results.ts';
+import { textReport } from '../../reports/text.ts';
+import { resultJson } from '../../reports/json.ts';
+import { perfettoTrace } from '../../reports/perfetto.ts';
+import { writeReports } from '../../reports/write.ts';
+import { probeKvm, DEFAULT_ADDON_PATH, DEFAULT_KVM_DEVICE, type CapName } from '../../real/kvm/index.ts';
+import { PAYLOAD_PATH } from '../../real/guest/loader.ts';
+import { existsSync } from 'node:fs';
+import { adaptScenario } from '../../real/scenario.ts';
+import { realRun, type RealInfo, type RealRun } from '../../real/run.ts';
+import { realIncoming, realMigrate, type DestinationInfo } from '../../real/migrate.ts';
+import { classify, REAL_EXIT, RealError } from '../../real/errors.ts';
+
+export const REAL_EXIT_CODES_HELP = `
+Exit codes (besides those of latsim run):
+  6  real mode unavailable: no /dev/kvm or no permission, KVM API version other
+     than 12, a missing capability, the addon or the guest payload not built
+  7  the guest failed: triple fault, failed VM entry, KVM internal error
+`;
+
+interface CommonOptions {
+  json?: boolean;
+  duration?: string;
+  memory?: string;
+  report?: string;
+  trace?: string;
+}
+
+/** The scenario file with the command line's overrides. */
+function scenarioOf(file: string, o: CommonOptions): Scenario {
+  const s = loadScenarioFile(file);
+  let durationNs: number | undefined;
+  let memoryBytes: number | undefined;
+  if (o.duration !== undefined) {
+    const d = parseDuration(o.duration);
+    if (d === null || d <= 0) throw new UsageError(`--duration: expected a duration such as 5s, got ${JSON.stringify(o.duration)}`);
+    durationNs = d;
+  }
+  if (o.memory !== undefined) {
+    const m = parseSize(o.memory);
+    if (m === null || m <= 0) throw new UsageError(`--memory: expected a size such as 64MiB, got ${JSON.stringify(o.memory)}`);
+    memoryBytes = m;
+  }
+  return adaptScenario(s, { ...(durationNs === undefined ? {} : { durationNs }), ...(memoryBytes === undefined ? {} : { memoryBytes }) });
+}
+
+/** Runs a real-mode action; unavailability and guest failures become one line and their exit code. */
+async function guarded(action: () => Promise<number> | number): Promise<void> {
+  try {
+    process.exitCode = await action();
+  } catch (e) {
+    const r = classify(e);
+    if (!r) throw e;
+    process.stderr.write(`latsim: real: ${r.message}\n`);
+    process.exitCode = r.exitCode;
+  }
+}
+
+export function exitCodeOfResult(r: RunResult): number {
+  if (r.outcome === 'invariant') return 4;
+  if (r.outcome === 'liveness') return 3;
+  return r.pass ? 0 : 1;
+}
+
+/** Prints a real run as `latsim run` prints a simulated one, plus its `real` section. */
+export function printRun(run: RealRun, o: CommonOptions, extra: Record<string, unknown> = {}): void {
+  const r = run.result;
+  if (o.trace) writeFileSync(o.trace, JSON.stringify(perfettoTrace(run.world.machine.trace.records, r)));
+  // The report writers read only the result and the trace records of the world.
+  if (o.report) writeReports(o.report, { result: r, world: run.world as unknown as World, error: run.error });
+  if (o.json) {
+    process.stdout.write(`${JSON.stringify({ ...resultJson(r), real: { ...run.real, ...extra } }, null, 2)}\n`);
+  } else {
+    process.stdout.write(`${textReport(r)}\n\n${realText(run.real)}\n`);
+  }
+  if (r.error) process.stderr.write(`latsim: ${r.error}\n`);
+}
+
+/** The text lines of the `real` section. */
+export function realText(real: RealInfo): string {
+  const out = ['real (KVM):'];
+  out.push(`  KVM API ${real.kvm.api_version}, dirty log ${real.kvm.manual_dirty_log ? 'manual (KVM_CLEAR_DIRTY_LOG)' : 'KVM_GET_DIRTY_LOG'}, ${real.dirty_log_reads} reads`);
+  for (const v of real.vcpus) {
+    out.push(`  ${v.name}: ${v.workload} at ${v.tick_hz} ticks/s (${v.dirty_rate} pages/s, ${v.exit_rate.toFixed(0)} exits/s): ` +
+      `${v.heartbeat} ticks, ${v.pages_written} page writes, ${v.exits} exits`);
+  }
+  if (real.net) {
+    out.push(`  virtio-net tx ring: ${real.net.ring_popped} popped, ${real.net.ring_used} used, ${real.net.kicks} kicks ` +
+      `(${real.net.kicks_suppressed} suppressed), ${real.net.replies} ping replies${real.net.broken ? `; BROKEN: ${real.net.broken}` : ''}`);
+  }
+  out.push(`  loop: ${real.loop.events} events, blocked in epoll_wait ${real.loop.blocked_waits} times for ${real.loop.blocked_ms} ms`);
+  for (const d of real.debug) out.push(`  guest: ${d}`);
+  return out.join('\n');
+}
+
+function probeAction(o: { json?: boolean }): number {
+  const p = probeKvm();
+  const addon = existsSync(DEFAULT_ADDON_PATH);
+  const payload = existsSync(PAYLOAD_PATH);
+  if (!p.available) {
+    if (o.json) process.stdout.write(`${JSON.stringify({ available: false, code: p.code, reason: p.reason, device: DEFAULT_KVM_DEVICE, addon, payload })}\n`);
+    throw new RealError('unavailable', p.reason);
+  }
+  const dirtyRing = p.caps.DIRTY_LOG_RING;
+  const out = {
+    available: true,
+    device: DEFAULT_KVM_DEVICE,
+    api_version: p.apiVersion,
+    caps: p.caps,
+    dirty_log: {
+      get_dirty_log: p.caps.USER_MEMORY > 0,
+      manual_protect: p.manualDirtyLog,
+      initially_set: p.manualDirtyLogInitiallySet,
+      ring_bytes: dirtyRing,
+    },
+    addon: DEFAULT_ADDON_PATH,
+    payload: payload ? PAYLOAD_PATH : null,
+  };
+  if (o.json) {
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    return 0;
+  }
+  const lines = [`KVM: ${out.device}, API version ${out.api_version}`, '', 'dirty-log modes:'];
+  lines.push(`  KVM_GET_DIRTY_LOG (KVM_MEM_LOG_DIRTY_PAGES)   ${out.dirty_log.get_dirty_log ? 'yes' : 'no'}`);
+  lines.push(`  KVM_CLEAR_DIRTY_LOG (manual protect)         ${out.dirty_log.manual_protect ? `yes${out.dirty_log.initially_set ? ', initially-set too' : ''}` : 'no'}`);
+  lines.push(`  dirty ring (KVM_CAP_DIRTY_LOG_RING)          ${dirtyRing > 0 ? `offered, up to ${dirtyRing} bytes per vCPU (latsim uses the bitmap)` : 'no'}`);
+  lines.push('', 'capabilities (KVM_CHECK_EXTENSION):');
+  for (const [name, v] of Object.entries(p.caps) as [CapName, number][]) lines.push(`  KVM_CAP_${name.padEnd(28)} ${v}`);
+  lines.push('', `addon: ${addon ? DEFAULT_ADDON_PATH : 'not built'}`, `guest payload: ${payload ? PAYLOAD_PATH : 'not built yet (built on first use)'}`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return 0;
+}
+
+/** --duration and --memory as given, for the destination process. */
+function passArgs(o: CommonOptions): string[] {
+  return [...(o.duration ? ['--duration', o.duration] : []), ...(o.memory ? ['--memory', o.memory] : [])];
+}
+
+function checkNsOf(text: string | undefined): number {
+  if (text === undefined) return 500_000_000;
+  const d = parseDuration(text);
+  if (d === null || d <= 0) throw new UsageError(`--check: expected a duration such as 500ms, got ${JSON.stringify(text)}`);
+  return d;
+}
+
+/** The lines about the destination. */
+export function destinationText(d: DestinationInfo): string {
+  const r = d.report;
+  const out = ['destination (second process):'];
+  out.push(`  ${d.pages_sent} pages sent in ${d.wire_bytes} bytes on the socket; memory check ${d.check_ms} ms (not in the downtime)`);
+  if (r) {
+    out.push(`  ${r.running ? 'running' : 'NOT running'}: heartbeat ${r.heartbeat_before} -> ${r.heartbeat_after} in ${r.window_ms} ms, ` +
+      `${r.exits} exits served, ${r.pages_received} pages received`);
+  } else {
+    out.push('  no report from the destination');
+  }
+  out.push(`  exit code ${d.exit_code ?? '(still running)'}`);
+  return out.join('\n');
+}
+
+async function migrateAction(file: string, o: CommonOptions & { check?: string }): Promise<number> {
+  const scenario = scenarioOf(file, o);
+  const run = await realMigrate(scenario, {
+    file, passArgs: passArgs(o), keepTrace: Boolean(o.trace || o.report), checkNs: checkNsOf(o.check),
+  });
+  printRun(run, o, { destination: run.destination });
+  if (!o.json) process.stdout.write(`${destinationText(run.destination)}\n`);
+  let code = exitCodeOfResult(run.result);
+  const d = run.destination;
+  // The guest must keep running on the destination.
+  if (run.result.migration?.status === 'completed' && (!d.report || d.report.heartbeat_after <= d.report.heartbeat_before)) code = Math.max(code, 1);
+  return code;
+}
+
+function runAction(file: string, o: CommonOptions & { crashGuest?: boolean }): number {
+  const scenario = scenarioOf(file, o);
+  if (scenario.migration) process.stderr.write('latsim: real run leaves the migration out (latsim real migrate migrates)\n');
+  const run = realRun(scenario, { keepTrace: Boolean(o.trace || o.report), crash: o.crashGuest ?? false });
+  printRun(run, o);
+  return exitCodeOfResult(run.result);
+}
+
+export function registerReal(program: Command): void {
+  const real = program
+    .command('real')
+    .description('run scenarios on a real KVM virtual machine (needs /dev/kvm and the addon)')
+    .addHelpText('after', REAL_EXIT_CODES_HELP);
+
+  real.command('probe')
+    .description('say what this host offers: KVM API version, capabilities, dirty-log modes')
+    .option('--json', 'print one JSON object')
+    .action((o: { json?: boolean }) => guarded(() => probeAction(o)));
+
+  real.command('run')
+    .description('run the scenario\'s VM on KVM for its duration in real time (the migration is left out)')
+    .argument('<scenario>', 'scenario file (YAML)')
+    .option('--json', 'print the result as one JSON object')
+    .option('--duration <d>', 'run this long instead of the scenario\'s duration (e.g. 5s)')
+    .option('--memory <size>', 'give the guest this much memory instead (e.g. 64MiB)')
+    .option('--trace <file>', 'write a Perfetto / Chrome trace-event JSON file')
+    .option('--report <dir>', 'write report.txt, result.json, trace.json and report.html to a directory')
+    .option('--crash-guest', 'run the payload\'s triple-fault workload on vCPU 0 (to see the error path)')
+    .action((file: string, o: CommonOptions & { crashGuest?: boolean }) => guarded(() => runAction(file, o)));
+
+  real.command('migrate')
+    .description('migrate the running guest live to a second process over loopback TCP, with the same statechart and RAM code')
+    .argument('<scenario>', 'scenario file (YAML) with a migration section')
+    .option('--json', 'print the result as one JSON object')
+    .option('--duration <d>', 'end the run after this long at most (e.g. 10s)')
+    .option('--memory <size>', 'give the guest this much memory instead (e.g. 64MiB)')
+    .option('--check <d>', 'how long the guest runs on the destination before it reports (default 500ms)')
+    .option('--trace <file>', 'write a Perfetto / Chrome trace-event JSON file')
+    .option('--report <dir>', 'write report.txt, result.json, trace.json and report.html to a directory')
+    .action((file: string, o: CommonOptions & { check?: string }) => guarded(() => migrateAction(file, o)));
+
+  real.command('incoming', { hidden: true })
+    .description('the destination process of latsim real migrate: listens, loads the stream, runs the guest, reports')
+    .argument('<scenario>', 'scenario file (YAML)')
+    .requiredOption('--port <n>', 'TCP port on 127.0.0.1 to listen on (0: any; the port is printed as "listening N")')
+    .option('--duration <d>', 'as given to migrate')
+    .option('--memory <size>', 'as given to migrate')
+    .option('--check <d>', 'how long the guest runs here before the report (default 500ms)')
+    .action((file: string, o: CommonOptions & { port: string; check?: string }) => guarded(() => {
+      const scenario = scenarioOf(file, o);
+      const port = Number(o.port);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port: expected a TCP port, got ${JSON.stringify(o.port)}`);
+      return realIncoming(scenario, { port, checkNs: checkNsOf(o.check), limitNs: scenario.duration_ns + 120_000_000_000 });
+    }));
+
+  for (const c of real.commands) c.exitOverride().configureOutput({ outputError: () => {} });
+}
+
+export { REAL_EXIT };
