@@ -462,6 +462,21 @@ function budgetsTable(r: RunResult): string {
   return `<table class="budgets"><thead><tr><th></th><th>budget</th><th>value</th><th>limit</th></tr></thead><tbody>${rows}</tbody></table>`;
 }
 
+/** The chains of causes of each stall and downtime, one list item per distinct chain. */
+function attributionList(r: RunResult): string {
+  if (r.attribution.length === 0) return '';
+  const seen = new Map<string, { text: string; at: number; n: number }>();
+  for (const a of r.attribution) {
+    const key = `${a.subject}|${a.chain.slice(1).join('|')}`;
+    const s = seen.get(key);
+    if (s) s.n++;
+    else seen.set(key, { text: a.text, at: a.at_ns, n: 1 });
+  }
+  const items = [...seen.values()].slice(0, 30).map((s) =>
+    `<li><span class="muted">${esc(formatNs(s.at))}${s.n > 1 ? ` (and ${s.n - 1} more like it)` : ''}:</span> ${esc(s.text)}</li>`).join('');
+  return `<h2>Where the stalls came from</h2><ol class="attribution">${items}</ol>`;
+}
+
 function runsTable(results: readonly RunResult[], labels: readonly string[]): string {
   const cell = (ns: number | null) => (ns === null ? '-' : formatNs(ns));
   const rows = results.map((r, i) => {
@@ -563,7 +578,7 @@ export function htmlReport(results: readonly RunResult[], options: HtmlOptions =
     const r = results[0]!;
     const charts = runCharts(r, 'run0', options.traces?.[0]);
     specs.push(...charts);
-    body.push(runHeader(r), budgetsTable(r), chartDivs(charts),
+    body.push(runHeader(r), budgetsTable(r), attributionList(r), chartDivs(charts),
       '<h2>Text summary</h2>', `<pre class="summary">${esc(textReport(r))}</pre>`);
   } else {
     const passed = results.filter((r) => r.pass).length;
@@ -576,7 +591,7 @@ export function htmlReport(results: readonly RunResult[], options: HtmlOptions =
       const r = results[i]!;
       const charts = runCharts(r, `run${i}`, options.traces?.[i]);
       specs.push(...charts);
-      body.push(`<h2>${esc(labels[i]!)}</h2>`, runHeader(r), budgetsTable(r), chartDivs(charts),
+      body.push(`<h2>${esc(labels[i]!)}</h2>`, runHeader(r), budgetsTable(r), attributionList(r), chartDivs(charts),
         `<details><summary>text summary</summary><pre class="summary">${esc(textReport(r))}</pre></details>`);
     }
     if (detail < results.length) body.push(`<p class="muted">${results.length - detail} more runs are in the table and the side-by-side plots only.</p>`);

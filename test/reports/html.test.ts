@@ -61,6 +61,14 @@ describe('the page', () => {
     expect(reports['virtio-net']).toMatch(/<pre class="summary">[^]*fd read: virtio-net\.net0\.host-notifier-read 358 ms on main-loop/);
     expect(reports['virtio-net']).not.toMatch(/<pre class="summary">[^<]*<[a-z]/);
   });
+
+  it('lists where the stalls came from, each distinct chain once', () => {
+    const html = reports['virtio-net']!;
+    expect(html).toContain('<h2>Where the stalls came from</h2>');
+    const items = html.match(/<ol class="attribution">([^]*?)<\/ol>/)![1]!.match(/<li>/g)!;
+    expect(items.length).toBeLessThan(virtioNet.result.attribution.length);
+    expect(html).toMatch(/waited \d+ ms for the BQL, held by main-loop in virtio-net\.net0\.host-notifier-read, running for 358 ms/);
+  });
 });
 
 describe('thinning long series', () => {
