@@ -1,4 +1,4 @@
-// Helpers shared by the benchmarks: command-line options, best-of-N timing,
+// Helpers shared by the benchmarks: command-line options, best-of-N rates,
 // peak resident memory, and the two output forms (a small aligned table for
 // people, one JSON object with --json).
 //
@@ -23,36 +23,19 @@ export function peakRssBytes(): number {
   return process.resourceUsage().maxRSS * 1024;
 }
 
-/** Current resident set size in bytes. */
-export function rssBytes(): number {
-  return process.memoryUsage.rss();
-}
-
-export interface Timed<T> {
-  /** Wall time of the fastest repetition, in ms. */
-  readonly ms: number;
-  /** What the fastest repetition returned. */
-  readonly result: T;
-}
-
-/** Runs fn reps times (prepare before each, untimed) and keeps the fastest. */
-export function bestOf<T>(reps: number, fn: () => T, prepare?: () => void): Timed<T> {
-  let best: Timed<T> | null = null;
+/**
+ * The best rate of reps timed runs of fn, which returns how many things it
+ * did (events, writes): things per second of wall time.
+ */
+export function bestRate(reps: number, fn: () => number): number {
+  let best = 0;
   for (let r = 0; r < reps; r++) {
-    prepare?.();
     const t0 = performance.now();
-    const result = fn();
-    const ms = performance.now() - t0;
-    if (best === null || ms < best.ms) best = { ms, result };
+    const n = fn();
+    const s = (performance.now() - t0) / 1000;
+    if (n / s > best) best = n / s;
   }
-  return best!;
-}
-
-/** Wall time of one call, in ms. */
-export function timeMs<T>(fn: () => T): Timed<T> {
-  const t0 = performance.now();
-  const result = fn();
-  return { ms: performance.now() - t0, result };
+  return best;
 }
 
 /** The value after `flag`, or fallback when the flag is absent. */
@@ -106,7 +89,7 @@ export function table(header: readonly string[], rows: readonly (readonly string
   return [line(header), ...rows.map(line)].join('\n');
 }
 
-/** Rounds to `digits` significant decimals after the point. */
+/** Rounds to `digits` decimals. */
 export function round(x: number, digits = 3): number {
   const f = 10 ** digits;
   return Math.round(x * f) / f;

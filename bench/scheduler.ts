@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { EventQueue } from '../sim/scheduler/event-queue.ts';
 import type { Rng } from '../sim/scheduler/random.ts';
 import { Scheduler } from '../sim/scheduler/scheduler.ts';
-import { type BenchOptions, fail, intArg, intListArg, printJson, round, si, stringArg, table } from './lib.ts';
+import { type BenchOptions, bestRate, fail, intArg, intListArg, printJson, round, si, stringArg, table } from './lib.ts';
 
 const MEAN_NS = 1000;
 const GOAL_EVENTS_PER_S_AT_1000 = 5e6;
@@ -169,12 +169,7 @@ function queueAlone(pending: number, events: number, reps: number, seed: number)
     return count;
   };
   segment(events >>> 1);
-  let best = 0;
-  for (let r = 0; r < reps; r++) {
-    const t0 = performance.now();
-    const n = segment(events);
-    best = Math.max(best, n / ((performance.now() - t0) / 1000));
-  }
+  const best = bestRate(reps, () => segment(events));
   if (q.size !== pending) fail('scheduler', `the queue holds ${q.size} events, not ${pending}`);
   return best;
 }
@@ -215,12 +210,7 @@ function onScheduler(pending: number, events: number, reps: number, seed: number
     return s.events - before;
   };
   segment(spanNs >>> 1);
-  let best = 0;
-  for (let r = 0; r < reps; r++) {
-    const t0 = performance.now();
-    const n = segment(spanNs);
-    best = Math.max(best, n / ((performance.now() - t0) / 1000));
-  }
+  const best = bestRate(reps, () => segment(spanNs));
   if (s.pending !== pending) fail('scheduler', `the queue holds ${s.pending} events, not ${pending}`);
   return best;
 }
