@@ -33,4 +33,9 @@ export interface GuestMemory {
 export interface PageSink {
   /** QEMU: ram_save_target_page: a zero page (header only) or a normal page (header and bytes). */
   savePage(page: number, zero: boolean): void;
+  /**
+   * Optional bulk form: saves pages [first, first + count), all dirty, and
+   * returns how many of them were zero pages. Same effect as savePage on each.
+   */
+  saveRun?(first: number, count: number): number;
 }

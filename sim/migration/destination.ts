@@ -54,6 +54,16 @@ export class Destination implements MigrationDestination {
     this.pagesReceived++;
   }
 
+  /** A run of pages arrives (the first pass sends whole words of them); returns the zero pages among them. */
+  saveRun(first: number, count: number): number {
+    const src = this.src.versions;
+    this.versions.set(src.subarray(first, first + count), first);
+    let zeros = 0;
+    for (let p = first, end = first + count; p < end; p++) if (src[p] === 0) zeros++;
+    this.pagesReceived += count;
+    return zeros;
+  }
+
   *sendDeviceState(link: MigrationLink, bytes: number): Co<void> {
     yield* link.send(bytes);
   }

@@ -177,7 +177,19 @@ export class RamState {
       if (w === lastWord) todo &= lastMask;
       let normal = 0;
       let duplicate = 0;
-      if (todo === -1 && bytes + 31 * full < maxBytes) {
+      if (todo === -1 && sink.saveRun && w !== lastWord && bytes + 31 * full < maxBytes) {
+        // Whole dirty words that the budget covers whatever their pages' kind
+        // (the first pass): handed to the sink as one run.
+        let words = 1;
+        while (w + words < lastWord && bitmap[w + words] === 0xffffffff && bytes + (32 * (words + 1) - 1) * full < maxBytes) words++;
+        const count = 32 * words;
+        duplicate = sink.saveRun(base, count);
+        normal = count - duplicate;
+        bytes += duplicate * (header + ZERO_PAGE_BYTES) + normal * full;
+        bitmap.fill(0, w, w + words);
+        word = 0;
+        page = base + count - 1;
+      } else if (todo === -1 && bytes + 31 * full < maxBytes) {
         // All 32 pages dirty, and the budget lasts for all of them whatever
         // their kind: the plain loop, as in the first pass.
         const end = base + 32;
