@@ -23,6 +23,9 @@ export const EXIT = {
   liveness: 3,
   invariant: 4,
   internal: 5,
+  realUnavailable: 6,
+  guestFailed: 7,
+  destinationFailed: 8,
 } as const;
 
 export const EXIT_CODES_HELP = `
@@ -33,6 +36,9 @@ Exit codes:
   3  liveness bound hit (simulated time or event count); the seed is printed
   4  invariant violated (lost page, lost acknowledged write, lock discipline)
   5  internal error
+  6  real mode unavailable (no /dev/kvm, no permission, API or capability missing, addon not built)
+  7  the real guest failed (e.g. a triple fault)
+  8  the real migration's destination process failed or its stream broke
 `;
 
 export function buildProgram(): Command {

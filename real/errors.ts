@@ -4,6 +4,7 @@
 // failed VM entry, KVM internal error: 7), a migration whose other process
 // failed or whose stream broke (8), and what the scenario asks that real mode
 // cannot do (2). Every one prints as a single line.
+// Leaves out: errors of the model itself (invariants are run outcomes, exit 4).
 
 export type RealErrorKind = 'unavailable' | 'guest' | 'peer' | 'unsupported';
 

@@ -101,16 +101,23 @@ export class KvmGuestMemory implements GuestMemory {
     return this.bytes.subarray(page * KVM_PAGE_SIZE, (page + 1) * KVM_PAGE_SIZE);
   }
 
-  /** SHA-256 of each chunk of DIGEST_CHUNK_PAGES pages, concatenated (32 bytes per chunk). */
-  chunkDigests(): Uint8Array {
-    const chunks = Math.ceil(this.pages / DIGEST_CHUNK_PAGES);
-    const out = new Uint8Array(chunks * 32);
+  /** Chunks of DIGEST_CHUNK_PAGES pages. */
+  get chunks(): number {
+    return Math.ceil(this.pages / DIGEST_CHUNK_PAGES);
+  }
+
+  /** SHA-256 of chunk c, written at out[32 c]. */
+  digestChunk(c: number, out: Uint8Array): void {
     const chunkBytes = DIGEST_CHUNK_PAGES * KVM_PAGE_SIZE;
-    for (let c = 0; c < chunks; c++) {
-      const from = c * chunkBytes;
-      const to = Math.min(this.bytes.length, from + chunkBytes);
-      out.set(createHash('sha256').update(this.bytes.subarray(from, to)).digest(), c * 32);
-    }
+    const from = c * chunkBytes;
+    const to = Math.min(this.bytes.length, from + chunkBytes);
+    out.set(createHash('sha256').update(this.bytes.subarray(from, to)).digest(), c * 32);
+  }
+
+  /** SHA-256 of each chunk, concatenated (32 bytes per chunk). */
+  chunkDigests(): Uint8Array {
+    const out = new Uint8Array(this.chunks * 32);
+    for (let c = 0; c < this.chunks; c++) this.digestChunk(c, out);
     return out;
   }
 

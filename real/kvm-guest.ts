@@ -23,7 +23,7 @@ import type { Vcpu, Vm } from './kvm/index.ts';
 import { bootLongMode, loadPayload, readPayload } from './guest/loader.ts';
 import { Mailbox, type WorkloadParams } from './guest/mailbox.ts';
 import {
-  MAX_VCPUS, PORT_DEBUG, PORT_DONE, PORT_HEARTBEAT, PORT_HELLO, PORT_PONG, PORT_VQ_NOTIFY, WORK_ADDR,
+  GUEST_RAM_MIN, MAX_VCPUS, PORT_DEBUG, PORT_DONE, PORT_HEARTBEAT, PORT_HELLO, PORT_PONG, PORT_VQ_NOTIFY, WORK_ADDR,
 } from './guest/layout.ts';
 import { KvmGuestMemory, KVM_PAGE_SIZE } from './guest-memory.ts';
 import { IoBus, KvmVcpuCode, type IoAccess } from './vcpu.ts';
@@ -80,7 +80,7 @@ export class KvmGuest implements GuestPort {
     if (vm.page_size !== KVM_PAGE_SIZE) throw new RealError('unsupported', `real mode runs 4 KiB pages; the scenario has ${vm.page_size}-byte pages`);
     if (vm.vcpus > MAX_VCPUS) throw new RealError('unsupported', `real mode runs at most ${MAX_VCPUS} vCPUs; the scenario has ${vm.vcpus}`);
     const bytes = Math.ceil(vm.memory_bytes / KVM_PAGE_SIZE) * KVM_PAGE_SIZE;
-    if (bytes < WORK_ADDR + 2 * KVM_PAGE_SIZE) throw new RealError('unsupported', `real mode needs at least ${(WORK_ADDR >> 20) + 1} MiB of guest memory`);
+    if (bytes < GUEST_RAM_MIN) throw new RealError('unsupported', `real mode needs at least ${GUEST_RAM_MIN >> 20} MiB of guest memory`);
     const memory = opts.vm.allocMemory(bytes);
     this.ram = new KvmGuestMemory(opts.vm, memory, () => this.mailboxes.reduce((s, m) => s + m.get('pages_written'), 0));
     this.userspace = new UserspaceTracker(vm.vcpus, scenario.guest.userspace.quantum_ns, scenario.guest.userspace.tolerance_ns);

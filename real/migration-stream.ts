@@ -45,6 +45,9 @@ export interface HelloMessage {
   readonly scenario: string;
 }
 
+/** Chunks digested between two chances for the other threads to run (8 MiB). */
+const DIGEST_SLICE_CHUNKS = 8;
+
 export class StreamDestination implements MigrationDestination, MigrationWire {
   readonly wire: MigrationWire = this;
   /** Pages put on the stream. */
@@ -109,10 +112,17 @@ export class StreamDestination implements MigrationDestination, MigrationWire {
     this.out.begin(SECTION.eos);
     this.out.end();
     yield* this.flush();
-    // The source's memory no longer changes (the VM is stopped): digest it while the destination loads.
-    const t0 = p.nowNs();
-    const mine = this.guest.ram.chunkDigests();
-    const digestNs = p.nowNs() - t0;
+    // The source's memory no longer changes (the VM is stopped): digest it while the destination
+    // loads, a slice at a time so the main loop keeps running (this thread holds no lock now).
+    const ram = this.guest.ram;
+    const mine = new Uint8Array(ram.chunks * 32);
+    let digestNs = 0;
+    for (let c = 0; c < ram.chunks; c += DIGEST_SLICE_CHUNKS) {
+      const t0 = p.nowNs();
+      for (let i = c; i < Math.min(ram.chunks, c + DIGEST_SLICE_CHUNKS); i++) ram.digestChunk(i, mine);
+      digestNs += p.nowNs() - t0;
+      yield* p.sleep(0);
+    }
     const msg = yield* this.receive(SECTION.loaded);
     const { json, tail } = splitJsonTail<LoadedMessage>(msg);
     this.loaded = json;

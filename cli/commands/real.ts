@@ -6,7 +6,9 @@
 //   compare   the scenario on both backends, side by side
 //   incoming  the destination process of `migrate` (started by it)
 // Without KVM, the addon or the guest payload, every one of them prints one
-// line and exits 6; a guest that fails (triple fault) exits 7.
+// line and exits 6; a guest that fails (triple fault) exits 7; a destination
+// process that fails, or a broken migration stream, exits 8.
+// Leaves out: --seed (a real run is not reproducible) and fingerprint checks.
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { loadScenarioFile } from '../scenario-file.ts';
@@ -23,8 +25,11 @@ import { probeKvm, DEFAULT_ADDON_PATH, DEFAULT_KVM_DEVICE, type CapName } from '
 import { PAYLOAD_PATH } from '../../real/guest/loader.ts';
 import { existsSync } from 'node:fs';
 import { adaptScenario } from '../../real/scenario.ts';
+import { ensurePayload, openKvm } from '../../real/world.ts';
 import { realRun, type RealInfo, type RealRun } from '../../real/run.ts';
 import { realIncoming, realMigrate, type DestinationInfo } from '../../real/migrate.ts';
+import { compareResults, compareTable } from '../../real/compare.ts';
+import { simulate } from '../../sim/run.ts';
 import { classify, REAL_EXIT, RealError } from '../../real/errors.ts';
 
 export const REAL_EXIT_CODES_HELP = `
@@ -32,6 +37,7 @@ Exit codes (besides those of latsim run):
   6  real mode unavailable: no /dev/kvm or no permission, KVM API version other
      than 12, a missing capability, the addon or the guest payload not built
   7  the guest failed: triple fault, failed VM entry, KVM internal error
+  8  migrate: the destination process failed or the migration stream broke
 `;
 
 interface CommonOptions {
@@ -188,6 +194,28 @@ async function migrateAction(file: string, o: CommonOptions & { check?: string }
   return code;
 }
 
+async function compareAction(file: string, o: CommonOptions & { check?: string }): Promise<number> {
+  const scenario = scenarioOf(file, o);
+  ensurePayload();
+  openKvm().close(); // unavailable: say so before simulating
+  const sim = simulate(scenario).result;
+  const realRunResult = scenario.migration
+    ? await realMigrate(scenario, { file, passArgs: passArgs(o), checkNs: checkNsOf(o.check) })
+    : realRun(scenario);
+  const rows = compareResults(sim, realRunResult.result);
+  if (o.json) {
+    process.stdout.write(`${JSON.stringify({
+      scenario: scenario.name, file, seed: scenario.seed, duration_ns: scenario.duration_ns, memory_bytes: scenario.vm.memory_bytes,
+      rows, sim: resultJson(sim), real: { ...resultJson(realRunResult.result), real: realRunResult.real },
+    }, null, 2)}\n`);
+  } else {
+    const mem = `${Math.round(scenario.vm.memory_bytes / 2 ** 20)} MiB`;
+    process.stdout.write(`latsim real compare: ${scenario.name} (${file}), seed ${scenario.seed}, ${mem}, ` +
+      `${scenario.duration_ns / 1e9} s${scenario.migration ? ', migration to a second process' : ''}\n\n${compareTable(rows)}\n`);
+  }
+  return 0;
+}
+
 function runAction(file: string, o: CommonOptions & { crashGuest?: boolean }): number {
   const scenario = scenarioOf(file, o);
   if (scenario.migration) process.stderr.write('latsim: real run leaves the migration out (latsim real migrate migrates)\n');
@@ -228,6 +256,15 @@ export function registerReal(program: Command): void {
     .option('--trace <file>', 'write a Perfetto / Chrome trace-event JSON file')
     .option('--report <dir>', 'write report.txt, result.json, trace.json and report.html to a directory')
     .action((file: string, o: CommonOptions & { check?: string }) => guarded(() => migrateAction(file, o)));
+
+  real.command('compare')
+    .description('run the scenario on the simulator and on KVM and print dirty-sync-count, pages, iterations and downtime side by side')
+    .argument('<scenario>', 'scenario file (YAML)')
+    .option('--json', 'print both results and the rows as one JSON object')
+    .option('--duration <d>', 'both runs last this long instead (e.g. 10s)')
+    .option('--memory <size>', 'both guests get this much memory instead (e.g. 64MiB)')
+    .option('--check <d>', 'how long the guest runs on the destination before it reports (default 500ms)')
+    .action((file: string, o: CommonOptions & { check?: string }) => guarded(() => compareAction(file, o)));
 
   real.command('incoming', { hidden: true })
     .description('the destination process of latsim real migrate: listens, loads the stream, runs the guest, reports')

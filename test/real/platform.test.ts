@@ -59,15 +59,14 @@ describe('RealPlatform', () => {
     const got: string[] = [];
     let tLocal = 0;
     let tFd = 0;
+    const start = p.nowNs(); // before the timers are armed: wake times count from here
     p.spawn('waiter', function* (): Co<void> {
-      const t0 = p.nowNs();
       const a = yield* p.wait([local, fdn], -1);
-      tLocal = p.nowNs() - t0;
+      tLocal = p.nowNs() - start;
       got.push(...a.map((x) => x.name));
       local.read();
-      const t1 = p.nowNs();
       const b = yield* p.wait([local, fdn], 5_000 * MS);
-      tFd = p.nowNs() - t1;
+      tFd = p.nowNs() - start;
       got.push(...b.map((x) => x.name));
       expect(fdn.read()).toBe(3);
       expect(fdn.ready).toBe(false);
@@ -78,7 +77,7 @@ describe('RealPlatform', () => {
     p.run(p.nowNs() + 5_000 * MS);
     expect(got).toEqual(['local', 'efd']);
     expect(tLocal).toBeGreaterThanOrEqual(10 * MS);
-    expect(tFd).toBeGreaterThanOrEqual(25 * MS);
+    expect(tFd).toBeGreaterThanOrEqual(40 * MS);
     expect(tFd).toBeLessThan(2_000 * MS);
     p.releaseFd(efd);
     p.io.close(efd);

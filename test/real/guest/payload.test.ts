@@ -2,7 +2,8 @@
  * Real-mode tests of the guest payload's workloads: dirty patterns (uniform, hot
  * set, sequential) and their determinism per seed, QEMU migration-test's byte
  * increment, ping answered while paced, and the split-virtqueue driver served by a
- * small device written here in JS (MMIO kicks, then notification suppression).
+ * small device written here in JS (MMIO kicks, then notification suppression),
+ * and two vCPUs running different workloads from their own mailboxes and stacks.
  * Skip with the reason without /dev/kvm; fail instead under `npm run test:kvm`.
  * Leaves out: the real virtio-net/virtio-blk devices (they reuse the model's code).
  */
@@ -13,7 +14,8 @@ import {
   MMIO_VQ_NOTIFY, PORT_PONG, VQ_AVAIL_ADDR, VQ_DESC_ADDR, VQ_USED_ADDR, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
   VRING_USED_F_NO_NOTIFY, WORK_ADDR, GuestState,
 } from '../../../real/guest/layout.ts';
-import type { WorkloadParams } from '../../../real/guest/mailbox.ts';
+import { Mailbox, type WorkloadParams } from '../../../real/guest/mailbox.ts';
+import { bootLongMode, loadPayload } from '../../../real/guest/loader.ts';
 import { blockFor, bootPayload, GUEST_RAM_BYTES, isDone, kvmOrSkip, serve, setBits, written, type Booted } from '../helpers.ts';
 
 const T = { timeout: 120_000 };
@@ -106,6 +108,35 @@ describe('dirty workload', () => {
     b.mailbox.set('stop', 1);
     b.vcpu.complete();
     serve(b.vcpu, { until: isDone });
+  });
+});
+
+describe('several vCPUs', () => {
+  it('each vCPU reads its own mailbox (index in RDI) and runs its own workload', T, (ctx) => {
+    const kvm: Kvm = kvmOrSkip(ctx);
+    open.push(kvm);
+    const vm = kvm.createVm();
+    open.push(vm);
+    const memory = vm.allocMemory(GUEST_RAM_BYTES);
+    loadPayload(memory);
+    const a = new Mailbox(memory, 0, 0);
+    const b = new Mailbox(memory, 0, 1);
+    a.write({ workload: 'dirty', pattern: 'sequential', rangeStart: RANGE.start, rangePages: 8, pagesPerTick: 8, maxTicks: 3 });
+    b.write({ workload: 'increment', rangeStart: RANGE.start + 0x10000, rangePages: 4, maxTicks: 5 });
+    vm.setMemoryRegion({ slot: 0, guestPhysAddr: 0, memory, logDirty: false });
+    const cpus = [vm.createVcpu(0), vm.createVcpu(1)];
+    for (const c of cpus) {
+      bootLongMode(c);
+      c.start();
+    }
+    for (const c of cpus) serve(c, { until: isDone });
+    expect([a.get('state'), b.get('state')]).toEqual([GuestState.done, GuestState.done]);
+    expect([a.get('boots'), b.get('boots')]).toEqual([1, 1]);
+    expect([a.get('heartbeat'), b.get('heartbeat')]).toEqual([3, 5]);
+    expect([a.get('pages_written'), b.get('pages_written')]).toEqual([24, 20]);
+    const view = new DataView(memory);
+    expect(view.getBigUint64(RANGE.start, true)).toBe(3n); // the dirty workload's last tick
+    expect(view.getUint8(RANGE.start + 0x10000)).toBe(5); // the increment's passes
   });
 });
 
