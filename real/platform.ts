@@ -18,7 +18,9 @@
 // a cpu(ns) spin holds every other coroutine off; only vCPUs run beside it),
 // timer precision below epoll_wait's millisecond (timers fire up to 1 ms
 // late), write readiness other than for sockets.
-import { Coroutine, PENDING, Scheduler, type CoroutineHost, type Rng } from '../sim/scheduler/index.ts';
+import {
+  CoMutex, Coroutine, PENDING, Scheduler, beginWait, waitResult, wakeWaiters, type CoroutineHost, type Rng,
+} from '../sim/scheduler/index.ts';
 import type { Co, IoRequest, IoResult, Mutex, Notifier, Platform, PlatformOp, PlatformThread } from '../sim/platform.ts';
 import { openFdIo, type FdIo, type KvmConstants } from './kvm/index.ts';
 
@@ -30,9 +32,6 @@ const OP_LOCK = 4;
 interface DelayOp extends PlatformOp { readonly ns: number }
 interface WaitOp extends PlatformOp { readonly set: readonly RealNotifier[]; readonly timeoutNs: number }
 interface LockOp extends PlatformOp { readonly mutex: RealMutex }
-
-const WOKEN = Symbol('woken');
-const NO_READY: readonly Notifier[] = Object.freeze([]);
 /** Longest single epoll_wait, so a stop() from outside is seen. */
 const MAX_BLOCK_MS = 1000;
 const EPOLL_EVENTS_MAX = 64;
@@ -96,15 +95,11 @@ export class RealNotifier implements Notifier {
 
   /** @internal */
   wakeWaiters(): void {
-    for (const t of this.waiters) t.co.wake(WOKEN);
+    wakeWaiters(this);
   }
 }
 
-class RealMutex implements Mutex {
-  owner: RealThread | null = null;
-  readonly waiters: RealThread[] = [];
-  constructor(readonly name: string) {}
-}
+class RealMutex extends CoMutex<RealThread> implements Mutex {}
 
 export interface RealPlatformOptions {
   /** Seed of the random streams (the scenario's). */
@@ -182,8 +177,7 @@ export class RealPlatform implements Platform, CoroutineHost<PlatformOp> {
 
   *wait(notifiers: readonly Notifier[], timeoutNs: number): Co<readonly Notifier[]> {
     const r = yield { op: OP_WAIT, set: notifiers as readonly RealNotifier[], timeoutNs } as WaitOp;
-    if (r === WOKEN) return notifiers.filter((n) => n.ready);
-    return r as readonly Notifier[];
+    return waitResult(r, notifiers);
   }
 
   createNotifier(name: string): Notifier {
@@ -199,13 +193,7 @@ export class RealPlatform implements Platform, CoroutineHost<PlatformOp> {
   }
 
   unlock(mutex: Mutex): void {
-    const m = mutex as RealMutex;
-    if (m.owner !== this.running) {
-      throw new Error(`${this.running.name} unlocks ${m.name} held by ${m.owner?.name ?? 'nobody'}`);
-    }
-    const next = m.waiters.shift();
-    m.owner = next ?? null;
-    if (next) next.co.wake(undefined);
+    (mutex as RealMutex).unlock(this.running);
   }
 
   callAfter(ns: number, fn: () => void): number {
@@ -418,30 +406,12 @@ export class RealPlatform implements Platform, CoroutineHost<PlatformOp> {
       }
       case OP_WAIT: {
         const w = op as WaitOp;
-        let ready = w.set.filter((n) => n.ready);
-        if (ready.length === 0 && w.set.some((n) => n.entry !== null)) {
-          this.pollFds(0);
-          ready = w.set.filter((n) => n.ready);
-        }
-        if (ready.length > 0 || w.timeoutNs === 0) return ready.length > 0 ? ready : NO_READY;
-        for (const n of w.set) n.waiters.push(thread);
-        const due = w.timeoutNs < 0 ? -1 : this.nowNs() + w.timeoutNs;
-        co.suspend(due, NO_READY, () => {
-          for (const n of w.set) n.waiters.splice(n.waiters.indexOf(thread), 1);
-        });
-        return PENDING;
+        // A bound fd may be ready without epoll having said so yet: look first.
+        if (!w.set.some((n) => n.ready) && w.set.some((n) => n.entry !== null)) this.pollFds(0);
+        return beginWait(thread, w.set, w.timeoutNs, this.nowNs() + w.timeoutNs);
       }
-      case OP_LOCK: {
-        const m = (op as LockOp).mutex;
-        if (m.owner === thread) throw new Error(`${thread.name} locks ${m.name} twice`);
-        if (m.owner === null) {
-          m.owner = thread;
-          return undefined;
-        }
-        m.waiters.push(thread);
-        co.suspend(-1, undefined);
-        return PENDING;
-      }
+      case OP_LOCK:
+        return (op as LockOp).mutex.lock(thread);
       default:
         throw new Error(`unknown platform operation ${op.op}`);
     }

@@ -3,7 +3,9 @@
 // and what it does then is seen by others from that instant on. Mutexes hand
 // ownership to waiters in FIFO order; waits are woken through the event queue.
 // Leaves out: CPU contention between threads (each thread has its own core).
-import { Coroutine, PENDING, type CoroutineHost, type Rng, type Scheduler } from './scheduler/index.ts';
+import {
+  CoMutex, Coroutine, PENDING, beginWait, waitResult, wakeWaiters, type CoroutineHost, type Rng, type Scheduler,
+} from './scheduler/index.ts';
 import type { Co, IoRequest, IoResult, Mutex, Notifier, Platform, PlatformOp, PlatformThread } from './platform.ts';
 
 const OP_DELAY = 1;
@@ -13,9 +15,6 @@ const OP_LOCK = 3;
 interface DelayOp extends PlatformOp { readonly ns: number; readonly busy: boolean }
 interface WaitOp extends PlatformOp { readonly set: readonly SimNotifier[]; readonly timeoutNs: number }
 interface LockOp extends PlatformOp { readonly mutex: SimMutex }
-
-const WOKEN = Symbol('woken');
-const NO_READY: readonly Notifier[] = Object.freeze([]);
 
 export class SimThread implements PlatformThread {
   /** CPU time spent through cpu(). */
@@ -37,7 +36,7 @@ class SimNotifier implements Notifier {
 
   set(n = 1): void {
     this.count += n;
-    for (const t of this.waiters) t.co.wake(WOKEN);
+    wakeWaiters(this);
   }
 
   read(): number {
@@ -47,11 +46,7 @@ class SimNotifier implements Notifier {
   }
 }
 
-class SimMutex implements Mutex {
-  owner: SimThread | null = null;
-  readonly waiters: SimThread[] = [];
-  constructor(readonly name: string) {}
-}
+class SimMutex extends CoMutex<SimThread> implements Mutex {}
 
 export class SimPlatform implements Platform, CoroutineHost<PlatformOp> {
   readonly backend = 'sim' as const;
@@ -94,8 +89,7 @@ export class SimPlatform implements Platform, CoroutineHost<PlatformOp> {
 
   *wait(notifiers: readonly Notifier[], timeoutNs: number): Co<readonly Notifier[]> {
     const r = yield { op: OP_WAIT, set: notifiers as readonly SimNotifier[], timeoutNs } as WaitOp;
-    if (r === WOKEN) return notifiers.filter((n) => n.ready);
-    return r as readonly Notifier[];
+    return waitResult(r, notifiers);
   }
 
   createNotifier(name: string): Notifier {
@@ -111,13 +105,7 @@ export class SimPlatform implements Platform, CoroutineHost<PlatformOp> {
   }
 
   unlock(mutex: Mutex): void {
-    const m = mutex as SimMutex;
-    if (m.owner !== this.running) {
-      throw new Error(`${this.running.name} unlocks ${m.name} held by ${m.owner?.name ?? 'nobody'}`);
-    }
-    const next = m.waiters.shift();
-    m.owner = next ?? null;
-    if (next) next.co.wake(undefined);
+    (mutex as SimMutex).unlock(this.running);
   }
 
   callAfter(ns: number, fn: () => void): number {
@@ -149,26 +137,10 @@ export class SimPlatform implements Platform, CoroutineHost<PlatformOp> {
       }
       case OP_WAIT: {
         const w = op as WaitOp;
-        const ready = w.set.filter((n) => n.ready);
-        if (ready.length > 0 || w.timeoutNs === 0) return ready.length > 0 ? ready : NO_READY;
-        for (const n of w.set) n.waiters.push(thread);
-        const due = w.timeoutNs < 0 ? -1 : this.scheduler.now + w.timeoutNs;
-        co.suspend(due, NO_READY, () => {
-          for (const n of w.set) n.waiters.splice(n.waiters.indexOf(thread), 1);
-        });
-        return PENDING;
+        return beginWait(thread, w.set, w.timeoutNs, this.scheduler.now + w.timeoutNs);
       }
-      case OP_LOCK: {
-        const m = (op as LockOp).mutex;
-        if (m.owner === thread) throw new Error(`${thread.name} locks ${m.name} twice`);
-        if (m.owner === null) {
-          m.owner = thread;
-          return undefined;
-        }
-        m.waiters.push(thread);
-        co.suspend(-1, undefined);
-        return PENDING;
-      }
+      case OP_LOCK:
+        return (op as LockOp).mutex.lock(thread);
       default:
         throw new Error(`unknown platform operation ${op.op}`);
     }

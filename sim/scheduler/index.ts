@@ -6,3 +6,5 @@ export type { EventTarget, LivenessBound, RunOutcome, SchedulerOptions } from '.
 export { Coroutine, PENDING } from './coroutine.ts';
 export type { CoroutineHost } from './coroutine.ts';
 export { Rng, RandomStreams } from './random.ts';
+export { CoMutex, WOKEN, beginWait, waitResult, wakeWaiters } from './sync.ts';
+export type { Parkable, SyncThread, Waitable } from './sync.ts';
