@@ -134,7 +134,8 @@ export function collectResult(
     sim_time_ns: now,
     wall_ms: 0,
     handlers,
-    slow: inst.slow.map((s) => ({ ...s })),
+    // In start order, outer handlers before the ones they ran.
+    slow: inst.slow.map((s) => ({ ...s })).sort((a, b) => a.at_ns - b.at_ns || a.stack.length - b.stack.length),
     main_loop: {
       blocked_max_ns: inst.mainLoopBlocked.maxNs,
       blocked_max_at_ns: inst.mainLoopBlockedMaxAtNs,
