@@ -19,9 +19,10 @@
 // timer precision below epoll_wait's millisecond (timers fire up to 1 ms
 // late), write readiness other than for sockets.
 import {
-  CoMutex, Coroutine, PENDING, Scheduler, beginWait, waitResult, wakeWaiters, type CoroutineHost, type Rng,
+  CoMutex, PENDING, Scheduler, ThreadHost, beginWait, checkDelayNs, waitResult, wakeWaiters,
+  type CoThread, type Coroutine, type Rng,
 } from '../sim/scheduler/index.ts';
-import type { Co, IoRequest, IoResult, Mutex, Notifier, Platform, PlatformOp, PlatformThread } from '../sim/platform.ts';
+import type { Co, IoRequest, IoResult, Mutex, Notifier, Platform, PlatformOp } from '../sim/platform.ts';
 import { openFdIo, type FdIo, type KvmConstants } from './kvm/index.ts';
 
 const OP_CPU = 1;
@@ -36,14 +37,7 @@ interface LockOp extends PlatformOp { readonly mutex: RealMutex }
 const MAX_BLOCK_MS = 1000;
 const EPOLL_EVENTS_MAX = 64;
 
-export class RealThread implements PlatformThread {
-  /** CPU time spent through cpu(). */
-  cpuNs = 0;
-  co!: Coroutine<PlatformOp>;
-  constructor(readonly id: number, readonly name: string) {}
-}
-
-const OUTSIDE = new RealThread(-1, '(event)');
+export type RealThread = CoThread<PlatformOp>;
 
 /** How a bound fd is read: an eventfd counter, a vCPU exit eventfd (the addon reads it), a socket. */
 export type FdKind = 'eventfd' | 'vcpu-exit' | 'socket';
@@ -108,11 +102,9 @@ export interface RealPlatformOptions {
   io?: FdIo;
 }
 
-export class RealPlatform implements Platform, CoroutineHost<PlatformOp> {
+/** Threads resume on the scheduler's timer heap, whose clock is moved along with real time. */
+export class RealPlatform extends ThreadHost<PlatformOp> implements Platform {
   readonly backend = 'real' as const;
-  readonly threads: RealThread[] = [];
-  /** The timer heap; its clock is moved along with real time. */
-  readonly scheduler: Scheduler;
   readonly io: FdIo;
   /** epoll_wait calls that blocked (timeout > 0) and the time spent blocked in them. */
   blockedWaits = 0;
@@ -123,15 +115,14 @@ export class RealPlatform implements Platform, CoroutineHost<PlatformOp> {
   private readonly ep: KvmConstants['epoll'];
   private readonly epollOut = new Int32Array(EPOLL_EVENTS_MAX * 2);
   private readonly fds = new Map<number, FdEntry>();
-  private running: RealThread = OUTSIDE;
   private stopped = false;
   private closed = false;
   private readonly files = new Map<string, number>();
   private ioBuffer = new Uint8Array(0);
 
   constructor(options: RealPlatformOptions) {
+    super(new Scheduler({ seed: options.seed }));
     this.io = options.io ?? openFdIo();
-    this.scheduler = new Scheduler({ seed: options.seed });
     this.epfd = this.io.epollCreate();
     // The addon object carries its constants; FdIo, the narrow type, does not.
     const k = (this.io as { constants?: KvmConstants }).constants?.epoll;
@@ -153,18 +144,6 @@ export class RealPlatform implements Platform, CoroutineHost<PlatformOp> {
 
   random(component: string): Rng {
     return this.scheduler.random.stream(component);
-  }
-
-  spawn(name: string, body: () => Co<void>): PlatformThread {
-    const t = new RealThread(this.threads.length, name);
-    t.co = new Coroutine<PlatformOp>(this.scheduler, t.id, name, body, this);
-    this.threads.push(t);
-    t.co.start();
-    return t;
-  }
-
-  current(): PlatformThread {
-    return this.running;
   }
 
   *cpu(ns: number): Co<void> {
@@ -391,7 +370,7 @@ export class RealPlatform implements Platform, CoroutineHost<PlatformOp> {
     const thread = this.threads[co.id]!;
     switch (op.op) {
       case OP_CPU: {
-        const ns = checkNs(thread, (op as DelayOp).ns);
+        const ns = checkDelayNs(thread, (op as DelayOp).ns);
         const end = process.hrtime.bigint() + BigInt(ns);
         while (process.hrtime.bigint() < end) {
           // Spinning: this thread uses the CPU, and nothing else in the loop runs.
@@ -400,7 +379,7 @@ export class RealPlatform implements Platform, CoroutineHost<PlatformOp> {
         return undefined;
       }
       case OP_SLEEP: {
-        const ns = checkNs(thread, (op as DelayOp).ns);
+        const ns = checkDelayNs(thread, (op as DelayOp).ns);
         co.suspend(this.nowNs() + ns, undefined);
         return PENDING;
       }
@@ -416,21 +395,4 @@ export class RealPlatform implements Platform, CoroutineHost<PlatformOp> {
         throw new Error(`unknown platform operation ${op.op}`);
     }
   }
-
-  enter(co: Coroutine<PlatformOp>): void {
-    this.running = this.threads[co.id]!;
-  }
-
-  leave(): void {
-    this.running = OUTSIDE;
-  }
-
-  exited(): void {}
-}
-
-function checkNs(thread: RealThread, ns: number): number {
-  if (!Number.isSafeInteger(ns) || ns < 0) {
-    throw new RangeError(`${thread.name}: delay of ${ns} ns is not a non-negative integer`);
-  }
-  return ns;
 }

@@ -2,7 +2,8 @@
 // written once as generator coroutines that `yield*` these operations; the
 // simulation backend turns them into events on the virtual clock, the real
 // backend into clocks, fds and blocking waits. Nothing else of the world is
-// visible to the model: no Date, no Math.random, no timers, no fs.
+// visible to the model: it reads no wall clock, draws no unseeded numbers,
+// arms no host timer and opens no file.
 import type { Rng } from './scheduler/random.ts';
 
 /** An operation yielded by a coroutine; only the backend looks inside. */

@@ -4,9 +4,10 @@
 // ownership to waiters in FIFO order; waits are woken through the event queue.
 // Leaves out: CPU contention between threads (each thread has its own core).
 import {
-  CoMutex, Coroutine, PENDING, beginWait, waitResult, wakeWaiters, type CoroutineHost, type Rng, type Scheduler,
+  CoMutex, PENDING, ThreadHost, beginWait, checkDelayNs, waitResult, wakeWaiters,
+  type CoThread, type Coroutine, type Rng, type Scheduler,
 } from './scheduler/index.ts';
-import type { Co, IoRequest, IoResult, Mutex, Notifier, Platform, PlatformOp, PlatformThread } from './platform.ts';
+import type { Co, IoRequest, IoResult, Mutex, Notifier, Platform, PlatformOp } from './platform.ts';
 
 const OP_DELAY = 1;
 const OP_WAIT = 2;
@@ -16,14 +17,7 @@ interface DelayOp extends PlatformOp { readonly ns: number; readonly busy: boole
 interface WaitOp extends PlatformOp { readonly set: readonly SimNotifier[]; readonly timeoutNs: number }
 interface LockOp extends PlatformOp { readonly mutex: SimMutex }
 
-export class SimThread implements PlatformThread {
-  /** CPU time spent through cpu(). */
-  cpuNs = 0;
-  co!: Coroutine<PlatformOp>;
-  constructor(readonly id: number, readonly name: string) {}
-}
-
-const OUTSIDE = new SimThread(-1, '(event)');
+export type SimThread = CoThread<PlatformOp>;
 
 class SimNotifier implements Notifier {
   count = 0;
@@ -48,12 +42,12 @@ class SimNotifier implements Notifier {
 
 class SimMutex extends CoMutex<SimThread> implements Mutex {}
 
-export class SimPlatform implements Platform, CoroutineHost<PlatformOp> {
+export class SimPlatform extends ThreadHost<PlatformOp> implements Platform {
   readonly backend = 'sim' as const;
-  readonly threads: SimThread[] = [];
-  private running: SimThread = OUTSIDE;
 
-  constructor(readonly scheduler: Scheduler, private readonly hostOffsetNs = 0) {}
+  constructor(scheduler: Scheduler, private readonly hostOffsetNs = 0) {
+    super(scheduler);
+  }
 
   nowNs(): number {
     return this.scheduler.now;
@@ -65,18 +59,6 @@ export class SimPlatform implements Platform, CoroutineHost<PlatformOp> {
 
   random(component: string): Rng {
     return this.scheduler.random.stream(component);
-  }
-
-  spawn(name: string, body: () => Co<void>): PlatformThread {
-    const t = new SimThread(this.threads.length, name);
-    t.co = new Coroutine<PlatformOp>(this.scheduler, t.id, name, body, this);
-    this.threads.push(t);
-    t.co.start();
-    return t;
-  }
-
-  current(): PlatformThread {
-    return this.running;
   }
 
   *cpu(ns: number): Co<void> {
@@ -128,9 +110,7 @@ export class SimPlatform implements Platform, CoroutineHost<PlatformOp> {
     switch (op.op) {
       case OP_DELAY: {
         const d = op as DelayOp;
-        if (!Number.isSafeInteger(d.ns) || d.ns < 0) {
-          throw new RangeError(`${thread.name}: delay of ${d.ns} ns is not a non-negative integer`);
-        }
+        checkDelayNs(thread, d.ns);
         if (d.busy) thread.cpuNs += d.ns;
         co.suspend(this.scheduler.now + d.ns, undefined);
         return PENDING;
@@ -145,14 +125,4 @@ export class SimPlatform implements Platform, CoroutineHost<PlatformOp> {
         throw new Error(`unknown platform operation ${op.op}`);
     }
   }
-
-  enter(co: Coroutine<PlatformOp>): void {
-    this.running = this.threads[co.id]!;
-  }
-
-  leave(): void {
-    this.running = OUTSIDE;
-  }
-
-  exited(): void {}
 }

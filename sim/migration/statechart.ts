@@ -13,6 +13,7 @@
 // Leaves out: postcopy states, pre-switchover, colo, wait-unplug.
 import { and, createActor, setup, type Actor, type SnapshotFrom } from 'xstate';
 import type { Platform } from '../platform.ts';
+import { xstateClock } from '../scheduler/clock.ts';
 
 /** QEMU's MigrationStatus values used here (qapi/migration.json). */
 export type MigrationStatus =
@@ -140,10 +141,7 @@ export function startMigrationActor(
   input: { rollback: boolean; minIntervalMs: number },
   onStatus: (status: MigrationStatus, previous: MigrationStatus) => void,
 ): MigrationActor {
-  const clock = {
-    setTimeout: (fn: (...args: unknown[]) => void, ms: number) => platform.callAfter(Math.max(0, Math.round(ms * 1e6)), fn),
-    clearTimeout: (id: unknown) => platform.cancelCall(id as number),
-  };
+  const clock = xstateClock((ns, fn) => platform.callAfter(ns, fn), (id) => platform.cancelCall(id));
   const actor = createActor(migrationMachine, { input, clock });
   let previous: MigrationStatus = 'none';
   actor.subscribe((snap) => {

@@ -8,3 +8,5 @@ export type { CoroutineHost } from './coroutine.ts';
 export { Rng, RandomStreams } from './random.ts';
 export { CoMutex, WOKEN, beginWait, waitResult, wakeWaiters } from './sync.ts';
 export type { Parkable, SyncThread, Waitable } from './sync.ts';
+export { CoThread, ThreadHost, checkDelayNs } from './threads.ts';
+export { xstateClock } from './clock.ts';

@@ -7,6 +7,7 @@
 // It knows nothing of QEMU.
 import { EventQueue } from './event-queue.ts';
 import { RandomStreams } from './random.ts';
+import { xstateClock, type Clock } from './clock.ts';
 
 /** Something that events can be addressed to. */
 export interface EventTarget {
@@ -152,17 +153,8 @@ export class Scheduler {
     return 'stopped';
   }
 
-  // xstate's Clock interface: delayed events of an actor run on virtual time.
-
-  /** Clock.setTimeout for xstate: the delay is in milliseconds. */
-  setTimeout(fn: (...args: unknown[]) => void, timeoutMs: number): number {
-    return this.callAfter(Math.max(0, Math.round(timeoutMs * 1e6)), fn);
-  }
-
-  /** Clock.clearTimeout for xstate. */
-  clearTimeout(id: unknown): void {
-    this.cancelCall(id as number);
-  }
+  /** xstate's Clock on this scheduler: an actor's delayed events run on virtual time. */
+  readonly clock: Clock = xstateClock((ns, fn) => this.callAfter(ns, fn), (id) => this.cancelCall(id));
 
   private fireCallback(id: number): void {
     const fn = this.callbacks.get(id);

@@ -33,7 +33,7 @@ ${extra}
 describe('migration statechart', () => {
   it('rolls back from device to active on a completion timeout, and holds off with min-interval on virtual time', () => {
     const s = new Scheduler({ seed: 1 });
-    const actor = createActor(migrationMachine, { input: { rollback: true, minIntervalMs: 5000 }, clock: s });
+    const actor = createActor(migrationMachine, { input: { rollback: true, minIntervalMs: 5000 }, clock: s.clock });
     actor.start();
     for (const type of ['START', 'SETUP_DONE', 'CONVERGED', 'COMPLETION_TIMEOUT'] as const) actor.send({ type });
     expect(actor.getSnapshot().value).toEqual({ active: 'holding_off' });

@@ -77,7 +77,7 @@ describe('Scheduler', () => {
   it('drives an xstate actor on virtual time', () => {
     const s = new Scheduler({ seed: 1 });
     const m = createMachine({ initial: 'a', states: { a: { after: { 358: 'b' } }, b: {} } });
-    const actor = createActor(m, { clock: s });
+    const actor = createActor(m, { clock: s.clock });
     const seen: [string, number][] = [];
     actor.subscribe((snap) => seen.push([String(snap.value), s.now]));
     actor.start();
