@@ -36,8 +36,16 @@ export const BANDWIDTH_PATTERN = `^\\s*${NUM}\\s*(?:${alternation(BW_UNITS)})\\s
 export const RATE_PATTERN = `^\\s*${NUM}\\s*(?:${alternation(RATE_UNITS)})\\s*$`;
 export const PERCENT_PATTERN = `^\\s*${NUM}\\s*%\\s*$`;
 
+/** Each unit table's capturing pattern, built once. */
+const CAPTURE = new Map<Record<string, number>, RegExp>();
+
 function parseWith(text: string, units: Record<string, number>): number | null {
-  const m = new RegExp(`^\\s*(${NUM})\\s*(${alternation(units)})\\s*$`).exec(text);
+  let re = CAPTURE.get(units);
+  if (!re) {
+    re = new RegExp(`^\\s*(${NUM})\\s*(${alternation(units)})\\s*$`);
+    CAPTURE.set(units, re);
+  }
+  const m = re.exec(text);
   if (!m) return null;
   const value = Number(m[1]) * units[m[2]!]!;
   return Number.isFinite(value) ? value : null;
@@ -66,8 +74,10 @@ export function parseRate(text: string): number | null {
 }
 
 /** "50%" -> 0.5. */
+const PERCENT = new RegExp(`^\\s*(${NUM})\\s*%\\s*$`);
+
 export function parsePercent(text: string): number | null {
-  const m = new RegExp(`^\\s*(${NUM})\\s*%\\s*$`).exec(text);
+  const m = PERCENT.exec(text);
   return m ? Number(m[1]) / 100 : null;
 }
 

@@ -11,10 +11,6 @@ export type Dist =
   | { readonly dist: 'lognormal'; readonly median_ns: number; readonly sigma: number }
   | { readonly dist: 'mixture'; readonly of: readonly { readonly p: number; readonly value: Dist }[] };
 
-export function fixed(ns: number): Dist {
-  return { dist: 'fixed', value_ns: ns };
-}
-
 /** Draws one value in integer nanoseconds (never negative). */
 export function sample(d: Dist, rng: Rng): number {
   switch (d.dist) {
@@ -36,23 +32,5 @@ export function sample(d: Dist, rng: Rng): number {
       }
       return sample(d.of[d.of.length - 1]!.value, rng);
     }
-  }
-}
-
-/** The mean of a distribution, in nanoseconds. */
-export function meanOf(d: Dist): number {
-  switch (d.dist) {
-    case 'fixed':
-      return d.value_ns;
-    case 'uniform':
-      return (d.min_ns + d.max_ns) / 2;
-    case 'exponential':
-      return d.mean_ns;
-    case 'normal':
-      return d.mean_ns;
-    case 'lognormal':
-      return d.median_ns * Math.exp((d.sigma * d.sigma) / 2);
-    case 'mixture':
-      return d.of.reduce((s, part) => s + part.p * meanOf(part.value), 0);
   }
 }

@@ -34,10 +34,6 @@ export class Histogram {
     }
     return this.maxNs;
   }
-
-  get meanNs(): number {
-    return this.count === 0 ? 0 : this.sumNs / this.count;
-  }
 }
 
 function bucketOf(ns: number): number {

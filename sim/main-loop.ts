@@ -25,7 +25,6 @@ export class MainLoop {
   /** Runs after every main_loop_wait (main_loop_should_exit). */
   afterWait: (() => Co<void>) | null = null;
   private lastPollReturnNs = -1;
-  private shutdownRequested = false;
   private polling = false;
 
   constructor(
@@ -51,12 +50,6 @@ export class MainLoop {
     if (this.polling && !this.wakeup.ready) this.wakeup.set();
   }
 
-  /** QEMU: qemu_system_shutdown_request: the loop ends after this iteration. */
-  requestShutdown(): void {
-    this.shutdownRequested = true;
-    this.notifyEvent();
-  }
-
   /** At the end of a run: a main loop stuck outside its poll counts as blocked until now. */
   finish(): void {
     if (!this.polling && this.lastPollReturnNs >= 0) {
@@ -74,11 +67,11 @@ export class MainLoop {
   /** QEMU: qemu_main_loop (system/runstate.c) */
   private *threadFn(): Co<void> {
     yield* this.bql.lock('qemu_init');
-    while (!this.shutdownRequested) {
+    // The VM runs until the run ends: shutdown is not modelled.
+    for (;;) {
       yield* this.mainLoopWait(false);
       if (this.afterWait) yield* this.afterWait();
     }
-    this.bql.unlock();
   }
 
   /** QEMU: main_loop_wait (util/main-loop.c) */

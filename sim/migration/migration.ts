@@ -29,7 +29,6 @@ import { RamState } from './ram.ts';
 import {
   mayComplete,
   startMigrationActor,
-  statusOf,
   type MigrationActor,
   type MigrationStatus,
 } from './statechart.ts';
@@ -413,10 +412,6 @@ export class Migration<D extends MigrationDestination = Destination> {
         'dirty-sync-count': ram.dirtySyncCount,
       },
     };
-  }
-
-  get currentStatus(): MigrationStatus {
-    return this.actor ? statusOf(this.actor.getSnapshot()) : 'none';
   }
 
   get rollbacks(): number {
