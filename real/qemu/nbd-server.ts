@@ -79,6 +79,8 @@ export type NbdOp = 'read' | 'write' | 'flush' | 'trim' | 'write-zeroes';
 /** One request as the server saw it (times in ns from origin). */
 export interface NbdRequestRecord {
   readonly op: NbdOp;
+  /** The listener's label (run.ts: "source", "destination"). */
+  readonly client: string;
   readonly conn: number;
   readonly offset: number;
   readonly length: number;
@@ -122,26 +124,30 @@ export class NbdServer {
   readonly firedFaults = new Set<string>();
   private readonly chunks = new Map<number, Buffer>();
   private readonly sockets = new Set<Socket>();
-  private readonly server: Server;
+  private readonly servers: Server[] = [];
   private readonly rng: Rng;
   private inFlightNow = 0;
 
   constructor(readonly opts: NbdServerOptions) {
     this.rng = new Rng(`${opts.seed ?? 0}/nbd.${opts.name}`);
-    this.server = createServer((s) => this.onConnection(s));
   }
 
-  /** Listens on host:port (port 0: any free port); resolves with the port. */
-  listen(port = 0, host = '127.0.0.1'): Promise<number> {
+  /**
+   * Listens on host:port (port 0: any free port); resolves with the port.
+   * Each listener serves the same export; `client` labels its requests.
+   */
+  listen(port = 0, host = '127.0.0.1', client = 'client'): Promise<number> {
+    const server = createServer((s) => this.onConnection(s, client));
+    this.servers.push(server);
     return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => resolve((this.server.address() as AddressInfo).port));
+      server.once('error', reject);
+      server.listen(port, host, () => resolve((server.address() as AddressInfo).port));
     });
   }
 
   async close(): Promise<void> {
     for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await Promise.all(this.servers.map((srv) => new Promise<void>((resolve) => srv.close(() => resolve()))));
   }
 
   /** Requests whose reply is still pending (held by a fault, or being served). */
@@ -240,17 +246,17 @@ export class NbdServer {
     return { delayMs: delayNs / 1e6, error, fault };
   }
 
-  private onConnection(sock: Socket): void {
+  private onConnection(sock: Socket, client: string): void {
     const conn = ++this.connections;
     this.sockets.add(sock);
     sock.setNoDelay(true);
     sock.on('close', () => this.sockets.delete(sock));
     sock.on('error', () => sock.destroy());
     const reader = new ByteReader(sock);
-    void this.serve(sock, reader, conn).catch(() => sock.destroy());
+    void this.serve(sock, reader, conn, client).catch(() => sock.destroy());
   }
 
-  private async serve(sock: Socket, r: ByteReader, conn: number): Promise<void> {
+  private async serve(sock: Socket, r: ByteReader, conn: number, client: string): Promise<void> {
     const hello = Buffer.alloc(18);
     hello.writeBigUInt64BE(NBDMAGIC, 0);
     hello.writeBigUInt64BE(IHAVEOPT, 8);
@@ -344,11 +350,11 @@ export class NbdServer {
         if (length > MAX_PAYLOAD) throw new Error('write too large');
         payload = await r.read(length);
       }
-      this.handle(sock, conn, type, Buffer.from(handle), offset, length, payload);
+      this.handle(sock, conn, client, type, Buffer.from(handle), offset, length, payload);
     }
   }
 
-  private handle(sock: Socket, conn: number, type: number, handle: Buffer, offset: number, length: number, payload: Buffer | null): void {
+  private handle(sock: Socket, conn: number, client: string, type: number, handle: Buffer, offset: number, length: number, payload: Buffer | null): void {
     const arrived = performance.now();
     const t = this.nowNs();
     const op: NbdOp | null =
@@ -385,7 +391,7 @@ export class NbdServer {
       this.inFlightNow--;
       if (op) {
         const rec: NbdRequestRecord = {
-          op, conn, offset, length, at_ns: t, latency_ns: Math.round((performance.now() - arrived) * 1e6), error, fault,
+          op, client, conn, offset, length, at_ns: t, latency_ns: Math.round((performance.now() - arrived) * 1e6), error, fault,
         };
         if (op === 'flush' || fault || error || this.records.length < (this.opts.maxRecords ?? 10_000)) this.records.push(rec);
       }
