@@ -49,7 +49,7 @@ export interface QemuRunOptions {
   readonly pollMs?: number;
   /** Compare both sides' memory at switchover (default true). */
   readonly verify?: boolean;
-  /** How long to watch the destination run after switchover (default 1000 ms). */
+  /** How long to watch the destination run after switchover (default 2500 ms: two status lines). */
   readonly afterMs?: number;
   /** Longest wait for one QMP answer, e.g. during a flush stall (default 180 s). */
   readonly qmpTimeoutMs?: number;
@@ -267,6 +267,15 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
         const wait = Math.max(0, sent + pollMs - performance.now());
         await Promise.race([sleep(wait), qs.waitEvent(isTerminalEvent, wait + 1, sent).catch(() => undefined)]);
       }
+      if (lastRaw.status === 'completed' || lastRaw.status === 'failed') {
+        // migrate_set_state(completed) comes before migration_calculate_complete
+        // sets total-time and downtime: ask again until they are there.
+        for (let i = 0; i < 40 && !lastRaw['total-time']; i++) {
+          await sleep(25);
+          lastRaw = await qs.execute<RawQueryMigrate>('query-migrate', undefined, qmpTimeout);
+        }
+        snapshots.push(toQueryMigrate(lastRaw, tns(performance.now())));
+      }
       statusAtEnd = lastRaw.status ?? 'none';
       finalStatus = statusAtEnd;
       if (!TERMINAL.has(statusAtEnd)) {
@@ -313,9 +322,9 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
         await qd.execute('cont');
         const from = dst!.serial.length;
         await dst!.waitSerial(/^H\b/, 30_000, from);
-        await sleep(opts.afterMs ?? 1000);
+        await sleep(opts.afterMs ?? 2500);
       } else if (statusAtEnd === 'failed') {
-        await sleep(opts.afterMs ?? 1000);
+        await sleep(opts.afterMs ?? 2500);
       }
     } else {
       await sleep(Math.max(0, endMs - performance.now()));
@@ -409,6 +418,7 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
   const switchoverEndMs = steps && steps.end_ns >= 0 ? origin + steps.end_ns / 1e6 : Infinity;
   const srcStatus = srcLines.map((l) => parseStatus(l.text, l.host_ms)).filter((x) => x !== null);
   const dstStatus = dstLines.map((l) => parseStatus(l.text, l.host_ms)).filter((x) => x !== null);
+  // A status line's interval may span a pause; rates come from the pages and guest ms between lines.
   const rateOf = (st: typeof srcStatus) => {
     if (st.length < 2) return st[0]?.rate ?? 0;
     const a = st[0]!;
@@ -481,7 +491,9 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
         ...srcStatus.map((x) => ({ t_ns: tns(x.host_ms), side: 'source' as const, rate: x.rate, pages: x.pages, lost_ticks: x.lost_ticks })),
         ...dstStatus.map((x) => ({ t_ns: tns(x.host_ms), side: 'destination' as const, rate: x.rate, pages: x.pages, lost_ticks: x.lost_ticks })),
       ],
-      destination_achieved_rate: rateOf(dstStatus),
+      // From the source's last line to the destination's last: the counters and
+      // the TSC (guest ms) travel with the guest, so the switchover adds nothing.
+      destination_achieved_rate: lastSrcStatus && dstStatus.length > 0 ? rateOf([lastSrcStatus, dstStatus[dstStatus.length - 1]!]) : 0,
       plan: { append: plan.append, unsupported: [...plan.unsupported, ...unsupportedFaults] },
     },
     qmp: {
