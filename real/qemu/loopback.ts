@@ -17,6 +17,7 @@ export async function measureLoopback(bytes = 512 * 1024 * 1024, timeoutMs = 30_
   const chunk = Buffer.alloc(1 << 20, 0x5a);
   let received = 0;
   let t0 = 0;
+  const server = createServer();
   const done = new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`loopback: ${received} of ${bytes} bytes in ${timeoutMs} ms`)), timeoutMs);
     server.on('connection', (s) => {
@@ -31,7 +32,6 @@ export async function measureLoopback(bytes = 512 * 1024 * 1024, timeoutMs = 30_
       s.on('error', () => {});
     });
   });
-  const server = createServer();
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const port = (server.address() as AddressInfo).port;
   const c = connect(port, '127.0.0.1');

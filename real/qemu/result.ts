@@ -104,6 +104,8 @@ export interface QemuRunResult {
     vcpu_stall_max_ms: number;
     status: { t_ns: number; side: 'source' | 'destination'; rate: number; pages: number; lost_ticks: number }[];
     destination_achieved_rate: number;
+    /** The guest's own disk counters (its last status line): what it saw complete or fail. */
+    disk: { writes: number; reads: number; flushes: number; errors: number; flush_max_us: number } | null;
     plan: { append: string; unsupported: readonly string[] };
   };
   qmp: {

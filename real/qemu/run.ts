@@ -494,6 +494,10 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
       // From the source's last line to the destination's last: the counters and
       // the TSC (guest ms) travel with the guest, so the switchover adds nothing.
       destination_achieved_rate: lastSrcStatus && dstStatus.length > 0 ? rateOf([lastSrcStatus, dstStatus[dstStatus.length - 1]!]) : 0,
+      disk: (() => {
+        const last = dstStatus[dstStatus.length - 1] ?? lastSrcStatus;
+        return plan.disk && last ? { writes: last.dw, reads: last.dr, flushes: last.df, errors: last.de, flush_max_us: last.dflush_max_us } : null;
+      })(),
       plan: { append: plan.append, unsupported: [...plan.unsupported, ...unsupportedFaults] },
     },
     qmp: {
