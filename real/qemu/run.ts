@@ -491,9 +491,11 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
         ...srcStatus.map((x) => ({ t_ns: tns(x.host_ms), side: 'source' as const, rate: x.rate, pages: x.pages, lost_ticks: x.lost_ticks })),
         ...dstStatus.map((x) => ({ t_ns: tns(x.host_ms), side: 'destination' as const, rate: x.rate, pages: x.pages, lost_ticks: x.lost_ticks })),
       ],
-      // From the source's last line to the destination's last: the counters and
-      // the TSC (guest ms) travel with the guest, so the switchover adds nothing.
-      destination_achieved_rate: lastSrcStatus && dstStatus.length > 0 ? rateOf([lastSrcStatus, dstStatus[dstStatus.length - 1]!]) : 0,
+      // The destination's first line spans the switchover (the guest's TSC runs
+      // on through the downtime): the mean of the later lines' rates, else the first's.
+      destination_achieved_rate: dstStatus.length > 1
+        ? Math.round(dstStatus.slice(1).reduce((a, x) => a + x.rate, 0) / (dstStatus.length - 1))
+        : dstStatus[0]?.rate ?? 0,
       disk: (() => {
         const last = dstStatus[dstStatus.length - 1] ?? lastSrcStatus;
         return plan.disk && last ? { writes: last.dw, reads: last.dr, flushes: last.df, errors: last.de, flush_max_us: last.dflush_max_us } : null;
