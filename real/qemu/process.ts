@@ -1,8 +1,9 @@
 // A QEMU process: spawned with its arguments, its serial port on stdout
 // (-serial stdio) split into lines stamped with the host time they arrived,
 // its stderr kept, and always reaped. Every live QEMU is in one registry:
-// process exit, SIGINT, SIGTERM and SIGHUP kill them all (SIGKILL) before the
-// host process goes, so a failed or interrupted run leaves no VM behind.
+// process exit, SIGINT, SIGTERM and SIGHUP kill them all (SIGKILL) and run
+// the registered teardowns before the host process goes, so a failed or
+// interrupted run leaves no VM (and no work directory) behind.
 // Leaves out: daemonizing, process groups, resource limits.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
@@ -14,10 +15,25 @@ export interface SerialLine {
 }
 
 const live = new Set<QemuProcess>();
+const teardowns = new Set<() => void>();
 let hooked = false;
 
 function killAllNow(): void {
   for (const q of live) q.killNow();
+  for (const f of teardowns) {
+    try {
+      f();
+    } catch {
+      // best effort on the way out
+    }
+  }
+}
+
+/** Runs f on exit or signal too (e.g. removing a work directory); returns its undo. */
+export function atTeardown(f: () => void): () => void {
+  hookExit();
+  teardowns.add(f);
+  return () => teardowns.delete(f);
 }
 
 function hookExit(): void {

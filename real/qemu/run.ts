@@ -30,7 +30,7 @@ import { adaptScenario } from '../scenario.ts';
 import { planGuest, heartbeats, maxGap, parseStatus, type GuestPlan } from './guest-params.ts';
 import { NbdServer } from './nbd-server.ts';
 import { DEFAULT_QEMU, GUEST_ELF, probeQemu } from './probe.ts';
-import { QemuProcess } from './process.ts';
+import { QemuProcess, atTeardown } from './process.ts';
 import { QmpClient, QmpTimeout, type QmpEvent } from './qmp.ts';
 import type { QemuMigrationResult, QemuQueryMigrate, QemuRunResult, QmpPoll } from './result.ts';
 import { TRACE_EVENTS, readTraceLog, switchoverSteps, syncTable } from './trace.ts';
@@ -172,6 +172,7 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
   const unsupportedFaults = s.faults.filter((f) => f.kind === 'handler-cost').map((f) => `fault ${f.name} (handler-cost): QEMU's handlers are its own`);
 
   const dir = mkdtempSync(join(tmpdir(), 'latsim-qemu-'));
+  const untrack = opts.keepWorkDir ? () => {} : atTeardown(() => rmSync(dir, { recursive: true, force: true }));
   const blk = s.devices.blk[0] ?? null;
   const nbd = blk
     ? new NbdServer({ name: blk.name, sizeBytes: blk.io.sectors * blk.io.request_bytes, faults: s.faults, seed: s.seed })
@@ -343,6 +344,7 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
   const originWall = performance.timeOrigin + origin;
   const srcTrace = readTraceLog(join(dir, 'src.trace'));
   if (!opts.keepWorkDir) rmSync(dir, { recursive: true, force: true });
+  untrack();
   const transferred = snapshots.map((q) => ({ t_ns: q.t_ns, bytes: q.ram.transferred }));
   const iterations = syncTable({ events: srcTrace, originWallMs: originWall, pageSize: 4096, transferred });
   const steps = switchoverSteps(srcTrace, originWall);
