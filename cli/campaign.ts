@@ -15,9 +15,10 @@ import { Tinypool } from 'tinypool';
 import { parse as parseYaml } from 'yaml';
 import { UsageError } from './errors.ts';
 import { parseScenario, type ScenarioOverride } from './scenario-file.ts';
-import { exitCodeOf } from './commands/run.ts';
+import { exitCodeOf } from './exit-codes.ts';
 import { simulate } from '../sim/run.ts';
 import type { RunResult } from '../sim/results.ts';
+import { ROW_METRICS, type CampaignDocument, type CampaignSpec, type GridAxis, type RunRow, type Shard } from '../reports/campaign.ts';
 
 /** Points in one campaign at most: a limit, so a typo cannot ask for a billion runs. */
 export const MAX_POINTS = 1_000_000;
@@ -26,24 +27,6 @@ export const MAX_WORKERS = 256;
 /** Largest seed a scenario accepts (its schema: 0 .. 2^31-1). */
 export const MAX_SEED = 2 ** 31 - 1;
 
-/** One parameter of the grid: a path into the scenario and the values it takes. */
-export interface GridAxis {
-  /** As written: `migration.flush_timeout`, `devices.blk[0].flush`. */
-  readonly path: string;
-  /** Each value as written (YAML text). */
-  readonly values: readonly string[];
-}
-
-/** What a campaign is, independent of how it is split or run. */
-export interface CampaignSpec {
-  /** The scenario file as given on the command line. */
-  readonly scenario: string;
-  /** SHA-256 of the scenario text: shards of different files do not merge. */
-  readonly scenario_sha256: string;
-  readonly axes: readonly GridAxis[];
-  /** Seeds to run every grid point with; null: the scenario's own seed. */
-  readonly seeds: readonly number[] | null;
-}
 
 /** One run of a campaign. */
 export interface CampaignPoint {
@@ -55,11 +38,6 @@ export interface CampaignPoint {
   readonly seed: number | null;
 }
 
-export interface Shard {
-  /** 1-based. */
-  readonly index: number;
-  readonly count: number;
-}
 
 // ---------------------------------------------------------------------------
 // Parsing the command line.
@@ -241,40 +219,6 @@ export function pointLabel(spec: CampaignSpec, point: CampaignPoint, seed: numbe
 // ---------------------------------------------------------------------------
 // One run and its summary row.
 
-/** The summary of one run: the numbers a campaign compares. Durations in ms. */
-export interface RunRow {
-  readonly index: number;
-  /** Axis path -> value as written. */
-  readonly grid: Readonly<Record<string, string>>;
-  readonly seed: number;
-  readonly pass: boolean;
-  /** As `latsim run` would exit: 0 ok, 1 budget, 3 liveness, 4 invariant, 5 internal error. */
-  readonly exit_code: number;
-  /** ok, liveness, invariant, or error (the model threw). */
-  readonly outcome: string;
-  /** Null unless the migration completed. */
-  readonly downtime_ms: number | null;
-  readonly main_loop_blocked_max_ms: number | null;
-  readonly bql_wait_max_ms: number | null;
-  /** Null when no ping was sent. */
-  readonly ping_rtt_p99_ms: number | null;
-  readonly ping_lost: number | null;
-  readonly userspace_progress: number | null;
-  readonly userspace_gap_max_ms: number | null;
-  /** Null without a migration section. */
-  readonly migration_status: string | null;
-  readonly completion_attempts: number | null;
-  readonly rollbacks: number | null;
-  readonly trace_sha256: string | null;
-  readonly error: string | null;
-}
-
-/** Column order of rows in tables, CSV and JSON (grid columns come first). */
-export const ROW_METRICS = [
-  'seed', 'pass', 'exit_code', 'outcome', 'downtime_ms', 'main_loop_blocked_max_ms', 'bql_wait_max_ms',
-  'ping_rtt_p99_ms', 'ping_lost', 'userspace_progress', 'userspace_gap_max_ms', 'migration_status',
-  'completion_attempts', 'rollbacks', 'trace_sha256', 'error',
-] as const satisfies readonly (keyof RunRow)[];
 
 const ms = (ns: number): number => Math.round(ns / 1e3) / 1e3;
 
@@ -330,7 +274,7 @@ export function runPoint(input: PointInput): PointOutput {
   const seed = input.seed ?? scenario.seed;
   try {
     const run = simulate(scenario, { seed, keepTrace: false });
-    return { row: rowOf(input.index, { ...input.grid }, run.result, exitCodeOf(run)), result: input.keepResult ? run.result : null };
+    return { row: rowOf(input.index, { ...input.grid }, run.result, exitCodeOf(run.result)), result: input.keepResult ? run.result : null };
   } catch (e) {
     const message = `internal error: ${(e as Error).message ?? String(e)}; seed ${seed}`;
     return {
@@ -345,21 +289,6 @@ export function runPoint(input: PointInput): PointOutput {
   }
 }
 
-/**
- * A campaign's results as one self-describing JSON object: what was run (so
- * shards of the same campaign can be recognized and joined), which shard this
- * is, and one row per run in campaign order.
- */
-export interface CampaignDocument {
-  readonly format: 'latsim-campaign';
-  readonly version: 1;
-  readonly command: string;
-  readonly campaign: CampaignSpec & { readonly points: number };
-  readonly shard: Shard | null;
-  /** Column order for tables and CSV: index, the axis paths, then ROW_METRICS. */
-  readonly columns: readonly string[];
-  readonly rows: readonly RunRow[];
-}
 
 export function campaignDocument(command: string, spec: CampaignSpec, shard: Shard | null, rows: readonly RunRow[]): CampaignDocument {
   return {

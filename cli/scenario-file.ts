@@ -9,13 +9,13 @@
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isNode, isPair, isScalar, LineCounter, Parser, parseDocument, type Document, type Node } from 'yaml';
-import type { Dist } from '../sim/dist.ts';
+import type { Dist } from '../sim/util/dist.ts';
 import type {
   BlkSpec, Budget, BudgetKey, FaultSpec, MigrationPolicy, MigrationSpec, NetSpec, Scenario,
   SyntheticHandlerSpec, WorkloadSpec,
-} from '../sim/scenario.ts';
-import { BUDGET_KINDS, scenarioSchema } from './schema.ts';
-import { parseBandwidth, parseDuration, parsePercent, parseRate, parseSize } from './units.ts';
+} from '../sim/scenario/scenario.ts';
+import { BUDGET_KINDS, scenarioSchema } from '../sim/scenario/schema.ts';
+import { parseBandwidth, parseDuration, parsePercent, parseRate, parseSize } from '../sim/scenario/units.ts';
 
 export class ScenarioError extends Error {
   constructor(

@@ -13,12 +13,12 @@
 // its guest cost is not spent), MMIO exit workloads (the heartbeat is PIO),
 // exit rates above the tick rate, modelled guest activities other than a block
 // driver's requests (they run on host timers while the VM runs).
-import { sample, type Dist } from '../sim/dist.ts';
+import { sample, type Dist } from '../sim/util/dist.ts';
 import type { Machine } from '../sim/machine.ts';
 import type { Co } from '../sim/platform.ts';
-import type { Scenario, WorkloadSpec } from '../sim/scenario.ts';
+import type { Scenario, WorkloadSpec } from '../sim/scenario/scenario.ts';
 import { UserspaceTracker, type GuestActivity, type GuestPort, type GuestWork } from '../sim/guest/guest.ts';
-import type { GuestSpec } from '../sim/scenario.ts';
+import type { GuestSpec } from '../sim/scenario/scenario.ts';
 import type { Vcpu, Vm } from './kvm/index.ts';
 import { bootLongMode, loadPayload, readPayload } from './guest/loader.ts';
 import { Mailbox, type WorkloadParams } from './guest/mailbox.ts';

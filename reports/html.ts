@@ -12,8 +12,8 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { RunResult } from '../sim/results.ts';
-import type { TraceRecord } from '../sim/trace.ts';
-import { formatBytes, formatNs } from '../cli/units.ts';
+import type { TraceRecord } from '../sim/instrument/trace.ts';
+import { formatBytes, formatNs } from '../sim/instrument/format.ts';
 import { textReport } from './text.ts';
 
 export interface HtmlOptions {

@@ -15,7 +15,7 @@
 // are microseconds as doubles; the importer truncates ts * 1000, so each one
 // is written as the double that truncates back to the exact nanosecond.
 // Leaves out: async slices, stack samples, the v2 flow fields.
-import type { TraceRecord } from '../sim/trace.ts';
+import type { TraceRecord } from '../sim/instrument/trace.ts';
 
 export interface PerfettoMeta {
   readonly scenario: string;

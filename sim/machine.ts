@@ -3,12 +3,12 @@
 // vCPUs; vm_stop and vm_start, which tie them together. Written against the
 // Platform only, so the same Machine runs on the simulator and on KVM.
 import type { Co, Notifier, Platform } from './platform.ts';
-import { Bql } from './bql.ts';
-import { Instruments, DEFAULT_THRESHOLD_NS } from './instrument.ts';
-import { MainLoop } from './main-loop.ts';
+import { Bql } from './main-loop/bql.ts';
+import { Instruments, DEFAULT_THRESHOLD_NS } from './instrument/instrument.ts';
+import { MainLoop } from './main-loop/main-loop.ts';
 import { RunStateTracker, type RunState } from './runstate.ts';
-import { QEMUClocks } from './timer.ts';
-import { Trace } from './trace.ts';
+import { QEMUClocks } from './main-loop/timer.ts';
+import { Trace } from './instrument/trace.ts';
 import { VCPU, type GuestCode, type VcpuHost } from './vcpu.ts';
 
 /** The block layer's part in vm_stop (bdrv_drain_all, bdrv_flush_all). */

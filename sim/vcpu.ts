@@ -6,8 +6,8 @@
 // Stall: time a vCPU wanted to run guest code but was out of guest mode
 // (stopped, or waiting for the BQL to finish an exit).
 // Leaves out: halt-polling, in-kernel irqchip details, vCPU hotplug.
-import type { Bql } from './bql.ts';
-import type { Instruments } from './instrument.ts';
+import type { Bql } from './main-loop/bql.ts';
+import type { Instruments } from './instrument/instrument.ts';
 import type { Co, Notifier, Platform } from './platform.ts';
 
 /** An exit to userspace: a PIO or MMIO access (under the BQL), or a throttle sleep. */

@@ -12,7 +12,8 @@ import type { Command } from 'commander';
 import { parseScenario, readScenarioText, ScenarioError, type ScenarioOverride } from '../scenario-file.ts';
 import { UsageError, intOption } from '../errors.ts';
 import { parsePath } from '../campaign.ts';
-import { formatBytes, formatNs, parseBandwidth, parseDuration, parsePercent, parseRate, parseSize } from '../units.ts';
+import { formatBytes, formatNs } from '../../sim/instrument/format.ts';
+import { parseBandwidth, parseDuration, parsePercent, parseRate, parseSize } from '../../sim/scenario/units.ts';
 import { simulate } from '../../sim/run.ts';
 import type { RunResult } from '../../sim/results.ts';
 

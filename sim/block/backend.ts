@@ -9,12 +9,12 @@
 // flush makes the writes completed before it was issued stable.
 // Leaves out: the format layer (qcow2), throttling groups, copy-on-read.
 import type { Notifier, Platform } from '../platform.ts';
-import type { AioContext } from '../aio.ts';
-import type { BlkSpec } from '../scenario.ts';
-import { type Dist, sample } from '../dist.ts';
+import type { AioContext } from '../main-loop/aio.ts';
+import type { BlkSpec } from '../scenario/scenario.ts';
+import { type Dist, sample } from '../util/dist.ts';
 import type { FaultSchedule } from '../faults.ts';
 import type { Rng } from '../scheduler/random.ts';
-import type { Instruments } from '../instrument.ts';
+import type { Instruments } from '../instrument/instrument.ts';
 
 export type BlockOp = 'read' | 'write' | 'flush';
 

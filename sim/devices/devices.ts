@@ -8,7 +8,7 @@
 // of virtio-net (the payload); the device logic is the same.
 import type { Machine } from '../machine.ts';
 import type { GuestPort } from '../guest/guest.ts';
-import type { DevicesSpec, FaultSpec, NetSpec } from '../scenario.ts';
+import type { DevicesSpec, FaultSpec, NetSpec } from '../scenario/scenario.ts';
 import { FaultSchedule } from '../faults.ts';
 import { BlockBackend } from '../block/backend.ts';
 import { BlockLayer } from '../block/block-layer.ts';

@@ -10,8 +10,8 @@
 // Leaves out: guest scheduling between tasks, interrupt coalescing, HLT.
 import type { Co, Notifier, Platform } from '../platform.ts';
 import type { Machine } from '../machine.ts';
-import type { GuestSpec, VmSpec, WorkloadSpec } from '../scenario.ts';
-import { sample } from '../dist.ts';
+import type { GuestSpec, VmSpec, WorkloadSpec } from '../scenario/scenario.ts';
+import { sample } from '../util/dist.ts';
 import type { GuestCode, VCPU, VcpuExit } from '../vcpu.ts';
 import { GuestRam } from './ram.ts';
 import type { GuestMemory } from './memory.ts';

@@ -7,12 +7,12 @@
 // s->rq and the VM stops; when the VM resumes, the dma-restart bottom half
 // resubmits them.
 // Leaves out: discard/write-zeroes, multiqueue, dataplane IOThreads, SCSI passthrough.
-import type { QEMUBH } from '../../aio.ts';
+import type { QEMUBH } from '../../main-loop/aio.ts';
 import type { Machine } from '../../machine.ts';
 import type { GuestPort } from '../../guest/guest.ts';
 import type { Co, Notifier } from '../../platform.ts';
-import type { BlkSpec } from '../../scenario.ts';
-import { sample } from '../../dist.ts';
+import type { BlkSpec } from '../../scenario/scenario.ts';
+import { sample } from '../../util/dist.ts';
 import type { BlockBackend } from '../../block/backend.ts';
 import { SimVirtQueue, type VirtQueue } from '../virtqueue.ts';
 import type { VirtioBlkDriver } from './driver.ts';

@@ -6,7 +6,7 @@
 // be on disk after a flush.
 import type { GuestActivity, GuestPort } from '../../guest/guest.ts';
 import type { Rng } from '../../scheduler/random.ts';
-import type { BlkSpec } from '../../scenario.ts';
+import type { BlkSpec } from '../../scenario/scenario.ts';
 import type { VirtioBlk } from './device.ts';
 import type { VirtIOBlockReq } from './request.ts';
 

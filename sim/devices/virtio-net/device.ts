@@ -8,11 +8,11 @@
 // is the scenario's (the talk measured 358 ms in the host-notifier read).
 // The tx queue is modelled in simulation and the payload's split ring on KVM.
 // Leaves out: vhost, multiqueue, mergeable rx buffers, the tx timer mode.
-import type { QEMUBH } from '../../aio.ts';
+import type { QEMUBH } from '../../main-loop/aio.ts';
 import type { Machine } from '../../machine.ts';
 import type { Co, Notifier } from '../../platform.ts';
-import type { NetSpec } from '../../scenario.ts';
-import { sample } from '../../dist.ts';
+import type { NetSpec } from '../../scenario/scenario.ts';
+import { sample } from '../../util/dist.ts';
 import type { FaultSchedule } from '../../faults.ts';
 import { SimVirtQueue, type VirtQueue } from '../virtqueue.ts';
 import type { Packet } from './packet.ts';

@@ -3,7 +3,7 @@
 // reply on the tx ring and kicking the host notifier (an ioeventfd: no exit
 // to userspace). It answers only while its vCPU runs guest code.
 import type { GuestPort } from '../../guest/guest.ts';
-import type { NetSpec } from '../../scenario.ts';
+import type { NetSpec } from '../../scenario/scenario.ts';
 import type { VirtIONet } from './device.ts';
 import type { Packet } from './packet.ts';
 

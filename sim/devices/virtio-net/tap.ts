@@ -6,7 +6,7 @@
 // the wire to the peer after the wire latency.
 import type { Machine } from '../../machine.ts';
 import type { Co, Notifier } from '../../platform.ts';
-import type { NetSpec } from '../../scenario.ts';
+import type { NetSpec } from '../../scenario/scenario.ts';
 import type { Packet } from './packet.ts';
 
 export class TapBackend {

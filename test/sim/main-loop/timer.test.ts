@@ -1,8 +1,8 @@
 // QEMU clocks and timers: QEMU_CLOCK_VIRTUAL stops while the VM is stopped,
 // REALTIME and HOST do not; the main loop wakes for the nearest deadline.
 import { describe, expect, it } from 'vitest';
-import { QEMUClockType } from '../../sim/timer.ts';
-import { rig, MS } from './helpers.ts';
+import { QEMUClockType } from '../../../sim/main-loop/timer.ts';
+import { rig, MS } from '../helpers.ts';
 
 describe('QEMU clocks', () => {
   it('stops QEMU_CLOCK_VIRTUAL while the VM is stopped and resumes it where it stopped', () => {

@@ -1,8 +1,8 @@
 // The BQL: wait and hold time per holder thread and call site, and the lock
 // discipline assertion.
 import { describe, expect, it } from 'vitest';
-import { InvariantError } from '../../sim/invariant.ts';
-import { rig, MS } from './helpers.ts';
+import { InvariantError } from '../../../sim/invariant.ts';
+import { rig, MS } from '../helpers.ts';
 
 describe('Bql', () => {
   it('accounts wait and hold time per thread and call site', () => {

@@ -1,7 +1,7 @@
 // Latency and cost distributions, sampled from a seeded stream into whole
 // nanoseconds. A scenario gives handler costs, I/O latencies and intervals as
 // one of these; "358ms" alone is a fixed value.
-import type { Rng } from './scheduler/random.ts';
+import type { Rng } from '../scheduler/random.ts';
 
 export type Dist =
   | { readonly dist: 'fixed'; readonly value_ns: number }

@@ -1,9 +1,9 @@
 // A scenario as the model consumes it: every time in integer nanoseconds,
 // every size in bytes, every rate per second. The YAML file format, its units
 // and its validation live in cli/scenario-file.ts; this is the checked result.
-import type { Dist } from './dist.ts';
-import type { RunState } from './runstate.ts';
-import type { ClockName } from './timer.ts';
+import type { Dist } from '../util/dist.ts';
+import type { RunState } from '../runstate.ts';
+import type { ClockName } from '../main-loop/timer.ts';
 
 export interface Scenario {
   readonly name: string;

@@ -1,13 +1,14 @@
-// Tests of cli/units.ts: the human units of scenario files parse to the
+// Tests of sim/scenario/units.ts: the human units of scenario files parse to the
 // model's units, formatted values parse back to what they show, malformed or
 // overflowing text is rejected, and the JSON Schema patterns accept exactly
 // what the parsers accept (so editors flag the same mistakes as latsim check).
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
-  BANDWIDTH_PATTERN, DURATION_PATTERN, formatBytes, formatNs, parseBandwidth, parseDuration, parsePercent, parseRate,
+  BANDWIDTH_PATTERN, DURATION_PATTERN, parseBandwidth, parseDuration, parsePercent, parseRate,
   parseSize, PERCENT_PATTERN, RATE_PATTERN, SIZE_PATTERN,
-} from '../../cli/units.ts';
+} from '../../../sim/scenario/units.ts';
+import { formatBytes, formatNs } from '../../../sim/instrument/format.ts';
 
 describe('parsing', () => {
   it.each([

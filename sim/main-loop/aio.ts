@@ -5,8 +5,8 @@
 // this context's handlers, never the main loop's iohandlers.
 // Leaves out: adaptive polling (poll_max_ns), io_uring/epoll fd monitors,
 // coroutine wakeups (aio_co_schedule), external-client disabling.
-import type { Co, Notifier, Platform } from './platform.ts';
-import type { Instruments } from './instrument.ts';
+import type { Co, Notifier, Platform } from '../platform.ts';
+import type { Instruments } from '../instrument/instrument.ts';
 import { type QEMUClocks, QEMUTimerListGroup, soonest } from './timer.ts';
 
 export type HandlerBody = () => Co<void>;

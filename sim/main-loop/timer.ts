@@ -5,8 +5,8 @@
 // nearest deadline bounds the poll timeout, and modifying a timer to an earlier
 // deadline notifies the owner so a blocked poll recomputes its timeout.
 // Leaves out: QEMU_CLOCK_VIRTUAL_RT, icount, clock reset notifiers.
-import type { Co, Platform } from './platform.ts';
-import type { Instruments } from './instrument.ts';
+import type { Co, Platform } from '../platform.ts';
+import type { Instruments } from '../instrument/instrument.ts';
 
 export enum QEMUClockType {
   REALTIME = 0,

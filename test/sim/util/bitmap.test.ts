@@ -20,7 +20,7 @@ import {
   testAndClearBit,
   testAndSetBit,
   testBit,
-} from '../../../sim/migration/bitmap.ts';
+} from '../../../sim/util/bitmap.ts';
 
 /** xorshift32: a tiny deterministic stream; the seed goes into every failure message. */
 function rng(seed: number): () => number {

@@ -3,9 +3,9 @@
 // around its poll; vCPU threads take it for exits to userspace; handlers that
 // must run under it call assertHeld(), a lock-discipline invariant.
 // Leaves out: recursion counting (QEMU asserts the BQL is not taken twice too).
-import type { Co, Mutex, Platform } from './platform.ts';
-import type { Instruments } from './instrument.ts';
-import { InvariantError } from './invariant.ts';
+import type { Co, Mutex, Platform } from '../platform.ts';
+import type { Instruments } from '../instrument/instrument.ts';
+import { InvariantError } from '../invariant.ts';
 
 export interface BqlSiteStats {
   readonly thread: string;

@@ -3,9 +3,9 @@
 // on any of the three clocks, each costing CPU drawn from a distribution. They
 // stand for the chardevs, monitors and device timers of a real QEMU, and let a
 // scenario put a named 358 ms handler on the main loop before any device exists.
-import { sample } from './dist.ts';
-import type { Machine } from './machine.ts';
-import type { SyntheticHandlerSpec } from './scenario.ts';
+import { sample } from '../util/dist.ts';
+import type { Machine } from '../machine.ts';
+import type { SyntheticHandlerSpec } from '../scenario/scenario.ts';
 import { CLOCK_NAMES } from './timer.ts';
 
 export function installSyntheticHandler(m: Machine, spec: SyntheticHandlerSpec): void {

@@ -7,7 +7,7 @@
 // in migration_completion -> vm_stop -> bdrv_drain_all, waiting in
 // aio_poll(qemu_aio_context) for in-flight requests on disk0, delayed by
 // fault nfs-stall (slow-flush on disk0)". Only reads state.
-import type { AnyWorld } from './world.ts';
+import type { AnyWorld } from '../world.ts';
 import type { SlowRun } from './instrument.ts';
 import { formatNs } from './format.ts';
 

@@ -1,8 +1,8 @@
 // Synthetic main-loop work from a scenario: fd handlers, bottom halves and
 // timers on each clock, each run under the BQL at its rate with its cost.
 import { describe, expect, it } from 'vitest';
-import { simulate } from '../../sim/run.ts';
-import { scenario, MS } from './helpers.ts';
+import { simulate } from '../../../sim/run.ts';
+import { scenario, MS } from '../helpers.ts';
 
 describe('synthetic handlers', () => {
   it('runs fd, aio-fd, bh and timer handlers at their rates with their costs', () => {

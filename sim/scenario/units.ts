@@ -5,8 +5,6 @@
 // text is not in that form; the regular expressions are also the JSON Schema
 // patterns, so editors flag the same mistakes.
 
-export { formatNs } from '../sim/format.ts';
-
 const NUM = '(?:\\d+(?:\\.\\d+)?|\\.\\d+)(?:[eE][+-]?\\d+)?';
 
 const DURATION_UNITS: Record<string, number> = {
@@ -79,16 +77,4 @@ const PERCENT = new RegExp(`^\\s*(${NUM})\\s*%\\s*$`);
 export function parsePercent(text: string): number | null {
   const m = PERCENT.exec(text);
   return m ? Number(m[1]) / 100 : null;
-}
-
-/** Formats bytes for people: "4.0 GiB". */
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = bytes;
-  let i = 0;
-  while (Math.abs(v) >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${v} B` : `${v.toFixed(1)} ${units[i]}`;
 }

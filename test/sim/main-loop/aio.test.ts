@@ -1,7 +1,7 @@
 // AioContext: nested aio_poll that blocks its caller and runs only the
 // context's own handlers, and bottom halves (schedule, cancel, idle, oneshot).
 import { describe, expect, it } from 'vitest';
-import { rig, MS } from './helpers.ts';
+import { rig, MS } from '../helpers.ts';
 
 describe('AioContext', () => {
   it('nests aio_poll inside a handler: the main loop waits, holding the BQL, and iohandlers do not run', () => {

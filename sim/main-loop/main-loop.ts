@@ -8,8 +8,8 @@
 // main-loop poll notifiers.
 import { AioContext, type HandlerBody } from './aio.ts';
 import type { Bql } from './bql.ts';
-import type { Instruments } from './instrument.ts';
-import type { Co, Notifier, Platform } from './platform.ts';
+import type { Instruments } from '../instrument/instrument.ts';
+import type { Co, Notifier, Platform } from '../platform.ts';
 import { type QEMUClocks, QEMUTimerListGroup, soonest } from './timer.ts';
 
 export class MainLoop {

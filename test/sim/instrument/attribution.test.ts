@@ -2,9 +2,9 @@
 // talk scenarios: who held the BQL or stopped the VM, in which handlers,
 // waiting on what, delayed by which fault.
 import { describe, expect, it } from 'vitest';
-import { loadScenarioFile } from '../../cli/scenario-file.ts';
-import { simulate } from '../../sim/run.ts';
-import { scenario } from './helpers.ts';
+import { loadScenarioFile } from '../../../cli/scenario-file.ts';
+import { simulate } from '../../../sim/run.ts';
+import { scenario } from '../helpers.ts';
 
 describe('attribution', () => {
   it('blames the 358 ms virtio-net host-notifier read for the vCPUs\' BQL waits', () => {

@@ -4,7 +4,7 @@
 // line with what the thread was waiting on inside it. The talk could only
 // print "fd read: 0x7ffff7df2390 358 ms"; here every handler has a name.
 // Also main-loop blocked time: how long the main loop went without polling.
-import type { Co, Platform } from './platform.ts';
+import type { Co, Platform } from '../platform.ts';
 import { Histogram } from './histogram.ts';
 import type { Trace } from './trace.ts';
 
