@@ -1,9 +1,27 @@
 // A scenario as the model consumes it: every time in integer nanoseconds,
-// every size in bytes, every rate per second. The YAML file format, its units
-// and its validation live in cli/scenario-file.ts; this is the checked result.
-import type { Dist } from '../util/dist.ts';
-import type { RunState } from '../runstate.ts';
-import type { ClockName } from '../main-loop/timer.ts';
+// every size in bytes, every rate per second; and checkScenario, which turns a
+// parsed scenario document (shape already checked against schema.ts) into it,
+// section by section, reporting impossible values through `fail`. Each section
+// file (vm, main-loop, guest, devices, faults, migration, expect) holds its
+// types, its part of the schema, its QEMU defaults and its semantic checks.
+// Reading files and placing errors at file:line:col is the CLI's
+// (cli/scenario-file.ts).
+import { Fields, section, type Fail, type Raw } from './fields.ts';
+import { checkVm, vcpuChecker, type VmSpec } from './vm.ts';
+import { checkMainLoop, type SyntheticHandlerSpec } from './main-loop.ts';
+import { checkGuest, type GuestSpec } from './guest.ts';
+import { checkDevices, type DevicesSpec } from './devices.ts';
+import { checkFaults, type FaultSpec } from './faults.ts';
+import { checkMigration, type MigrationSpec } from './migration.ts';
+import { checkExpect, type Budget } from './expect.ts';
+
+export type { VmSpec } from './vm.ts';
+export type { SyntheticHandlerSpec } from './main-loop.ts';
+export type { DirtyPattern, GuestSpec, WorkloadSpec } from './guest.ts';
+export type { BlkSpec, DevicesSpec, NetSpec } from './devices.ts';
+export type { FaultSpec } from './faults.ts';
+export type { MigrationPolicy, MigrationSpec } from './migration.ts';
+export type { Budget, BudgetKey } from './expect.ts';
 
 export interface Scenario {
   readonly name: string;
@@ -27,149 +45,44 @@ export interface Scenario {
   readonly fingerprint: string | null;
 }
 
-export interface VmSpec {
-  readonly memory_bytes: number;
-  readonly page_size: number;
-  readonly vcpus: number;
-  readonly run_state: RunState;
-  /** Fraction of pages holding data at start (the rest are zero pages). */
-  readonly populated: number;
-}
+/** The threshold reporter's default: handlers slower than 100 ms are reported. */
+export const DEFAULT_THRESHOLD_NS = 100_000_000;
+/** Events a run may take at most unless the scenario says otherwise. */
+export const DEFAULT_MAX_EVENTS = 500_000_000;
 
-/** A handler that stands for real work on the main loop. */
-export interface SyntheticHandlerSpec {
-  readonly name: string;
-  /** fd: an iohandler; aio-fd: a handler in qemu_aio_context; bh; timer. */
-  readonly type: 'fd' | 'aio-fd' | 'bh' | 'timer';
-  readonly cost: Dist;
-  /** Time between activations. */
-  readonly interval: Dist;
-  readonly clock: ClockName;
-  /** First activation (default: one interval after start). */
-  readonly start_ns: number | null;
-}
+/** Checks a parsed scenario document (a mapping the schema accepted); file names it in the result. */
+export function checkScenario(r: Raw, file: string, fail: Fail): Scenario {
+  const f = new Fields(fail);
+  const limits = section(r, 'limits');
+  const duration = f.positive(['duration'], f.duration(['duration'], r.duration, 0), 'duration');
+  const maxTime = f.duration(['limits', 'max_time'], limits.max_time, duration);
+  if (maxTime < duration) f.fail(['limits', 'max_time'], `max_time ${String(limits.max_time)} is shorter than the duration`);
 
-export type DirtyPattern = 'uniform' | 'hotset' | 'sequential' | 'increment';
+  const vm = checkVm(section(r, 'vm'), f);
+  const vcpuAt = vcpuChecker(vm.vcpus, fail);
+  const handlers = checkMainLoop(r.main_loop, duration, f);
+  const guest = checkGuest(section(r, 'guest'), vm, vcpuAt, f);
+  const devices = checkDevices(r.devices, vcpuAt, f);
+  const faults = checkFaults(r.faults, String(r.duration), duration, devices, f);
+  const migration = r.migration ? checkMigration(r.migration as Raw, duration, f) : null;
+  const expect = checkExpect(section(r, 'expect'), { migration: migration !== null, net: devices.net.length > 0 }, f);
 
-export interface WorkloadSpec {
-  readonly vcpus: readonly number[];
-  readonly dirty: {
-    readonly rate: number;
-    readonly pattern: DirtyPattern;
-    /** First page and page count of the range the workload writes. */
-    readonly first_page: number;
-    readonly pages: number;
-    readonly hot_pages: number;
-    /** Fraction of writes that go outside the hot set (hotset pattern). */
-    readonly cold_fraction: number;
-  } | null;
-  readonly exits: { readonly rate: number; readonly cost: Dist; readonly kind: 'pio' | 'mmio' } | null;
-}
-
-export interface GuestSpec {
-  readonly workloads: readonly WorkloadSpec[];
-  readonly userspace: { readonly quantum_ns: number; readonly tolerance_ns: number };
-  /** Guest time slice between checks of the workload (the model's granularity). */
-  readonly slice_ns: number;
-  /** Guest kernel time to answer a ping once its vCPU runs. */
-  readonly ping_reply_cost_ns: number;
-}
-
-export interface NetSpec {
-  readonly name: string;
-  readonly vcpu: number;
-  readonly host_notifier_cost: Dist;
-  readonly tx_bh_cost: Dist;
-  readonly rx_cost: Dist;
-  readonly tx_burst: number;
-  readonly peer: {
-    readonly ping_interval_ns: number;
-    readonly ping_timeout_ns: number;
-    readonly wire_latency_ns: number;
-    readonly background_rate: number;
+  return {
+    name: r.name as string,
+    file,
+    seed: (r.seed as number | undefined) ?? 1,
+    duration_ns: duration,
+    threshold_ns: f.positive(['threshold'], f.duration(['threshold'], r.threshold, DEFAULT_THRESHOLD_NS), 'threshold'),
+    limits: { max_events: (limits.max_events as number | undefined) ?? DEFAULT_MAX_EVENTS, max_time_ns: maxTime },
+    vm,
+    main_loop: { handlers },
+    guest,
+    devices,
+    faults,
+    migration,
+    expect: expect.budgets,
+    expect_slow: expect.slow,
+    expect_migration_status: expect.migration_status,
+    fingerprint: (r.fingerprint as string | undefined) ?? null,
   };
-}
-
-export interface BlkSpec {
-  readonly name: string;
-  readonly vcpu: number;
-  readonly queue_depth: number;
-  readonly read: Dist;
-  readonly write: Dist;
-  readonly flush: Dist;
-  readonly request_cost: Dist;
-  /** QEMU's werror/rerror: report the error to the guest, or stop the VM. */
-  readonly on_error: 'report' | 'stop';
-  readonly io: {
-    readonly pattern: 'random' | 'sequential';
-    readonly rate: number;
-    readonly write_fraction: number;
-    readonly flush_every: number;
-    readonly sectors: number;
-    readonly request_bytes: number;
-  };
-  /** Interval at which a stalled backend's fd still wakes aio_poll (NFS retries), 0 for never. */
-  readonly retry_interval_ns: number;
-}
-
-export interface DevicesSpec {
-  readonly net: readonly NetSpec[];
-  readonly blk: readonly BlkSpec[];
-}
-
-export interface FaultSpec {
-  readonly name: string;
-  readonly device: string;
-  readonly kind: 'stall' | 'slow-flush' | 'io-error' | 'handler-cost';
-  readonly at_ns: number;
-  readonly for_ns: number;
-  /** slow-flush: the latency of each flush in the window. */
-  readonly latency: Dist | null;
-  /** io-error: which operations fail. */
-  readonly ops: readonly ('read' | 'write' | 'flush')[];
-}
-
-export type MigrationPolicy = 'legacy' | 'flush-timeout' | 'min-interval' | 'abort-on-downtime' | 'auto-converge';
-
-export interface MigrationSpec {
-  readonly start_ns: number;
-  readonly policy: readonly MigrationPolicy[];
-  /** thread (QEMU >= 1.3) or main-loop (the 2012 buffered-file timer). */
-  readonly mode: 'thread' | 'main-loop';
-  readonly max_bandwidth: number;
-  readonly downtime_limit_ns: number;
-  readonly link: { readonly bandwidth: number; readonly latency_ns: number };
-  readonly max_iterations: number;
-  readonly flush_timeout_ns: number;
-  readonly min_interval_ns: number;
-  readonly abort_downtime_ns: number;
-  readonly auto_converge: { readonly initial: number; readonly increment: number; readonly max: number; readonly trigger: number };
-  readonly device_state_bytes: number;
-  readonly page_header_bytes: number;
-  /** Planted faults for checking the checkers (tests only). */
-  readonly bug: 'none' | 'sync-drops-new-bits' | 'skip-final-flush';
-}
-
-export type BudgetKey =
-  | 'main_loop_block'
-  | 'bql_wait'
-  | 'bql_hold'
-  | 'vcpu_stall'
-  | 'downtime'
-  | 'ping_rtt_p99'
-  | 'ping_lost'
-  | 'userspace_progress'
-  | 'userspace_gap'
-  | 'migration_time'
-  | 'completion_attempts'
-  | 'rollbacks';
-
-export interface Budget {
-  /** The name as written: max_downtime, min_main_loop_block, ... */
-  readonly name: string;
-  readonly key: BudgetKey;
-  readonly bound: 'max' | 'min';
-  readonly limit: number;
-  /** Unit of limit and value: ns, count. */
-  readonly unit: 'ns' | 'count';
 }
