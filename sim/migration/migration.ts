@@ -362,6 +362,8 @@ export class Migration<D extends MigrationDestination = Destination> {
     }
     yield* this.ram.saveAll(this.link, SEND_CHUNK_BYTES * 16);
     const t1 = p.nowNs();
+    // Every device's vmstate; saving asserts the drain left no request in flight.
+    this.devices.saveState();
     yield* this.dest.sendDeviceState(this.link, this.spec.device_state_bytes);
     const t2 = p.nowNs();
     m.runstate.set('postmigrate');

@@ -1,10 +1,10 @@
-// The tap backend: packets from the wire queue on the tap fd; its read handler
+// virtio-net's backend, the tap device: packets from the wire queue on the tap fd; its read handler
 // (QEMU: tap_send, an iohandler on the main loop) hands them to the device
 // while the device can receive, and the read handler is removed while it
 // cannot (the VM is stopped), so queued packets wait, as
 // qemu_flush_queued_packets does on resume. Packets the device sends go out on
 // the wire to the peer after the wire latency.
-import type { Machine } from '../../machine.ts';
+import type { DeviceHandle } from '../handle.ts';
 import type { Co, Notifier } from '../../platform.ts';
 import type { NetSpec } from '../../scenario/scenario.ts';
 import type { Packet } from './packet.ts';
@@ -17,14 +17,14 @@ export class TapBackend {
   private polling = false;
 
   constructor(
-    private readonly machine: Machine,
+    private readonly h: DeviceHandle,
     private readonly spec: NetSpec,
     /** Device receive path; runs under the BQL in the tap read handler. */
     private readonly receive: (pkt: Packet) => Co<void>,
     /** Where sent packets go (the peer). */
     private readonly wire: (pkt: Packet) => void,
   ) {
-    this.fd = machine.platform.createNotifier(`${spec.name}.tap-fd`);
+    this.fd = h.notifier('tap-fd');
     this.handlerName = `virtio-net.${spec.name}.tap-read`;
   }
 
@@ -32,7 +32,7 @@ export class TapBackend {
   readPoll(enable: boolean): void {
     if (enable === this.polling) return;
     this.polling = enable;
-    this.machine.mainLoop.setFdHandler(this.fd, this.handlerName, enable ? () => this.tapSend() : null);
+    this.h.setFdHandler(this.fd, this.handlerName, enable ? () => this.tapSend() : null);
     if (enable && this.queue.length > 0) this.fd.set();
   }
 
@@ -44,12 +44,12 @@ export class TapBackend {
 
   /** The device transmits: the packet reaches the peer after the wire latency. */
   transmit(pkt: Packet): void {
-    this.machine.platform.callAfter(this.spec.peer.wire_latency_ns, () => this.wire(pkt));
+    this.h.callAfter(this.spec.peer.wire_latency_ns, () => this.wire(pkt));
   }
 
   /** QEMU: tap_send (net/tap.c), under the BQL. */
   private *tapSend(): Co<void> {
-    this.machine.bql.assertHeld(this.handlerName);
+    this.h.assertBqlHeld(this.handlerName);
     this.fd.read();
     while (this.polling && this.queue.length > 0) {
       const pkt = this.queue.shift()!;
