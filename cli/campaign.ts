@@ -21,11 +21,11 @@ import type { RunResult } from '../sim/results.ts';
 import { ROW_METRICS, type CampaignDocument, type CampaignSpec, type GridAxis, type RunRow, type Shard } from '../reports/campaign.ts';
 
 /** Points in one campaign at most: a limit, so a typo cannot ask for a billion runs. */
-export const MAX_POINTS = 1_000_000;
+export const POINTS_MAX = 1_000_000;
 /** Worker threads at most. */
-export const MAX_WORKERS = 256;
+export const WORKERS_MAX = 256;
 /** Largest seed a scenario accepts (its schema: 0 .. 2^31-1). */
-export const MAX_SEED = 2 ** 31 - 1;
+export const SEED_MAX = 2 ** 31 - 1;
 
 
 /** One run of a campaign. */
@@ -112,8 +112,8 @@ function splitTopLevel(text: string): string[] {
 export function parseSeeds(text: string): number[] {
   const seed = (s: string): number => {
     const n = Number(s.trim());
-    if (s.trim() === '' || !Number.isSafeInteger(n) || n < 0 || n > MAX_SEED) {
-      throw new UsageError(`--seeds: ${JSON.stringify(s.trim())} is not a seed (an integer from 0 to ${MAX_SEED})`);
+    if (s.trim() === '' || !Number.isSafeInteger(n) || n < 0 || n > SEED_MAX) {
+      throw new UsageError(`--seeds: ${JSON.stringify(s.trim())} is not a seed (an integer from 0 to ${SEED_MAX})`);
     }
     return n;
   };
@@ -122,7 +122,7 @@ export function parseSeeds(text: string): number[] {
     const a = seed(range[1]!);
     const b = seed(range[2]!);
     if (b < a) throw new UsageError(`--seeds ${text}: the range is empty (${b} < ${a})`);
-    if (b - a + 1 > MAX_POINTS) throw new UsageError(`--seeds ${text}: more than ${MAX_POINTS} seeds`);
+    if (b - a + 1 > POINTS_MAX) throw new UsageError(`--seeds ${text}: more than ${POINTS_MAX} seeds`);
     return Array.from({ length: b - a + 1 }, (_, i) => a + i);
   }
   const list = text.split(',').map(seed);
@@ -135,7 +135,7 @@ export function parseShard(text: string): Shard {
   const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(text);
   const index = m ? Number(m[1]) : NaN;
   const count = m ? Number(m[2]) : NaN;
-  if (!m || !(count >= 1) || !(index >= 1) || index > count || count > MAX_POINTS) {
+  if (!m || !(count >= 1) || !(index >= 1) || index > count || count > POINTS_MAX) {
     throw new UsageError(`--shard ${JSON.stringify(text)}: expected i/n with 1 <= i <= n, e.g. 2/4`);
   }
   return { index, count };
@@ -143,10 +143,10 @@ export function parseShard(text: string): Shard {
 
 /** `--workers N` or `auto` (one per core). */
 export function parseWorkers(text: string): number {
-  if (text.trim() === 'auto') return Math.min(MAX_WORKERS, availableParallelism());
+  if (text.trim() === 'auto') return Math.min(WORKERS_MAX, availableParallelism());
   const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 1 || n > MAX_WORKERS) {
-    throw new UsageError(`--workers: expected an integer from 1 to ${MAX_WORKERS} or "auto", got ${JSON.stringify(text)}`);
+  if (!Number.isSafeInteger(n) || n < 1 || n > WORKERS_MAX) {
+    throw new UsageError(`--workers: expected an integer from 1 to ${WORKERS_MAX} or "auto", got ${JSON.stringify(text)}`);
   }
   return n;
 }
@@ -168,7 +168,7 @@ export function campaignSpec(scenario: string, text: string, axes: readonly Grid
     seeds: seeds ? [...seeds] : null,
   };
   const n = pointCount(spec);
-  if (n > MAX_POINTS) throw new UsageError(`the campaign has ${n} runs, more than ${MAX_POINTS}`);
+  if (n > POINTS_MAX) throw new UsageError(`the campaign has ${n} runs, more than ${POINTS_MAX}`);
   return spec;
 }
 

@@ -68,7 +68,7 @@ export function parseScenario(text: string, file: string, overrides: readonly Sc
   if (deep !== null) {
     const before = text.slice(0, deep);
     const line = before.split('\n').length;
-    throw new ScenarioError(file, line, deep - before.lastIndexOf('\n'), '', `YAML: nested deeper than ${MAX_NESTING} levels`);
+    throw new ScenarioError(file, line, deep - before.lastIndexOf('\n'), '', `YAML: nested deeper than ${NESTING_MAX} levels`);
   }
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: true, uniqueKeys: true });
   const at = (path: Path, key = false): [number, number] => locate(doc, lc, path, key);
@@ -112,10 +112,10 @@ export function parseScenario(text: string, file: string, overrides: readonly Sc
 }
 
 /** Deeper nesting than any scenario needs. */
-export const MAX_NESTING = 64;
+export const NESTING_MAX = 64;
 
 /**
- * The offset of the first node nested deeper than MAX_NESTING, or null. The
+ * The offset of the first node nested deeper than NESTING_MAX, or null. The
  * YAML composer recurses once per level; on deep enough input it exhausts the
  * stack, and V8 can then fail hard instead of throwing. The concrete syntax
  * tree is built without recursion, so it is measured here first, with an
@@ -128,7 +128,7 @@ function tooDeep(text: string): number | null {
   while (stack.length > 0) {
     const [tok, depth] = stack.pop()!;
     if (!tok || typeof tok !== 'object') continue;
-    if (depth > MAX_NESTING) return tok.offset ?? 0;
+    if (depth > NESTING_MAX) return tok.offset ?? 0;
     if (tok.type === 'document') stack.push([tok.value as Tok, depth]);
     for (const item of tok.items ?? []) {
       stack.push([item.key as Tok, depth + 1]);

@@ -13,7 +13,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { UsageError, intOption } from '../errors.ts';
 import { parseDuration } from '../../sim/scenario/units.ts';
-import { parseShard, parseWorkers, progressBar, runJobs, shardPoints, MAX_SEED, type Job } from '../campaign.ts';
+import { parseShard, parseWorkers, progressBar, runJobs, shardPoints, SEED_MAX, type Job } from '../campaign.ts';
 import { fuzzDocument, fuzzExitCode, fuzzText, type FuzzCampaign, type FuzzDocument, type FuzzFailure, type FuzzRow } from '../fuzz/document.ts';
 import { KNOBS_VERSION } from '../fuzz/knobs.ts';
 import { PLANTS, type Plant } from '../fuzz/scenario.ts';
@@ -22,7 +22,7 @@ import { seedCommand, type SeedInput, type SeedRun } from '../fuzz/seed.ts';
 
 export const DEFAULT_SEEDS = 100;
 /** Seeds at most in one campaign (also the default with --time and no --seeds). */
-export const MAX_FUZZ_SEEDS = 100_000;
+export const FUZZ_SEEDS_MAX = 100_000;
 export const DEFAULT_OUT = 'scenarios/regressions';
 
 const FUZZ_JOB: Job = { module: new URL('../fuzz/seed.ts', import.meta.url).href, fn: 'fuzzSeed' };
@@ -50,9 +50,9 @@ export async function fuzz(opts: FuzzOptions, progress = true): Promise<FuzzDocu
     timeNs = parseDuration(opts.time);
     if (timeNs === null || timeNs <= 0) throw new UsageError(`--time: expected a duration like "10min" or "30s", got ${JSON.stringify(opts.time)}`);
   }
-  const seeds = opts.seeds === undefined ? (timeNs === null ? DEFAULT_SEEDS : MAX_FUZZ_SEEDS) : intOption('--seeds', opts.seeds, 1);
-  if (seeds > MAX_FUZZ_SEEDS) throw new UsageError(`--seeds: at most ${MAX_FUZZ_SEEDS} in one campaign; split it with --seed-start`);
-  if (seedStart + seeds - 1 > MAX_SEED) throw new UsageError(`--seed-start ${seedStart} --seeds ${seeds}: seeds go past ${MAX_SEED}`);
+  const seeds = opts.seeds === undefined ? (timeNs === null ? DEFAULT_SEEDS : FUZZ_SEEDS_MAX) : intOption('--seeds', opts.seeds, 1);
+  if (seeds > FUZZ_SEEDS_MAX) throw new UsageError(`--seeds: at most ${FUZZ_SEEDS_MAX} in one campaign; split it with --seed-start`);
+  if (seedStart + seeds - 1 > SEED_MAX) throw new UsageError(`--seed-start ${seedStart} --seeds ${seeds}: seeds go past ${SEED_MAX}`);
   const plant = opts.plant === undefined ? null : opts.plant;
   if (plant !== null && !(PLANTS as readonly string[]).includes(plant)) {
     throw new UsageError(`--plant: expected one of ${PLANTS.join(', ')}, got ${JSON.stringify(plant)}`);

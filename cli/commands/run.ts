@@ -25,7 +25,7 @@ export function writeFingerprint(file: string, sha: string): void {
 export function registerRun(program: Command): void {
   program
     .command('run')
-    .description('run a scenario on the virtual clock and report where the latency went')
+    .description('run a scenario in simulated time and report where the latency went')
     .argument('<scenario>', 'scenario file (YAML)')
     .option('--seed <n>', 'override the scenario seed')
     .option('--json', 'print the result as one JSON object')

@@ -11,9 +11,9 @@ import type { GuestPort } from '../guest/guest.ts';
 import type { DevicesSpec, FaultSpec } from '../scenario/scenario.ts';
 import { FaultSchedule } from '../faults.ts';
 import { BlockLayer } from '../block/block-layer.ts';
-import { realizeVirtioBlk, type BlkDevice } from './virtio-blk/events.ts';
+import { realizeVirtIOBlock, type BlkDevice } from './virtio-blk/events.ts';
 import { realizeVirtIONet, type NetDevice, type NetGlue } from './virtio-net/events.ts';
-import { saveVirtioBlk, type VirtioBlkState } from './virtio-blk/vmstate.ts';
+import { saveVirtIOBlock, type VirtIOBlockState } from './virtio-blk/vmstate.ts';
 import { saveVirtIONet, type VirtIONetState } from './virtio-net/vmstate.ts';
 
 export type { BlkDevice } from './virtio-blk/events.ts';
@@ -24,7 +24,7 @@ export type DeviceGlue = NetGlue;
 
 /** Every device's migration state, in device order. */
 export interface DevicesState {
-  readonly blk: readonly VirtioBlkState[];
+  readonly blk: readonly VirtIOBlockState[];
   readonly net: readonly VirtIONetState[];
 }
 
@@ -38,12 +38,12 @@ export class Devices {
     this.faults = new FaultSchedule(faults);
     this.block = new BlockLayer(machine.platform, machine.bql, machine.mainLoop.aioContext, machine.inst);
     machine.block = this.block;
-    for (const b of spec.blk) this.blk.push(realizeVirtioBlk(b, machine, guest, this.block, this.faults));
+    for (const b of spec.blk) this.blk.push(realizeVirtIOBlock(b, machine, guest, this.block, this.faults));
     for (const n of spec.net) this.net.push(realizeVirtIONet(n, machine, guest, this.faults, glue));
   }
 
   /** QEMU: the device part of qemu_savevm_state_complete_precopy; every device's vmstate. */
   saveState(): DevicesState {
-    return { blk: this.blk.map((d) => saveVirtioBlk(d.dev)), net: this.net.map((d) => saveVirtIONet(d.dev)) };
+    return { blk: this.blk.map((d) => saveVirtIOBlock(d.dev)), net: this.net.map((d) => saveVirtIONet(d.dev)) };
   }
 }

@@ -20,7 +20,7 @@ export interface AttributionChain {
 }
 
 /** Chains kept at most (the first ones in time). */
-export const MAX_CHAINS = 200;
+export const CHAINS_MAX = 200;
 
 function overlap(a0: number, a1: number, b0: number, b1: number): number {
   return Math.max(0, Math.min(a1, b1) - Math.max(a0, b0));
@@ -79,7 +79,7 @@ export function attribute(world: AnyWorld): AttributionChain[] {
 
   const chains: AttributionChain[] = [];
   const push = (subject: AttributionChain['subject'], at: number, dur: number, chain: string[]) => {
-    if (chains.length < MAX_CHAINS) chains.push({ subject, at_ns: at, duration_ns: dur, chain, text: chain.join(', ') });
+    if (chains.length < CHAINS_MAX) chains.push({ subject, at_ns: at, duration_ns: dur, chain, text: chain.join(', ') });
   };
 
   const stalls = machine.vcpus.flatMap((v) => v.stalls).sort((a, b) => a.from_ns - b.from_ns || (a.vcpu < b.vcpu ? -1 : 1));

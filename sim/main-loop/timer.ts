@@ -41,12 +41,12 @@ export class QEMUClocks {
     return type !== QEMUClockType.VIRTUAL || this.virtualFrozenNs === null;
   }
 
-  /** QEMU: cpu_disable_ticks (system/cpu-timers.c): the virtual clock stops. */
+  /** QEMU: cpu_disable_ticks (system/cpu-timers.c): QEMU_CLOCK_VIRTUAL stops. */
   stopVirtual(): void {
     if (this.virtualFrozenNs === null) this.virtualFrozenNs = this.get(QEMUClockType.VIRTUAL);
   }
 
-  /** QEMU: cpu_enable_ticks (system/cpu-timers.c): the virtual clock goes on from where it stopped. */
+  /** QEMU: cpu_enable_ticks (system/cpu-timers.c): QEMU_CLOCK_VIRTUAL goes on from where it stopped. */
   startVirtual(): void {
     if (this.virtualFrozenNs === null) return;
     this.virtualOffsetNs = this.platform.nowNs() - this.virtualFrozenNs;

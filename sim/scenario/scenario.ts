@@ -48,7 +48,7 @@ export interface Scenario {
 /** The threshold reporter's default: handlers slower than 100 ms are reported. */
 export const DEFAULT_THRESHOLD_NS = 100_000_000;
 /** Events a run may take at most unless the scenario says otherwise. */
-export const DEFAULT_MAX_EVENTS = 500_000_000;
+export const EVENTS_MAX_DEFAULT = 500_000_000;
 
 /** Checks a parsed scenario document (a mapping the schema accepted); file names it in the result. */
 export function checkScenario(r: Raw, file: string, fail: Fail): Scenario {
@@ -73,7 +73,7 @@ export function checkScenario(r: Raw, file: string, fail: Fail): Scenario {
     seed: (r.seed as number | undefined) ?? 1,
     duration_ns: duration,
     threshold_ns: f.positive(['threshold'], f.duration(['threshold'], r.threshold, DEFAULT_THRESHOLD_NS), 'threshold'),
-    limits: { max_events: (limits.max_events as number | undefined) ?? DEFAULT_MAX_EVENTS, max_time_ns: maxTime },
+    limits: { max_events: (limits.max_events as number | undefined) ?? EVENTS_MAX_DEFAULT, max_time_ns: maxTime },
     vm,
     main_loop: { handlers },
     guest,

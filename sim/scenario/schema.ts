@@ -30,7 +30,7 @@ export function scenarioSchema(): Schema {
       threshold: duration('threshold reporter: report handlers slower than this (default 100ms)'),
       limits: obj({
         max_events: int(1, 1e12, 'liveness bound on events'),
-        max_time: duration('liveness bound on simulated time'),
+        max_time: duration('liveness bound in simulated time'),
       }, 'hard bounds; crossing one is a liveness failure (exit 3)'),
       vm: vmSchema(),
       main_loop: mainLoopSchema(),

@@ -17,11 +17,11 @@ import { SimVirtQueue, type VirtQueue } from '../virtqueue.ts';
 import type { VirtIOBlockReq } from './request.ts';
 
 /** QEMU: VIRTIO_BLK_MAX_MERGE_REQS-like cap on requests merged into one. */
-export const MAX_MERGE_REQS = 32;
+export const MERGE_REQS_MAX = 32;
 /** Guest kernel time to handle one completion interrupt. */
 export const COMPLETION_IRQ_COST_NS = 5_000;
 
-export class VirtioBlk {
+export class VirtIOBlock {
   readonly vq: VirtQueue<VirtIOBlockReq>;
   /** The ioeventfd the guest's kick writes. */
   readonly hostNotifier: Notifier;
@@ -97,7 +97,7 @@ export class VirtioBlk {
     };
     for (const w of writes) {
       const last = run[run.length - 1];
-      if (last && (last.block + last.blocks !== w.block || run.length >= MAX_MERGE_REQS)) submitRun();
+      if (last && (last.block + last.blocks !== w.block || run.length >= MERGE_REQS_MAX)) submitRun();
       run.push(w);
     }
     submitRun();

@@ -16,7 +16,7 @@ export interface BlkQueue {
   kick(req: VirtIOBlockReq): void;
 }
 
-export class VirtioBlkDriver implements GuestActivity {
+export class VirtIOBlockDriver implements GuestActivity {
   readonly name: string;
   /** Highest acknowledged version per block, as the guest saw it. */
   readonly acked: Uint32Array;

@@ -12,22 +12,22 @@ import type { BlockBackend } from '../../block/backend.ts';
 import type { BlkSpec } from '../../scenario/scenario.ts';
 import { DeviceHandle } from '../handle.ts';
 import { blockBackendFor } from './backend.ts';
-import { VirtioBlk } from './device.ts';
-import { VirtioBlkDriver } from './driver.ts';
+import { VirtIOBlock } from './device.ts';
+import { VirtIOBlockDriver } from './driver.ts';
 
 export interface BlkDevice {
-  readonly dev: VirtioBlk;
+  readonly dev: VirtIOBlock;
   readonly backend: BlockBackend;
-  readonly driver: VirtioBlkDriver;
+  readonly driver: VirtIOBlockDriver;
 }
 
 /** QEMU: virtio_blk_device_realize (hw/block/virtio-blk.c) and the -drive behind it. */
-export function realizeVirtioBlk(spec: BlkSpec, machine: Machine, guest: GuestPort, block: BlockLayer, faults: FaultSchedule): BlkDevice {
+export function realizeVirtIOBlock(spec: BlkSpec, machine: Machine, guest: GuestPort, block: BlockLayer, faults: FaultSchedule): BlkDevice {
   const p = machine.platform;
   const backend = blockBackendFor(spec, p, machine.inst, machine.mainLoop.aioContext, block, faults);
   const h = new DeviceHandle(spec.name, machine, guest, faults);
-  const dev = new VirtioBlk(h, spec, backend);
-  const driver = new VirtioBlkDriver(guest, dev, spec, p.random(`${spec.name}.guest-driver`));
+  const dev = new VirtIOBlock(h, spec, backend);
+  const driver = new VirtIOBlockDriver(guest, dev, spec, p.random(`${spec.name}.guest-driver`));
   dev.onComplete = (req, error) => driver.complete(req, error);
   h.setFdHandler(dev.hostNotifier, `virtio-blk.${spec.name}.host-notifier-read`, () => dev.handleOutput());
   h.addChangeHandler(`${spec.name}.dma-restart`, (running) => dev.dmaRestartCb(running));

@@ -5,10 +5,10 @@
 // backend cannot be migrated: completion drains them first (bdrv_drain_all),
 // so save asserts there are none, and load asserts the state fits the device.
 import { InvariantError } from '../../invariant.ts';
-import type { VirtioBlk } from './device.ts';
+import type { VirtIOBlock } from './device.ts';
 import type { VirtIOBlockReq } from './request.ts';
 
-export interface VirtioBlkState {
+export interface VirtIOBlockState {
   readonly name: string;
   readonly queue_depth: number;
   /** s->rq, in order. */
@@ -16,7 +16,7 @@ export interface VirtioBlkState {
 }
 
 /** QEMU: virtio_blk_save_device; the backend must have been drained. */
-export function saveVirtioBlk(dev: VirtioBlk): VirtioBlkState {
+export function saveVirtIOBlock(dev: VirtIOBlock): VirtIOBlockState {
   if (dev.backend.inFlight !== 0) {
     throw new InvariantError('model', `virtio-blk ${dev.spec.name}: device state saved with ${dev.backend.inFlight} requests in flight (not drained)`);
   }
@@ -24,7 +24,7 @@ export function saveVirtioBlk(dev: VirtioBlk): VirtioBlkState {
 }
 
 /** QEMU: virtio_blk_load_device; the state must come from a device of the same configuration. */
-export function loadVirtioBlk(dev: VirtioBlk, state: VirtioBlkState): void {
+export function loadVirtIOBlock(dev: VirtIOBlock, state: VirtIOBlockState): void {
   if (state.name !== dev.spec.name || state.queue_depth !== dev.spec.queue_depth) {
     throw new InvariantError('model', `virtio-blk ${dev.spec.name}: device state of ${state.name} (queue depth ${state.queue_depth}) does not fit`);
   }

@@ -61,7 +61,7 @@ export class VirtIONet {
     yield* h.cpu(sample(slow?.latency ?? this.spec.host_notifier_cost, this.rng));
     if (this.txWaiting) return;
     this.txWaiting = true;
-    // "This happens when device was stopped but VCPU wasn't."
+    // "This happens when device was stopped but VcpuThread wasn't."
     if (!h.running) return;
     this.txVq.setNotification(false);
     this.txBh.schedule();

@@ -16,7 +16,7 @@ export interface NetGuestDriver {
   rx(pkt: Packet): void;
 }
 
-export class VirtioNetDriver implements NetGuestDriver {
+export class VirtIONetDriver implements NetGuestDriver {
   replies = 0;
   consumed = 0;
 

@@ -11,7 +11,7 @@ import type { VirtQueue } from '../virtqueue.ts';
 import { DeviceHandle } from '../handle.ts';
 import { TapBackend } from './backend.ts';
 import { VirtIONet } from './device.ts';
-import { VirtioNetDriver, type NetGuestDriver } from './driver.ts';
+import { VirtIONetDriver, type NetGuestDriver } from './driver.ts';
 import type { Packet } from './packet.ts';
 import { Peer } from './peer.ts';
 
@@ -33,7 +33,7 @@ export interface NetGlue {
 /** QEMU: virtio_net_device_realize (hw/net/virtio-net.c) with its -netdev tap. */
 export function realizeVirtIONet(spec: NetSpec, machine: Machine, guest: GuestPort, faults: FaultSchedule, glue: NetGlue = {}): NetDevice {
   const h = new DeviceHandle(spec.name, machine, guest, faults);
-  const driver: NetGuestDriver = glue.netGuest?.(spec, () => dev) ?? new VirtioNetDriver(guest, () => dev, spec);
+  const driver: NetGuestDriver = glue.netGuest?.(spec, () => dev) ?? new VirtIONetDriver(guest, () => dev, spec);
   const dev: VirtIONet = new VirtIONet(h, spec, (pkt) => driver.rx(pkt), glue.netTxQueue?.(spec));
   const peer = new Peer(machine.platform, spec, (pkt) => tap.arrive(pkt));
   const tap: TapBackend = new TapBackend(h, spec, (pkt) => dev.receive(pkt), (pkt) => peer.receive(pkt));

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { simulate } from '../../../sim/run.ts';
 import { InvariantError } from '../../../sim/invariant.ts';
-import { loadVirtioBlk, saveVirtioBlk } from '../../../sim/devices/virtio-blk/vmstate.ts';
+import { loadVirtIOBlock, saveVirtIOBlock } from '../../../sim/devices/virtio-blk/vmstate.ts';
 import { loadVirtIONet, saveVirtIONet } from '../../../sim/devices/virtio-net/vmstate.ts';
 import { scenario } from '../helpers.ts';
 
@@ -22,17 +22,17 @@ describe('vmstate', () => {
     const d = world.devices.blk[0]!;
     // The VM is stopped on the error: the backend drained, failed requests wait in rq.
     expect(d.dev.rq.length).toBeGreaterThan(0);
-    const state = saveVirtioBlk(d.dev);
+    const state = saveVirtIOBlock(d.dev);
     d.dev.rq = [];
-    loadVirtioBlk(d.dev, state);
-    expect(saveVirtioBlk(d.dev)).toEqual(state);
+    loadVirtIOBlock(d.dev, state);
+    expect(saveVirtIOBlock(d.dev)).toEqual(state);
   });
 
   it('refuses to save a virtio-blk with requests in flight', () => {
     const { world } = run();
     const d = world.devices.blk[0]!;
     d.backend.inFlight = 1;
-    expect(() => saveVirtioBlk(d.dev)).toThrow(/in flight/);
+    expect(() => saveVirtIOBlock(d.dev)).toThrow(/in flight/);
   });
 
   it('refuses state from a device of another configuration', () => {
@@ -43,6 +43,6 @@ describe('vmstate', () => {
     loadVirtIONet(net, { ...state, tx_waiting: true });
     expect(net.txWaiting).toBe(true);
     const blk = world.devices.blk[0]!.dev;
-    expect(() => loadVirtioBlk(blk, { name: 'disk9', queue_depth: 32, rq: [] })).toThrow(InvariantError);
+    expect(() => loadVirtIOBlock(blk, { name: 'disk9', queue_depth: 32, rq: [] })).toThrow(InvariantError);
   });
 });
