@@ -40,7 +40,7 @@ export interface ChromeTrace {
 }
 
 const PID = 1;
-/** Category of the model's BQL-hold slices (sim/bql.ts); they get their own track per thread. */
+/** Category of the model's BQL-hold slices (sim/main-loop/bql.ts); they get their own track per thread. */
 const BQL_CAT = 'bql';
 
 const f64 = new Float64Array(1);

@@ -40,6 +40,8 @@ export class Bql {
   *lock(site: string): Co<void> {
     const p = this.platform;
     const thread = p.current().name;
+    // QEMU asserts the same: the BQL is not recursive (g_assert(!bql_locked())).
+    if (this.mutex.owner === p.current()) throw new InvariantError('lock-discipline', `${site}: ${thread} takes the BQL it already holds`);
     const t0 = p.nowNs();
     this.inst.trace.event(thread, 'qemu_mutex_lock', { mutex: 'BQL', site });
     yield* p.lock(this.mutex);
@@ -59,6 +61,9 @@ export class Bql {
   unlock(): void {
     const p = this.platform;
     const thread = p.current().name;
+    if (this.mutex.owner !== p.current()) {
+      throw new InvariantError('lock-discipline', `${thread} releases the BQL held by ${this.mutex.owner?.name ?? 'nobody'}`);
+    }
     const held = p.nowNs() - this.holdStart;
     const s = this.stats(thread, this.holderSite);
     s.holds++;

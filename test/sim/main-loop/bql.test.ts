@@ -37,4 +37,23 @@ describe('Bql', () => {
     });
     expect(() => scheduler.run()).toThrowError(InvariantError);
   });
+
+  it('refuses to take the BQL twice on one thread, and to release it from a thread that does not hold it', () => {
+    const twice = rig();
+    twice.platform.spawn('iothread', function* () {
+      yield* twice.machine.bql.lock('main_loop_wait');
+      yield* twice.machine.bql.lock('bdrv_drain_all');
+    });
+    expect(() => twice.scheduler.run()).toThrowError(/takes the BQL it already holds/);
+    const other = rig();
+    other.platform.spawn('iothread', function* () {
+      yield* other.machine.bql.lock('main_loop_wait');
+      yield* other.platform.sleep(MS);
+    });
+    other.platform.spawn('vcpu0', function* () {
+      yield* other.platform.sleep(1);
+      other.machine.bql.unlock();
+    });
+    expect(() => other.scheduler.run()).toThrowError(/vcpu0 releases the BQL held by iothread/);
+  });
 });

@@ -1,4 +1,4 @@
-// Tests of sim/migration/bitmap.ts: the word-wise dirty-log sync against the
+// Tests of sim/util/bitmap.ts: the word-wise dirty-log sync against the
 // per-page loop and a bit-by-bit model, on seeded random bitmaps, for plain
 // Uint32Arrays and for bitmaps in the WebAssembly arena; the bit helpers; the
 // planted fault. Behaviour only: the timing lives in bench/bitmap.ts.
