@@ -18,14 +18,13 @@ import { parseScenario, type ScenarioOverride } from './scenario-file.ts';
 import { exitCodeOf } from './exit-codes.ts';
 import { simulate } from '../sim/run.ts';
 import type { RunResult } from '../sim/results.ts';
+import { SEED_MAX } from '../sim/scenario/scenario.ts';
 import { ROW_METRICS, type CampaignDocument, type CampaignSpec, type GridAxis, type RunRow, type Shard } from '../reports/campaign.ts';
 
 /** Points in one campaign at most: a limit, so a typo cannot ask for a billion runs. */
 export const POINTS_MAX = 1_000_000;
 /** Worker threads at most. */
 export const WORKERS_MAX = 256;
-/** Largest seed a scenario accepts (its schema: 0 .. 2^31-1). */
-export const SEED_MAX = 2 ** 31 - 1;
 
 
 /** One run of a campaign. */

@@ -23,6 +23,12 @@ export interface MigrationSpec {
   readonly auto_converge: { readonly initial: number; readonly increment: number; readonly max: number; readonly trigger: number };
   readonly device_state_bytes: number;
   readonly page_header_bytes: number;
+  /**
+   * Real mode: how long the source waits for the stream to move (a write to
+   * progress, the destination to answer) before it fails the migration and
+   * resumes the guest. QEMU itself has no such timeout (it relies on TCP).
+   */
+  readonly stream_timeout_ns: number;
   /** Planted faults for checking the checkers (tests only). */
   readonly bug: 'none' | 'sync-drops-new-bits' | 'skip-final-flush';
 }
@@ -35,6 +41,9 @@ export const DEFAULT_MAX_BANDWIDTH = 128 * 2 ** 20;
 export const DEFAULT_DOWNTIME_LIMIT_NS = 300_000_000;
 /** QEMU 7.2: DEFAULT_MIGRATE_CPU_THROTTLE_INITIAL / _INCREMENT, DEFAULT_MIGRATE_MAX_CPU_THROTTLE, DEFAULT_MIGRATE_THROTTLE_TRIGGER_THRESHOLD. */
 export const DEFAULT_AUTO_CONVERGE = { initial: 20, increment: 10, max: 99, trigger: 50 } as const;
+
+/** Real mode's stream timeout when the scenario gives none. */
+export const DEFAULT_STREAM_TIMEOUT_NS = 10_000_000_000;
 
 export function migrationSchema(): Schema {
   return obj({
@@ -63,6 +72,7 @@ export function migrationSchema(): Schema {
     }, 'auto-converge parameters'),
     device_state: size('device state sent during downtime'),
     page_header: size('bytes of header per page'),
+    stream_timeout: duration('real mode: fail the migration when the stream does not move for this long (default 10s)'),
     bug: oneOfWords(['none', 'sync-drops-new-bits', 'skip-final-flush'], 'planted fault, to check the checkers'),
   }, 'live migration');
 }
@@ -104,6 +114,7 @@ export function checkMigration(m: Raw, durationNs: number, f: Fields): Migration
     device_state_bytes: f.size(['migration', 'device_state'], m.device_state, 512 * 1024),
     // QEMU: the be64 page address with its RAM_SAVE_FLAG_* bits, before each page.
     page_header_bytes: f.size(['migration', 'page_header'], m.page_header, 8),
+    stream_timeout_ns: f.positive(['migration', 'stream_timeout'], f.duration(['migration', 'stream_timeout'], m.stream_timeout, DEFAULT_STREAM_TIMEOUT_NS), 'stream timeout'),
     bug: (m.bug as MigrationSpec['bug'] | undefined) ?? 'none',
   };
 }

@@ -45,6 +45,9 @@ export interface Scenario {
   readonly fingerprint: string | null;
 }
 
+/** Seeds are 32-bit: a scenario's `seed` and every --seed option take a decimal integer in [0, SEED_MAX]. */
+export const SEED_MAX = 2 ** 32 - 1;
+
 /** The threshold reporter's default: handlers slower than 100 ms are reported. */
 export const DEFAULT_THRESHOLD_NS = 100_000_000;
 /** Events a run may take at most unless the scenario says otherwise. */

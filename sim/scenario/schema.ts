@@ -10,6 +10,7 @@ import { mainLoopSchema } from './main-loop.ts';
 import { migrationSchema } from './migration.ts';
 import { distDefinition, duration, int, name, obj, type Schema } from './schema-kit.ts';
 import { vmSchema } from './vm.ts';
+import { SEED_MAX } from './scenario.ts';
 
 export function scenarioSchema(): Schema {
   return {
@@ -25,7 +26,7 @@ export function scenarioSchema(): Schema {
     properties: {
       name: name('scenario name'),
       description: { type: 'string', description: 'what the scenario shows' },
-      seed: int(0, 2 ** 31 - 1, 'the seed of every random stream'),
+      seed: int(0, SEED_MAX, 'the seed of every random stream'),
       duration: duration('simulated time to run'),
       threshold: duration('threshold reporter: report handlers slower than this (default 100ms)'),
       limits: obj({
