@@ -1,6 +1,8 @@
-// Lint rules, including the dependency rules of the design: sim/scheduler
-// imports nothing of the model; sim/ never imports real/ (nor cli/ or
-// reports/); model code never touches Date, Math.random, timers or fs.
+// Lint rules: model code never touches Date, Math.random, process.hrtime,
+// timers (also through globalThis) or fs; sim/scheduler imports nothing of the
+// model; sim/ never imports real/ (nor cli/ or reports/). The rest of the
+// layering and the cycle check are .dependency-cruiser.cjs's (npm run lint
+// runs both).
 import tseslint from 'typescript-eslint';
 
 const timers = ['setTimeout', 'setInterval', 'setImmediate', 'clearTimeout', 'clearInterval', 'queueMicrotask'];
@@ -24,7 +26,13 @@ export default tseslint.config(
     files: ['sim/**/*.ts'],
     rules: {
       'no-restricted-globals': ['error', ...modelGlobals],
-      'no-restricted-properties': ['error', { object: 'Math', property: 'random', message: 'use a seeded stream: platform.random(component)' }],
+      'no-restricted-properties': ['error',
+        { object: 'Math', property: 'random', message: 'use a seeded stream: platform.random(component)' },
+        { object: 'process', property: 'hrtime', message: 'model code reads time from the Platform (nowNs)' },
+        ...timers.map((property) => ({ object: 'globalThis', property, message: 'model code runs on the Platform: use platform.callAfter / sleep' })),
+        { object: 'globalThis', property: 'Date', message: 'model code reads time from the Platform (nowNs/hostNs)' },
+        { object: 'globalThis', property: 'performance', message: 'model code reads time from the Platform (nowNs)' },
+      ],
       'no-restricted-imports': ['error', {
         paths: nodeIo.map((name) => ({ name, message: 'model code has no I/O of its own: go through the Platform' })),
         patterns: [

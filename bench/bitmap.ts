@@ -22,7 +22,7 @@ import {
   countSetBits,
   syncDirtyLog,
   syncDirtyLogPerPage,
-} from '../sim/migration/bitmap.ts';
+} from '../sim/util/bitmap.ts';
 
 interface BenchOptions {
   json: boolean;

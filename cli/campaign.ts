@@ -15,35 +15,17 @@ import { Tinypool } from 'tinypool';
 import { parse as parseYaml } from 'yaml';
 import { UsageError } from './errors.ts';
 import { parseScenario, type ScenarioOverride } from './scenario-file.ts';
-import { exitCodeOf } from './commands/run.ts';
+import { exitCodeOf } from './exit-codes.ts';
 import { simulate } from '../sim/run.ts';
 import type { RunResult } from '../sim/results.ts';
+import { SEED_MAX } from '../sim/scenario/scenario.ts';
+import { ROW_METRICS, type CampaignDocument, type CampaignSpec, type GridAxis, type RunRow, type Shard } from '../reports/campaign.ts';
 
 /** Points in one campaign at most: a limit, so a typo cannot ask for a billion runs. */
-export const MAX_POINTS = 1_000_000;
+export const POINTS_MAX = 1_000_000;
 /** Worker threads at most. */
-export const MAX_WORKERS = 256;
-/** Largest seed a scenario accepts (its schema: 0 .. 2^31-1). */
-export const MAX_SEED = 2 ** 31 - 1;
+export const WORKERS_MAX = 256;
 
-/** One parameter of the grid: a path into the scenario and the values it takes. */
-export interface GridAxis {
-  /** As written: `migration.flush_timeout`, `devices.blk[0].flush`. */
-  readonly path: string;
-  /** Each value as written (YAML text). */
-  readonly values: readonly string[];
-}
-
-/** What a campaign is, independent of how it is split or run. */
-export interface CampaignSpec {
-  /** The scenario file as given on the command line. */
-  readonly scenario: string;
-  /** SHA-256 of the scenario text: shards of different files do not merge. */
-  readonly scenario_sha256: string;
-  readonly axes: readonly GridAxis[];
-  /** Seeds to run every grid point with; null: the scenario's own seed. */
-  readonly seeds: readonly number[] | null;
-}
 
 /** One run of a campaign. */
 export interface CampaignPoint {
@@ -55,11 +37,6 @@ export interface CampaignPoint {
   readonly seed: number | null;
 }
 
-export interface Shard {
-  /** 1-based. */
-  readonly index: number;
-  readonly count: number;
-}
 
 // ---------------------------------------------------------------------------
 // Parsing the command line.
@@ -134,8 +111,8 @@ function splitTopLevel(text: string): string[] {
 export function parseSeeds(text: string): number[] {
   const seed = (s: string): number => {
     const n = Number(s.trim());
-    if (s.trim() === '' || !Number.isSafeInteger(n) || n < 0 || n > MAX_SEED) {
-      throw new UsageError(`--seeds: ${JSON.stringify(s.trim())} is not a seed (an integer from 0 to ${MAX_SEED})`);
+    if (s.trim() === '' || !Number.isSafeInteger(n) || n < 0 || n > SEED_MAX) {
+      throw new UsageError(`--seeds: ${JSON.stringify(s.trim())} is not a seed (an integer from 0 to ${SEED_MAX})`);
     }
     return n;
   };
@@ -144,7 +121,7 @@ export function parseSeeds(text: string): number[] {
     const a = seed(range[1]!);
     const b = seed(range[2]!);
     if (b < a) throw new UsageError(`--seeds ${text}: the range is empty (${b} < ${a})`);
-    if (b - a + 1 > MAX_POINTS) throw new UsageError(`--seeds ${text}: more than ${MAX_POINTS} seeds`);
+    if (b - a + 1 > POINTS_MAX) throw new UsageError(`--seeds ${text}: more than ${POINTS_MAX} seeds`);
     return Array.from({ length: b - a + 1 }, (_, i) => a + i);
   }
   const list = text.split(',').map(seed);
@@ -157,7 +134,7 @@ export function parseShard(text: string): Shard {
   const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(text);
   const index = m ? Number(m[1]) : NaN;
   const count = m ? Number(m[2]) : NaN;
-  if (!m || !(count >= 1) || !(index >= 1) || index > count || count > MAX_POINTS) {
+  if (!m || !(count >= 1) || !(index >= 1) || index > count || count > POINTS_MAX) {
     throw new UsageError(`--shard ${JSON.stringify(text)}: expected i/n with 1 <= i <= n, e.g. 2/4`);
   }
   return { index, count };
@@ -165,10 +142,10 @@ export function parseShard(text: string): Shard {
 
 /** `--workers N` or `auto` (one per core). */
 export function parseWorkers(text: string): number {
-  if (text.trim() === 'auto') return Math.min(MAX_WORKERS, availableParallelism());
+  if (text.trim() === 'auto') return Math.min(WORKERS_MAX, availableParallelism());
   const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 1 || n > MAX_WORKERS) {
-    throw new UsageError(`--workers: expected an integer from 1 to ${MAX_WORKERS} or "auto", got ${JSON.stringify(text)}`);
+  if (!Number.isSafeInteger(n) || n < 1 || n > WORKERS_MAX) {
+    throw new UsageError(`--workers: expected an integer from 1 to ${WORKERS_MAX} or "auto", got ${JSON.stringify(text)}`);
   }
   return n;
 }
@@ -190,7 +167,7 @@ export function campaignSpec(scenario: string, text: string, axes: readonly Grid
     seeds: seeds ? [...seeds] : null,
   };
   const n = pointCount(spec);
-  if (n > MAX_POINTS) throw new UsageError(`the campaign has ${n} runs, more than ${MAX_POINTS}`);
+  if (n > POINTS_MAX) throw new UsageError(`the campaign has ${n} runs, more than ${POINTS_MAX}`);
   return spec;
 }
 
@@ -241,40 +218,6 @@ export function pointLabel(spec: CampaignSpec, point: CampaignPoint, seed: numbe
 // ---------------------------------------------------------------------------
 // One run and its summary row.
 
-/** The summary of one run: the numbers a campaign compares. Durations in ms. */
-export interface RunRow {
-  readonly index: number;
-  /** Axis path -> value as written. */
-  readonly grid: Readonly<Record<string, string>>;
-  readonly seed: number;
-  readonly pass: boolean;
-  /** As `latsim run` would exit: 0 ok, 1 budget, 3 liveness, 4 invariant, 5 internal error. */
-  readonly exit_code: number;
-  /** ok, liveness, invariant, or error (the model threw). */
-  readonly outcome: string;
-  /** Null unless the migration completed. */
-  readonly downtime_ms: number | null;
-  readonly main_loop_blocked_max_ms: number | null;
-  readonly bql_wait_max_ms: number | null;
-  /** Null when no ping was sent. */
-  readonly ping_rtt_p99_ms: number | null;
-  readonly ping_lost: number | null;
-  readonly userspace_progress: number | null;
-  readonly userspace_gap_max_ms: number | null;
-  /** Null without a migration section. */
-  readonly migration_status: string | null;
-  readonly completion_attempts: number | null;
-  readonly rollbacks: number | null;
-  readonly trace_sha256: string | null;
-  readonly error: string | null;
-}
-
-/** Column order of rows in tables, CSV and JSON (grid columns come first). */
-export const ROW_METRICS = [
-  'seed', 'pass', 'exit_code', 'outcome', 'downtime_ms', 'main_loop_blocked_max_ms', 'bql_wait_max_ms',
-  'ping_rtt_p99_ms', 'ping_lost', 'userspace_progress', 'userspace_gap_max_ms', 'migration_status',
-  'completion_attempts', 'rollbacks', 'trace_sha256', 'error',
-] as const satisfies readonly (keyof RunRow)[];
 
 const ms = (ns: number): number => Math.round(ns / 1e3) / 1e3;
 
@@ -330,7 +273,7 @@ export function runPoint(input: PointInput): PointOutput {
   const seed = input.seed ?? scenario.seed;
   try {
     const run = simulate(scenario, { seed, keepTrace: false });
-    return { row: rowOf(input.index, { ...input.grid }, run.result, exitCodeOf(run)), result: input.keepResult ? run.result : null };
+    return { row: rowOf(input.index, { ...input.grid }, run.result, exitCodeOf(run.result)), result: input.keepResult ? run.result : null };
   } catch (e) {
     const message = `internal error: ${(e as Error).message ?? String(e)}; seed ${seed}`;
     return {
@@ -345,21 +288,6 @@ export function runPoint(input: PointInput): PointOutput {
   }
 }
 
-/**
- * A campaign's results as one self-describing JSON object: what was run (so
- * shards of the same campaign can be recognized and joined), which shard this
- * is, and one row per run in campaign order.
- */
-export interface CampaignDocument {
-  readonly format: 'latsim-campaign';
-  readonly version: 1;
-  readonly command: string;
-  readonly campaign: CampaignSpec & { readonly points: number };
-  readonly shard: Shard | null;
-  /** Column order for tables and CSV: index, the axis paths, then ROW_METRICS. */
-  readonly columns: readonly string[];
-  readonly rows: readonly RunRow[];
-}
 
 export function campaignDocument(command: string, spec: CampaignSpec, shard: Shard | null, rows: readonly RunRow[]): CampaignDocument {
   return {

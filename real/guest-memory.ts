@@ -14,7 +14,7 @@
 // manual protection the whole log is cleared right after each read), dirty rings.
 import { createHash } from 'node:crypto';
 
-import { bitmapNew } from '../sim/migration/bitmap.ts';
+import { bitmapNew } from '../sim/util/bitmap.ts';
 import type { GuestMemory } from '../sim/guest/memory.ts';
 import type { Vm } from './kvm/index.ts';
 

@@ -13,17 +13,17 @@
 // its guest cost is not spent), MMIO exit workloads (the heartbeat is PIO),
 // exit rates above the tick rate, modelled guest activities other than a block
 // driver's requests (they run on host timers while the VM runs).
-import { sample, type Dist } from '../sim/dist.ts';
+import { sample, type Dist } from '../sim/util/dist.ts';
 import type { Machine } from '../sim/machine.ts';
 import type { Co } from '../sim/platform.ts';
-import type { Scenario, WorkloadSpec } from '../sim/scenario.ts';
+import type { Scenario, WorkloadSpec } from '../sim/scenario/scenario.ts';
 import { UserspaceTracker, type GuestActivity, type GuestPort, type GuestWork } from '../sim/guest/guest.ts';
-import type { GuestSpec } from '../sim/scenario.ts';
-import type { Vcpu, Vm } from './kvm/index.ts';
+import type { GuestSpec } from '../sim/scenario/scenario.ts';
+import type { KvmVcpu, Vm } from './kvm/index.ts';
 import { bootLongMode, loadPayload, readPayload } from './guest/loader.ts';
 import { Mailbox, type WorkloadParams } from './guest/mailbox.ts';
 import {
-  GUEST_RAM_MIN, MAX_VCPUS, PORT_DEBUG, PORT_DONE, PORT_HEARTBEAT, PORT_HELLO, PORT_PONG, PORT_VQ_NOTIFY, WORK_ADDR,
+  GUEST_RAM_MIN, VCPUS_MAX, PORT_DEBUG, PORT_DONE, PORT_HEARTBEAT, PORT_HELLO, PORT_PONG, PORT_VQ_NOTIFY, WORK_ADDR,
 } from './guest/layout.ts';
 import { KvmGuestMemory, KVM_PAGE_SIZE } from './guest-memory.ts';
 import { IoBus, KvmVcpuCode, type IoAccess } from './vcpu.ts';
@@ -62,7 +62,7 @@ export class KvmGuest implements GuestPort {
   readonly ram: KvmGuestMemory;
   readonly userspace: UserspaceTracker;
   readonly code: KvmVcpuCode[] = [];
-  readonly natives: Vcpu[] = [];
+  readonly natives: KvmVcpu[] = [];
   readonly mailboxes: Mailbox[] = [];
   readonly plans: VcpuPlan[] = [];
   readonly bus = new IoBus();
@@ -78,7 +78,7 @@ export class KvmGuest implements GuestPort {
     const vm = scenario.vm;
     this.spec = scenario.guest;
     if (vm.page_size !== KVM_PAGE_SIZE) throw new RealError('unsupported', `real mode runs 4 KiB pages; the scenario has ${vm.page_size}-byte pages`);
-    if (vm.vcpus > MAX_VCPUS) throw new RealError('unsupported', `real mode runs at most ${MAX_VCPUS} vCPUs; the scenario has ${vm.vcpus}`);
+    if (vm.vcpus > VCPUS_MAX) throw new RealError('unsupported', `real mode runs at most ${VCPUS_MAX} vCPUs; the scenario has ${vm.vcpus}`);
     const bytes = Math.ceil(vm.memory_bytes / KVM_PAGE_SIZE) * KVM_PAGE_SIZE;
     if (bytes < GUEST_RAM_MIN) throw new RealError('unsupported', `real mode needs at least ${GUEST_RAM_MIN >> 20} MiB of guest memory`);
     const memory = opts.vm.allocMemory(bytes);
@@ -211,7 +211,7 @@ export function littleEndian(a: IoAccess): number {
   return v;
 }
 
-function safeTscKhz(v: Vcpu): number {
+function safeTscKhz(v: KvmVcpu): number {
   try {
     return v.tscKhz();
   } catch {

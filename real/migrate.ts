@@ -10,7 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import type { Scenario } from '../sim/scenario.ts';
+import type { Scenario } from '../sim/scenario/scenario.ts';
 import type { Machine } from '../sim/machine.ts';
 import type { KvmGuest } from './kvm-guest.ts';
 import { IncomingMigration } from './incoming.ts';

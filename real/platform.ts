@@ -34,7 +34,7 @@ interface DelayOp extends PlatformOp { readonly ns: number }
 interface WaitOp extends PlatformOp { readonly set: readonly RealNotifier[]; readonly timeoutNs: number }
 interface LockOp extends PlatformOp { readonly mutex: RealMutex }
 /** Longest single epoll_wait, so a stop() from outside is seen. */
-const MAX_BLOCK_MS = 1000;
+const BLOCK_MS_MAX = 1000;
 const EPOLL_EVENTS_MAX = 64;
 
 export type RealThread = CoThread<PlatformOp>;
@@ -311,7 +311,7 @@ export class RealPlatform extends ThreadHost<PlatformOp> implements Platform {
         continue;
       }
       const left = Math.min(next, untilNs) - now;
-      this.pollFds(Math.min(MAX_BLOCK_MS, Math.max(1, Math.ceil(left / 1e6))));
+      this.pollFds(Math.min(BLOCK_MS_MAX, Math.max(1, Math.ceil(left / 1e6))));
     }
   }
 

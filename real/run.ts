@@ -6,7 +6,7 @@
 // between two processes: real/migrate.ts).
 // Leaves out: the determinism of the simulator (a real trace fingerprint
 // differs from run to run).
-import type { Scenario } from '../sim/scenario.ts';
+import type { Scenario } from '../sim/scenario/scenario.ts';
 import { collectResult, type Outcome, type RunResult } from '../sim/results.ts';
 import { InvariantError } from '../sim/invariant.ts';
 import type { MigrationDestination } from '../sim/migration/destination.ts';

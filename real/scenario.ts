@@ -4,7 +4,7 @@
 // run without migration, the migration section and its budgets left out.
 // The same adapted scenario is what `latsim real compare` simulates.
 // Leaves out: anything that would change the scenario's meaning otherwise.
-import type { Budget, Scenario, WorkloadSpec } from '../sim/scenario.ts';
+import type { Budget, Scenario, WorkloadSpec } from '../sim/scenario/scenario.ts';
 
 export interface ScenarioOverrides {
   /** Run this long instead of the scenario's duration. */

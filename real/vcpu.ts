@@ -1,5 +1,5 @@
 // What runs in guest mode on KVM: a GuestCode (sim/vcpu.ts) over a native vCPU
-// thread in KVM_RUN, so the model's VCPU thread (kvm_cpu_exec's loop: the BQL
+// thread in KVM_RUN, so the model's VcpuThread thread (kvm_cpu_exec's loop: the BQL
 // around every exit, parking while the VM is stopped, stall accounting) drives
 // a real vCPU. run() starts or resumes the native thread and waits on the
 // vCPU's exit eventfd and its kick: a PIO or MMIO exit becomes a VcpuExit,
@@ -16,8 +16,8 @@
 // Leaves out: interrupts and the in-kernel irqchip, MSRs, halt polling.
 import type { Co, Notifier } from '../sim/platform.ts';
 import { CPU_THROTTLE_TIMESLICE_NS } from '../sim/guest/guest.ts';
-import type { GuestCode, VCPU, VcpuExit } from '../sim/vcpu.ts';
-import { exitError, type IoExit, type MmioExit, type Vcpu, type VcpuExit as NativeExit } from './kvm/index.ts';
+import type { GuestCode, VcpuThread, VcpuExit } from '../sim/vcpu.ts';
+import { exitError, type IoExit, type MmioExit, type KvmVcpu, type VcpuExit as NativeExit } from './kvm/index.ts';
 import type { RealPlatform } from './platform.ts';
 
 /** A PIO or MMIO access the guest made, as a handler sees it. */
@@ -68,18 +68,18 @@ export class KvmVcpuCode implements GuestCode {
   constructor(
     private readonly platform: RealPlatform,
     readonly index: number,
-    readonly native: Vcpu,
+    readonly native: KvmVcpu,
     private readonly bus: IoBus,
     private readonly accounting: VcpuAccounting,
   ) {
     this.exitNotifier = platform.fdNotifier(`vcpu${index}.exit-fd`, native.exitFd, 'vcpu-exit');
   }
 
-  entered(vcpu: VCPU, _atNs: number, stalledNs: number): void {
+  entered(vcpu: VcpuThread, _atNs: number, stalledNs: number): void {
     this.accounting.entered(vcpu.index, stalledNs);
   }
 
-  *run(vcpu: VCPU): Co<VcpuExit | null> {
+  *run(vcpu: VcpuThread): Co<VcpuExit | null> {
     const p = this.platform;
     // Resuming also cancels a pause still on its way (the thread then re-enters at once).
     if (this.native.phase() === 'created') this.native.start();

@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import type { Machine } from '../sim/machine.ts';
-import type { Scenario } from '../sim/scenario.ts';
+import type { Scenario } from '../sim/scenario/scenario.ts';
 import type { Devices, DeviceGlue } from '../sim/devices/devices.ts';
 import type { MigrationDestination } from '../sim/migration/destination.ts';
 import { buildWorld, type World, type WorldBackend } from '../sim/world.ts';

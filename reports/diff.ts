@@ -8,8 +8,8 @@
 // Leaves out: reading files (cli/commands/diff.ts does) and the critical-path
 // attribution, which is compared only through the metrics it explains.
 import type { RunResult } from '../sim/results.ts';
-import { Histogram } from '../sim/histogram.ts';
-import { formatBytes, formatNs } from '../cli/units.ts';
+import { Histogram } from '../sim/instrument/histogram.ts';
+import { formatBytes, formatNs } from '../sim/instrument/format.ts';
 
 /** A result as `latsim run --json` prints it (extra fields are ignored). */
 export type ResultJson = Omit<RunResult, 'series'>;

@@ -12,8 +12,8 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { RunResult } from '../sim/results.ts';
-import type { TraceRecord } from '../sim/trace.ts';
-import { formatBytes, formatNs } from '../cli/units.ts';
+import type { TraceRecord } from '../sim/instrument/trace.ts';
+import { formatBytes, formatNs } from '../sim/instrument/format.ts';
 import { textReport } from './text.ts';
 
 export interface HtmlOptions {
@@ -39,11 +39,11 @@ export interface ChartSpec {
 }
 
 /** Points per plotted line at most; longer series are thinned, keeping peaks and gaps. */
-const MAX_POINTS = 4000;
+const POINTS_MAX = 4000;
 /** Lines in one side-by-side plot at most. */
-const MAX_OVERLAY = 24;
+const OVERLAY_MAX = 24;
 /** Stalls shown in the timeline at most (the longest). */
-const MAX_TIMELINE = 5000;
+const TIMELINE_MAX = 5000;
 /** Main-loop handler runs and BQL waits at least this long go into the timeline when the trace was kept. */
 const TIMELINE_MIN_NS = 1_000_000;
 
@@ -131,7 +131,7 @@ function chart(id: string, kind: string, option: Record<string, unknown>, height
 function remainingPerIteration(id: string, r: RunResult): ChartSpec | null {
   const m = r.migration;
   if (!m || m.iterations.length === 0) return null;
-  const its = thinPeaks(m.iterations, MAX_POINTS, (i) => i.remaining_bytes);
+  const its = thinPeaks(m.iterations, POINTS_MAX, (i) => i.remaining_bytes);
   return chart(id, 'remaining-per-iteration', {
     ...base('Remaining dirty memory per iteration',
       `${m.iterations.length} dirty-bitmap syncs; ${formatBytes(m.ram.transferred)} transferred; status ${m.status}`),
@@ -146,7 +146,7 @@ function remainingPerIteration(id: string, r: RunResult): ChartSpec | null {
 function remainingOverTime(id: string, r: RunResult): ChartSpec | null {
   const m = r.migration;
   if (!m || m.snapshots.length === 0) return null;
-  const snaps = thinPeaks(m.snapshots, MAX_POINTS, (s) => s.ram.remaining);
+  const snaps = thinPeaks(m.snapshots, POINTS_MAX, (s) => s.ram.remaining);
   const marks = m.attempts.map((a) => ({ xAxis: s3(a.at_ns), name: `#${a.n} ${a.outcome}` }));
   return chart(id, 'remaining-over-time', {
     ...base('Remaining dirty memory over time', `query-migrate snapshots; dashed lines: completion attempts (${m.attempts.length})`),
@@ -200,7 +200,7 @@ function stallTimeline(id: string, r: RunResult, trace: readonly TraceRecord[] |
     }
     source = `slow handlers, BQL waits over ${formatNs(TIMELINE_MIN_NS)}`;
   }
-  if (stalls.length > MAX_TIMELINE) stalls = [...stalls].sort((a, b) => b.duration_ns - a.duration_ns || a.at_ns - b.at_ns).slice(0, MAX_TIMELINE);
+  if (stalls.length > TIMELINE_MAX) stalls = [...stalls].sort((a, b) => b.duration_ns - a.duration_ns || a.at_ns - b.at_ns).slice(0, TIMELINE_MAX);
   const bySeries = new Map<string, [number, number][]>();
   for (const h of stalls) {
     const list = bySeries.get(h.series) ?? [];
@@ -241,7 +241,7 @@ function drainIterations(id: string, r: RunResult): ChartSpec | null {
     dataZoom: zoom,
     series: phases.map((phase) => ({
       name: `bdrv_${phase}_all`, type: 'scatter', symbolSize: 5,
-      data: thinPeaks(r.drain.filter((d) => d.phase === phase), MAX_POINTS, (d) => d.waited_ns).map((d) => [s3(d.at_ns), ms3(d.waited_ns)]),
+      data: thinPeaks(r.drain.filter((d) => d.phase === phase), POINTS_MAX, (d) => d.waited_ns).map((d) => [s3(d.at_ns), ms3(d.waited_ns)]),
     })),
   });
 }
@@ -273,7 +273,7 @@ function pingRtt(id: string, r: RunResult): ChartSpec | null {
     dataZoom: zoom,
     series: [{
       name: 'RTT (ms)', type: 'line', symbolSize: 3,
-      data: thinPeaks(r.series.ping, MAX_POINTS, (x) => x.rtt_ns).map((x) => [s3(x.t_ns), ms3(x.rtt_ns)]),
+      data: thinPeaks(r.series.ping, POINTS_MAX, (x) => x.rtt_ns).map((x) => [s3(x.t_ns), ms3(x.rtt_ns)]),
       markLine: { symbol: 'none', silent: true, label: { formatter: 'p99 {c} ms', position: 'insideEndTop', fontSize: 10 }, lineStyle: { type: 'dashed' }, data: [{ yAxis: ms3(p.rtt_p99_ns) }] },
     }],
   });
@@ -293,7 +293,7 @@ function userspaceProgress(id: string, r: RunResult): ChartSpec | null {
     dataZoom: zoom,
     series: [{
       name: 'progress', type: 'line', step: 'end', showSymbol: false,
-      data: [[0, 0], ...thinSteps(samples, MAX_POINTS, (x) => x.t_ns).map((x) => [s3(x.t_ns), x.progress])],
+      data: [[0, 0], ...thinSteps(samples, POINTS_MAX, (x) => x.t_ns).map((x) => [s3(x.t_ns), x.progress])],
       markArea: { silent: true, itemStyle: { color: 'rgba(220, 60, 60, 0.12)' }, data: [[{ xAxis: gapFrom }, { xAxis: gapTo }]] },
     }],
   });
@@ -415,7 +415,7 @@ function compareDowntime(results: readonly RunResult[], labels: readonly string[
 
 function overlay(kind: string, title: string, yName: string, results: readonly RunResult[], labels: readonly string[],
   points: (r: RunResult) => [number, number][], step = false): ChartSpec | null {
-  const shown = results.slice(0, MAX_OVERLAY);
+  const shown = results.slice(0, OVERLAY_MAX);
   const { lines } = runAxisLabels(labels);
   const series = shown.map((r, i) => ({ name: lines[i]!.join(' · '), type: 'line', showSymbol: false, ...(step ? { step: 'end' } : {}), data: points(r) }))
     .filter((s) => s.data.length > 0);
@@ -436,7 +436,7 @@ function overlay(kind: string, title: string, yName: string, results: readonly R
 
 /** The side-by-side plots of several runs. */
 export function compareCharts(results: readonly RunResult[], labels: readonly string[]): ChartSpec[] {
-  const per = Math.max(200, Math.floor(MAX_POINTS / Math.max(1, Math.min(results.length, MAX_OVERLAY))));
+  const per = Math.max(200, Math.floor(POINTS_MAX / Math.max(1, Math.min(results.length, OVERLAY_MAX))));
   const specs = [
     compareMetrics(results, labels),
     compareCounts(results, labels),

@@ -15,7 +15,7 @@
 // are microseconds as doubles; the importer truncates ts * 1000, so each one
 // is written as the double that truncates back to the exact nanosecond.
 // Leaves out: async slices, stack samples, the v2 flow fields.
-import type { TraceRecord } from '../sim/trace.ts';
+import type { TraceRecord } from '../sim/instrument/trace.ts';
 
 export interface PerfettoMeta {
   readonly scenario: string;
@@ -40,7 +40,7 @@ export interface ChromeTrace {
 }
 
 const PID = 1;
-/** Category of the model's BQL-hold slices (sim/bql.ts); they get their own track per thread. */
+/** Category of the model's BQL-hold slices (sim/main-loop/bql.ts); they get their own track per thread. */
 const BQL_CAT = 'bql';
 
 const f64 = new Float64Array(1);

@@ -3,7 +3,7 @@
 // table, what the guest felt, the drain/flush poll iterations (the talk's
 // "qaw" lines), migration iterations and downtime phases, and the budgets.
 import type { RunResult } from '../sim/results.ts';
-import { formatBytes, formatNs } from '../cli/units.ts';
+import { formatBytes, formatNs } from '../sim/instrument/format.ts';
 
 const sec = (ns: number) => `${(ns / 1e9).toFixed(6)} s`;
 

@@ -1,6 +1,6 @@
 // The fault schedule of a scenario: which fault is active on which device at
 // a given time. Devices and backends ask it; it only reads the schedule.
-import type { FaultSpec } from './scenario.ts';
+import type { FaultSpec } from './scenario/scenario.ts';
 
 export class FaultSchedule {
   /** Faults that became active at least once, by name. */

@@ -3,13 +3,13 @@
 // vCPUs; vm_stop and vm_start, which tie them together. Written against the
 // Platform only, so the same Machine runs on the simulator and on KVM.
 import type { Co, Notifier, Platform } from './platform.ts';
-import { Bql } from './bql.ts';
-import { Instruments, DEFAULT_THRESHOLD_NS } from './instrument.ts';
-import { MainLoop } from './main-loop.ts';
+import { Bql } from './main-loop/bql.ts';
+import { Instruments, DEFAULT_THRESHOLD_NS } from './instrument/instrument.ts';
+import { MainLoop } from './main-loop/main-loop.ts';
 import { RunStateTracker, type RunState } from './runstate.ts';
-import { QEMUClocks } from './timer.ts';
-import { Trace } from './trace.ts';
-import { VCPU, type GuestCode, type VcpuHost } from './vcpu.ts';
+import { QEMUClocks } from './main-loop/timer.ts';
+import { Trace } from './instrument/trace.ts';
+import { VcpuThread, type GuestCode, type VcpuHost } from './vcpu.ts';
 
 /** The block layer's part in vm_stop (bdrv_drain_all, bdrv_flush_all). */
 export interface BlockLayerHooks {
@@ -40,7 +40,7 @@ export class Machine implements VcpuHost {
   readonly bql: Bql;
   readonly mainLoop: MainLoop;
   readonly runstate: RunStateTracker;
-  readonly vcpus: VCPU[] = [];
+  readonly vcpus: VcpuThread[] = [];
   readonly pauseCond: Notifier;
   block: BlockLayerHooks | null = null;
   /** Every vm_stop: when, by which thread, to which state. */
@@ -86,8 +86,8 @@ export class Machine implements VcpuHost {
     }
   }
 
-  addVcpu(guest: GuestCode): VCPU {
-    const v = new VCPU(this.vcpus.length, this, guest);
+  addVcpu(guest: GuestCode): VcpuThread {
+    const v = new VcpuThread(this.vcpus.length, this, guest);
     this.vcpus.push(v);
     return v;
   }
@@ -108,7 +108,7 @@ export class Machine implements VcpuHost {
 
   /**
    * QEMU: vm_stop -> do_vm_stop (system/cpus.c). Called under the BQL: stops
-   * the vCPUs and the virtual clock, notifies devices, then drains and
+   * the vCPUs and QEMU_CLOCK_VIRTUAL, notifies devices, then drains and
    * flushes all block devices, still under the BQL.
    */
   *vmStop(state: RunState): Co<StopPhases> {

@@ -1,6 +1,6 @@
 // The Platform seam. Model code (main loop, devices, guest, migration) is
 // written once as generator coroutines that `yield*` these operations; the
-// simulation backend turns them into events on the virtual clock, the real
+// simulation backend turns them into events in simulated time, the real
 // backend into clocks, fds and blocking waits. Nothing else of the world is
 // visible to the model: it reads no wall clock, draws no unseeded numbers,
 // arms no host timer and opens no file.

@@ -2,12 +2,12 @@
 // prints), and the evaluation of the scenario's budgets against it. Every
 // field is derived from the world after the run; nothing here measures time.
 import type { AnyWorld } from './world.ts';
-import type { Budget, BudgetKey } from './scenario.ts';
+import type { Budget, BudgetKey } from './scenario/scenario.ts';
 import type { DrainIteration } from './block/block-layer.ts';
 import type { CompletionAttempt, QueryMigrate } from './migration/migration.ts';
 import type { SyncRecord } from './migration/ram.ts';
-import type { PollInfo } from './aio.ts';
-import { attribute, type AttributionChain } from './attribution.ts';
+import type { PollInfo } from './main-loop/aio.ts';
+import { attribute, type AttributionChain } from './instrument/attribution.ts';
 
 export type Outcome = 'ok' | 'liveness' | 'invariant';
 

@@ -5,7 +5,7 @@
 import { LivenessError, Scheduler } from './scheduler/index.ts';
 import { SimPlatform } from './sim-platform.ts';
 import { InvariantError } from './invariant.ts';
-import type { Scenario } from './scenario.ts';
+import type { Scenario } from './scenario/scenario.ts';
 import { buildWorld, type World } from './world.ts';
 import { collectResult, type Outcome, type RunResult } from './results.ts';
 

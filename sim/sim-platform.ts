@@ -1,5 +1,5 @@
 // The simulation backend of the Platform seam: every operation becomes events
-// on the virtual clock. A thread that spends 358 ms of CPU resumes 358 ms later,
+// in simulated time. A thread that spends 358 ms of CPU resumes 358 ms later,
 // and what it does then is seen by others from that instant on. Mutexes hand
 // ownership to waiters in FIFO order; waits are woken through the event queue.
 // Leaves out: CPU contention between threads (each thread has its own core).

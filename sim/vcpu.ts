@@ -6,8 +6,8 @@
 // Stall: time a vCPU wanted to run guest code but was out of guest mode
 // (stopped, or waiting for the BQL to finish an exit).
 // Leaves out: halt-polling, in-kernel irqchip details, vCPU hotplug.
-import type { Bql } from './bql.ts';
-import type { Instruments } from './instrument.ts';
+import type { Bql } from './main-loop/bql.ts';
+import type { Instruments } from './instrument/instrument.ts';
 import type { Co, Notifier, Platform } from './platform.ts';
 
 /** An exit to userspace: a PIO or MMIO access (under the BQL), or a throttle sleep. */
@@ -29,10 +29,10 @@ export interface GuestCode {
    * Runs guest code on vcpu (in KVM_RUN) until it exits to userspace; returns
    * that exit, or null when the vCPU was kicked out (vcpu.kick became ready).
    */
-  run(vcpu: VCPU): Co<VcpuExit | null>;
+  run(vcpu: VcpuThread): Co<VcpuExit | null>;
   /** Told when the vCPU leaves guest mode and when it re-enters it. */
-  left?(vcpu: VCPU, atNs: number): void;
-  entered?(vcpu: VCPU, atNs: number, stalledNs: number): void;
+  left?(vcpu: VcpuThread, atNs: number): void;
+  entered?(vcpu: VcpuThread, atNs: number, stalledNs: number): void;
 }
 
 export interface VcpuHost {
@@ -40,7 +40,7 @@ export interface VcpuHost {
   readonly bql: Bql;
   readonly inst: Instruments;
   /** cpu_can_run: the VM is running and no stop is pending. */
-  vcpuCanRun(vcpu: VCPU): boolean;
+  vcpuCanRun(vcpu: VcpuThread): boolean;
   /** Signalled when a vCPU parks (qemu_pause_cond). */
   readonly pauseCond: Notifier;
   /** The run state, for stall records. */
@@ -60,7 +60,7 @@ export interface StallRecord {
   readonly bql_holder: string;
 }
 
-export class VCPU {
+export class VcpuThread {
   readonly name: string;
   /** qemu_cpu_kick: set to make the vCPU leave guest mode. */
   readonly kick: Notifier;

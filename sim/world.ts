@@ -5,8 +5,8 @@
 // what differs on KVM (the guest, the device glue, the migration's far end).
 import type { Platform } from './platform.ts';
 import { Machine } from './machine.ts';
-import type { Scenario } from './scenario.ts';
-import { installSyntheticHandler } from './synthetic.ts';
+import type { Scenario } from './scenario/scenario.ts';
+import { installSyntheticHandler } from './main-loop/synthetic.ts';
 import { Guest, type GuestPort } from './guest/guest.ts';
 import { Devices, type DeviceGlue } from './devices/devices.ts';
 import { Migration } from './migration/migration.ts';

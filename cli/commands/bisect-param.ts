@@ -12,12 +12,13 @@ import type { Command } from 'commander';
 import { parseScenario, readScenarioText, ScenarioError, type ScenarioOverride } from '../scenario-file.ts';
 import { UsageError, intOption } from '../errors.ts';
 import { parsePath } from '../campaign.ts';
-import { formatBytes, formatNs, parseBandwidth, parseDuration, parsePercent, parseRate, parseSize } from '../units.ts';
+import { formatBytes, formatNs } from '../../sim/instrument/format.ts';
+import { parseBandwidth, parseDuration, parsePercent, parseRate, parseSize } from '../../sim/scenario/units.ts';
 import { simulate } from '../../sim/run.ts';
 import type { RunResult } from '../../sim/results.ts';
 
 /** Runs at most, so a precision far below the range cannot run forever. */
-const MAX_STEPS = 64;
+const STEPS_MAX = 64;
 
 type Kind = 'duration' | 'size' | 'bandwidth' | 'rate' | 'percent' | 'number';
 
@@ -181,7 +182,7 @@ export function bisectParam(file: string, opts: BisectParamOptions): ParamBisect
     const value = q.integral ? Math.round(v) : v;
     const hit = cache.get(value);
     if (hit) return hit;
-    if (steps.length >= MAX_STEPS) throw new UsageError(`bisect-param: more than ${MAX_STEPS} runs; give a coarser --precision`);
+    if (steps.length >= STEPS_MAX) throw new UsageError(`bisect-param: more than ${STEPS_MAX} runs; give a coarser --precision`);
     // Plain numbers go in as numbers (an integer field rejects "25"); units as their text.
     const override: ScenarioOverride = { path, value: q.kind === 'number' ? value : q.text(value), source: `--param ${opts.param}=${q.human(value)}` };
     const scenario = parseScenario(text, file, [override]);

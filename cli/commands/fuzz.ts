@@ -12,8 +12,10 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { UsageError, intOption } from '../errors.ts';
-import { parseDuration } from '../units.ts';
-import { parseShard, parseWorkers, progressBar, runJobs, shardPoints, MAX_SEED, type Job, type Shard } from '../campaign.ts';
+import { parseDuration } from '../../sim/scenario/units.ts';
+import { parseShard, parseWorkers, progressBar, runJobs, shardPoints, type Job } from '../campaign.ts';
+import { SEED_MAX } from '../../sim/scenario/scenario.ts';
+import { fuzzDocument, fuzzExitCode, fuzzText, type FuzzCampaign, type FuzzDocument, type FuzzFailure, type FuzzRow } from '../fuzz/document.ts';
 import { KNOBS_VERSION } from '../fuzz/knobs.ts';
 import { PLANTS, type Plant } from '../fuzz/scenario.ts';
 import { DEFAULT_SHRINK_RUNS } from '../fuzz/shrink.ts';
@@ -21,55 +23,11 @@ import { seedCommand, type SeedInput, type SeedRun } from '../fuzz/seed.ts';
 
 export const DEFAULT_SEEDS = 100;
 /** Seeds at most in one campaign (also the default with --time and no --seeds). */
-export const MAX_FUZZ_SEEDS = 100_000;
+export const FUZZ_SEEDS_MAX = 100_000;
 export const DEFAULT_OUT = 'scenarios/regressions';
 
 const FUZZ_JOB: Job = { module: new URL('../fuzz/seed.ts', import.meta.url).href, fn: 'fuzzSeed' };
 
-/** What a fuzz campaign is, independent of how it is split or run. */
-export interface FuzzCampaign {
-  readonly seed_start: number;
-  readonly seeds: number;
-  readonly plant: Plant | null;
-  readonly knobs_version: number;
-}
-
-export interface FuzzRow {
-  /** Position in the campaign: seed - seed_start. */
-  readonly index: number;
-  readonly seed: number;
-  readonly pass: boolean;
-  readonly safety_status: string | null;
-  readonly phase: string | null;
-  readonly class: string | null;
-}
-
-export interface FuzzFailure {
-  readonly seed: number;
-  readonly phase: string;
-  readonly class: string;
-  readonly exit_code: number;
-  readonly error: string;
-  readonly shrunk_file: string | null;
-  readonly shrink_runs: number;
-  readonly replay: string | null;
-  readonly seed_command: string;
-}
-
-/** The JSON output of a fuzz run (or of one shard of it). */
-export interface FuzzDocument {
-  readonly format: 'latsim-fuzz';
-  readonly version: 1;
-  readonly campaign: FuzzCampaign;
-  readonly shard: Shard | null;
-  /** Seeds run. */
-  readonly seeds: number;
-  readonly passed: number;
-  /** Seeds not started because the --time budget ran out. */
-  readonly not_run: number;
-  readonly failures: readonly FuzzFailure[];
-  readonly rows: readonly FuzzRow[];
-}
 
 export interface FuzzOptions {
   seeds?: string;
@@ -83,26 +41,7 @@ export interface FuzzOptions {
   json?: boolean;
 }
 
-/** The document for rows and failures, in campaign order. */
-export function fuzzDocument(campaign: FuzzCampaign, shard: Shard | null, rows: readonly FuzzRow[], failures: readonly FuzzFailure[], notRun: number): FuzzDocument {
-  const sorted = [...rows].sort((a, b) => a.index - b.index);
-  return {
-    format: 'latsim-fuzz',
-    version: 1,
-    campaign,
-    shard,
-    seeds: sorted.length,
-    passed: sorted.filter((r) => r.pass).length,
-    not_run: notRun,
-    failures: [...failures].sort((a, b) => a.seed - b.seed),
-    rows: sorted,
-  };
-}
 
-/** 4 if a safety failure was found, else 3 if a liveness failure was, else 0. */
-export function fuzzExitCode(doc: FuzzDocument): number {
-  return doc.failures.reduce((c, f) => Math.max(c, f.exit_code), 0);
-}
 
 /** Runs a fuzz campaign (this shard of it) and writes regression files. */
 export async function fuzz(opts: FuzzOptions, progress = true): Promise<FuzzDocument> {
@@ -112,9 +51,9 @@ export async function fuzz(opts: FuzzOptions, progress = true): Promise<FuzzDocu
     timeNs = parseDuration(opts.time);
     if (timeNs === null || timeNs <= 0) throw new UsageError(`--time: expected a duration like "10min" or "30s", got ${JSON.stringify(opts.time)}`);
   }
-  const seeds = opts.seeds === undefined ? (timeNs === null ? DEFAULT_SEEDS : MAX_FUZZ_SEEDS) : intOption('--seeds', opts.seeds, 1);
-  if (seeds > MAX_FUZZ_SEEDS) throw new UsageError(`--seeds: at most ${MAX_FUZZ_SEEDS} in one campaign; split it with --seed-start`);
-  if (seedStart + seeds - 1 > MAX_SEED) throw new UsageError(`--seed-start ${seedStart} --seeds ${seeds}: seeds go past ${MAX_SEED}`);
+  const seeds = opts.seeds === undefined ? (timeNs === null ? DEFAULT_SEEDS : FUZZ_SEEDS_MAX) : intOption('--seeds', opts.seeds, 1);
+  if (seeds > FUZZ_SEEDS_MAX) throw new UsageError(`--seeds: at most ${FUZZ_SEEDS_MAX} in one campaign; split it with --seed-start`);
+  if (seedStart + seeds - 1 > SEED_MAX) throw new UsageError(`--seed-start ${seedStart} --seeds ${seeds}: seeds go past ${SEED_MAX}`);
   const plant = opts.plant === undefined ? null : opts.plant;
   if (plant !== null && !(PLANTS as readonly string[]).includes(plant)) {
     throw new UsageError(`--plant: expected one of ${PLANTS.join(', ')}, got ${JSON.stringify(plant)}`);
@@ -160,23 +99,6 @@ export async function fuzz(opts: FuzzOptions, progress = true): Promise<FuzzDocu
   return fuzzDocument(campaign, shard, rows, failures, notRun);
 }
 
-/** The fuzz result for people. */
-export function fuzzText(doc: FuzzDocument): string {
-  const out: string[] = [];
-  for (const f of doc.failures) {
-    out.push(`seed ${f.seed}: ${f.phase} phase: ${f.class}: ${f.error}`);
-    if (f.shrunk_file) out.push(`  shrunk (${f.shrink_runs} runs): ${f.shrunk_file}`, `  replay: ${f.replay}`);
-    out.push(`  seed:   ${f.seed_command}`);
-  }
-  const c = doc.campaign;
-  const range = `${c.seed_start}..${c.seed_start + c.seeds - 1}`;
-  const safety = doc.failures.filter((f) => f.exit_code === 4).length;
-  const liveness = doc.failures.length - safety;
-  out.push(`fuzz: ${doc.seeds} seeds run of ${range}${doc.shard ? ` (shard ${doc.shard.index}/${doc.shard.count})` : ''}` +
-    `${c.plant ? `, planted bug ${c.plant}` : ''}: ${doc.passed} passed, ${doc.failures.length} failed` +
-    ` (${safety} safety, ${liveness} liveness)${doc.not_run > 0 ? `; ${doc.not_run} not run (--time budget)` : ''}`);
-  return out.join('\n');
-}
 
 const FUZZ_HELP = `
 Each seed draws its knobs from a seeded stream, so a seed always means the same

@@ -8,9 +8,9 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { UsageError } from '../errors.ts';
-import { campaignDocument, campaignExitCode, type CampaignDocument, type CampaignSpec, type Shard } from '../campaign.ts';
-import { formatCampaign } from './sweep.ts';
-import { fuzzDocument, fuzzExitCode, fuzzText, type FuzzDocument } from './fuzz.ts';
+import { campaignDocument, campaignExitCode } from '../campaign.ts';
+import { formatCampaign, type CampaignDocument, type CampaignSpec, type Shard } from '../../reports/campaign.ts';
+import { fuzzDocument, fuzzExitCode, fuzzText, type FuzzDocument } from '../fuzz/document.ts';
 
 type Doc = CampaignDocument | FuzzDocument;
 

@@ -13,10 +13,9 @@ import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { loadScenarioFile } from '../scenario-file.ts';
 import { UsageError } from '../errors.ts';
-import { parseDuration, parseSize } from '../units.ts';
-import type { Scenario } from '../../sim/scenario.ts';
+import { parseDuration, parseSize } from '../../sim/scenario/units.ts';
+import type { Scenario } from '../../sim/scenario/scenario.ts';
 import type { World } from '../../sim/world.ts';
-import type { RunResult } from '../../sim/results.ts';
 import { textReport } from '../../reports/text.ts';
 import { resultJson } from '../../reports/json.ts';
 import { perfettoTrace } from '../../reports/perfetto.ts';
@@ -31,6 +30,7 @@ import { realIncoming, realMigrate, type DestinationInfo } from '../../real/migr
 import { compareResults, compareTable } from '../../real/compare.ts';
 import { simulate } from '../../sim/run.ts';
 import { classify, REAL_EXIT, RealError } from '../../real/errors.ts';
+import { exitCodeOf } from '../exit-codes.ts';
 
 export const REAL_EXIT_CODES_HELP = `
 Exit codes (besides those of latsim run):
@@ -76,12 +76,6 @@ async function guarded(action: () => Promise<number> | number): Promise<void> {
     process.stderr.write(`latsim: real: ${r.message}\n`);
     process.exitCode = r.exitCode;
   }
-}
-
-export function exitCodeOfResult(r: RunResult): number {
-  if (r.outcome === 'invariant') return 4;
-  if (r.outcome === 'liveness') return 3;
-  return r.pass ? 0 : 1;
 }
 
 /** Prints a real run as `latsim run` prints a simulated one, plus its `real` section. */
@@ -187,7 +181,7 @@ async function migrateAction(file: string, o: CommonOptions & { check?: string }
   });
   printRun(run, o, { destination: run.destination });
   if (!o.json) process.stdout.write(`${destinationText(run.destination)}\n`);
-  let code = exitCodeOfResult(run.result);
+  let code = exitCodeOf(run.result);
   const d = run.destination;
   // The guest must keep running on the destination.
   if (run.result.migration?.status === 'completed' && (!d.report || d.report.heartbeat_after <= d.report.heartbeat_before)) code = Math.max(code, 1);
@@ -221,7 +215,7 @@ function runAction(file: string, o: CommonOptions & { crashGuest?: boolean }): n
   if (scenario.migration) process.stderr.write('latsim: real run leaves the migration out (latsim real migrate migrates)\n');
   const run = realRun(scenario, { keepTrace: Boolean(o.trace || o.report), crash: o.crashGuest ?? false });
   printRun(run, o);
-  return exitCodeOfResult(run.result);
+  return exitCodeOf(run.result);
 }
 
 export function registerReal(program: Command): void {

@@ -4,18 +4,13 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { loadScenarioFile, ScenarioError } from '../scenario-file.ts';
 import { intOption, UsageError } from '../errors.ts';
-import { simulate, type SimRun } from '../../sim/run.ts';
+import { simulate } from '../../sim/run.ts';
+import { bisectExitCode, exitCodeOf } from '../exit-codes.ts';
 import { textReport } from '../../reports/text.ts';
 import { resultJson } from '../../reports/json.ts';
 import { perfettoTrace } from '../../reports/perfetto.ts';
 import { writeReports } from '../../reports/write.ts';
 
-export function exitCodeOf(run: SimRun): number {
-  const r = run.result;
-  if (r.outcome === 'invariant') return 4;
-  if (r.outcome === 'liveness') return 3;
-  return r.pass ? 0 : 1;
-}
 
 /** Rewrites (or adds) the fingerprint line of a scenario file, leaving the rest as it was. */
 export function writeFingerprint(file: string, sha: string): void {
@@ -30,7 +25,7 @@ export function writeFingerprint(file: string, sha: string): void {
 export function registerRun(program: Command): void {
   program
     .command('run')
-    .description('run a scenario on the virtual clock and report where the latency went')
+    .description('run a scenario in simulated time and report where the latency went')
     .argument('<scenario>', 'scenario file (YAML)')
     .option('--seed <n>', 'override the scenario seed')
     .option('--json', 'print the result as one JSON object')
@@ -53,12 +48,6 @@ export function registerRun(program: Command): void {
     });
 }
 
-/** latsim run's exit code as git bisect run reads it: 0 good, 1 bad, 125 skip. */
-export function bisectExitCode(code: number): number {
-  if (code === 0) return 0;
-  if (code === 1 || code === 3 || code === 4) return 1;
-  return 125;
-}
 
 interface RunOptions {
   seed?: string;
@@ -77,7 +66,7 @@ function runAction(file: string, opts: RunOptions): void {
   const run = simulate(scenario, { ...(seed === undefined ? {} : { seed }), keepTrace: Boolean(opts.trace || opts.report) });
   run.result.wall_ms = Math.round(performance.now() - t0);
   const r = run.result;
-  let code = exitCodeOf(run);
+  let code = exitCodeOf(run.result);
   if (opts.trace) writeFileSync(opts.trace, JSON.stringify(perfettoTrace(run.world.machine.trace.records, r)));
   if (opts.report) writeReports(opts.report, run);
   const seeded = seed === undefined || seed === scenario.seed;

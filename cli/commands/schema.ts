@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { scenarioSchema } from '../schema.ts';
+import { scenarioSchema } from '../../sim/scenario/schema.ts';
 
 export const SCHEMA_FILE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'scenarios', 'latsim.schema.json');
 

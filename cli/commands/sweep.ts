@@ -12,14 +12,12 @@ import { UsageError } from '../errors.ts';
 import {
   campaignDocument, campaignExitCode, campaignSpec, expandGrid, gridCombinations, overridesOf, parseSeeds, parseSet,
   parseShard, parseWorkers, POINT_JOB, pointLabel, progressBar, runJobs, shardPoints,
-  type CampaignDocument, type GridAxis, type PointInput, type PointOutput, type Progress,
+  type PointInput, type PointOutput, type Progress,
 } from '../campaign.ts';
-import { campaignCsv, campaignTable } from '../../reports/campaign.ts';
+import { CAMPAIGN_FORMATS as FORMATS, formatCampaign, type CampaignDocument, type CampaignFormat as Format, type GridAxis } from '../../reports/campaign.ts';
 import { htmlReport } from '../../reports/html.ts';
 import type { RunResult } from '../../sim/results.ts';
 
-const FORMATS = ['table', 'csv', 'json'] as const;
-type Format = (typeof FORMATS)[number];
 
 export interface SweepOptions {
   set?: GridAxis[];
@@ -100,13 +98,6 @@ function formatOf(opts: SweepOptions): Format {
   return f as Format;
 }
 
-export function formatCampaign(doc: CampaignDocument, format: Format): string {
-  switch (format) {
-    case 'json': return `${JSON.stringify(doc, null, 2)}\n`;
-    case 'csv': return campaignCsv(doc);
-    case 'table': return `${campaignTable(doc)}\n`;
-  }
-}
 
 export function registerSweep(program: Command): void {
   program

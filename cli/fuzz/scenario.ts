@@ -26,7 +26,7 @@ const MEMORY_MIB = [64, 128, 256, 512];
 const PATTERNS = ['uniform', 'hotset', 'sequential', 'increment'];
 const FAULTS = [null, 'stall', 'slow-flush', 'io-error', 'handler-cost'] as const;
 const POLICIES = [['legacy'], ['flush-timeout'], ['flush-timeout', 'min-interval'], ['abort-on-downtime'], ['auto-converge']];
-const MAX_BANDWIDTH_MIB = [128, 32, 64, 256];
+const BANDWIDTH_MIB_MAX = [128, 32, 64, 256];
 const LINK = [['10Gbit/s', 10e9 / 8], ['1Gbit/s', 1e9 / 8], ['400Mbit/s', 400e6 / 8]] as const;
 
 export interface ScenarioText {
@@ -51,7 +51,7 @@ export function buildScenario(k: Knobs, o: BuildOptions): ScenarioText {
   const liveness = o.phase === 'liveness';
   const name = o.name ?? `fuzz-${o.seed}-${o.phase}`;
   const memMiB = MEMORY_MIB[k.memory]!;
-  const maxBw = MAX_BANDWIDTH_MIB[k.max_bandwidth]! * MiB;
+  const maxBw = BANDWIDTH_MIB_MAX[k.max_bandwidth]! * MiB;
   const [linkText, linkBw] = LINK[k.link_bandwidth]!;
   const startMs = k.migration_start_ms;
   const livenessS = Math.min(LIVENESS_DURATION_MAX_S, Math.ceil(startMs / 1000 + (2 * memMiB * MiB) / Math.min(maxBw, linkBw) + 10));
@@ -117,7 +117,7 @@ export function buildScenario(k: Knobs, o: BuildOptions): ScenarioText {
     start: `${startMs}ms`,
     policy: policy.length === 1 ? policy[0] : policy,
     mode: k.mode ? 'main-loop' : 'thread',
-    max_bandwidth: `${MAX_BANDWIDTH_MIB[k.max_bandwidth]}MiB/s`,
+    max_bandwidth: `${BANDWIDTH_MIB_MAX[k.max_bandwidth]}MiB/s`,
     downtime_limit: `${k.downtime_limit_ms}ms`,
     link: { bandwidth: linkText },
   };

@@ -37,6 +37,7 @@ export function shrinkKnobs(start: Knobs, stillFails: (k: Knobs) => boolean, max
     return !stillFails(k);
   });
   const out = fc.check(property, { examples: [[start]], numRuns: 1, seed: 1, endOnFailure: false });
-  if (!out.failed || !out.counterexample) return { knobs: start, runs, steps: 0 };
-  return { knobs: { ...out.counterexample[0] }, runs, steps: out.numShrinks };
+  const shrunk = out.failed ? out.counterexample?.[0] : undefined;
+  if (shrunk === undefined) return { knobs: start, runs, steps: 0 };
+  return { knobs: { ...shrunk }, runs, steps: out.numShrinks };
 }

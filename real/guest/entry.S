@@ -4,7 +4,7 @@
  * here and put the vCPU index in RDI, so no mode switch happens in the guest:
  * take this vCPU's stack (STACK_TOP - index * STACK_STRIDE), run the C code
  * with the index as its argument, halt forever if it returns. An index of
- * MAX_VCPUS or more halts at once.
+ * VCPUS_MAX or more halts at once.
  */
   .section .text.entry, "ax"
   .globl _start

@@ -11,7 +11,7 @@ export const PAGE_SIZE = 4096;
 export const MAILBOX_ADDR = 0x1000;
 /** vCPU n's mailbox is at MAILBOX_ADDR + n * MAILBOX_STRIDE. */
 export const MAILBOX_STRIDE = 0x200;
-export const MAX_VCPUS = 8;
+export const VCPUS_MAX = 8;
 export const GDT_ADDR = 0x2000;
 export const PAGE_TABLE_ADDR = 0x3000;
 export const VQ_DESC_ADDR = 0x10000;

@@ -12,7 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import type { KvmSegment, Vcpu } from '../kvm/index.ts';
+import type { KvmSegment, KvmVcpu } from '../kvm/index.ts';
 import { GDT_ADDR, GUEST_RAM_MIN, PAGE_TABLE_ADDR, PAYLOAD_ADDR, STACK_TOP } from './layout.ts';
 
 export const PAYLOAD_PATH = join(dirname(fileURLToPath(import.meta.url)), 'build', 'payload.bin');
@@ -65,7 +65,7 @@ function segment(selector: number, code: boolean): KvmSegment {
 }
 
 /** Puts `vcpu` (not running) in long mode at the payload entry, its index in RDI (its mailbox and stack). */
-export function bootLongMode(vcpu: Vcpu): void {
+export function bootLongMode(vcpu: KvmVcpu): void {
   const data = segment(0x10, false);
   vcpu.setSregs({
     cs: segment(0x08, true), ds: data, es: data, fs: data, gs: data, ss: data,

@@ -7,7 +7,7 @@
  * keeps atomic, and the host reads progress counters while the guest runs.
  */
 import {
-  MAILBOX_ADDR, MAILBOX_FIELDS, MAILBOX_STRIDE, MAX_VCPUS, MAILBOX_MAGIC, MAILBOX_VERSION, NotifyKind, Pattern, Workload,
+  MAILBOX_ADDR, MAILBOX_FIELDS, MAILBOX_STRIDE, VCPUS_MAX, MAILBOX_MAGIC, MAILBOX_VERSION, NotifyKind, Pattern, Workload,
   type MailboxField, type PatternName, type WorkloadName,
 } from './layout.ts';
 
@@ -39,7 +39,7 @@ export class Mailbox {
   private readonly view: DataView;
 
   constructor(memory: ArrayBuffer, guestPhysBase = 0, readonly cpu = 0) {
-    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= MAX_VCPUS) throw new RangeError(`mailbox of vCPU ${cpu}: at most ${MAX_VCPUS} vCPUs`);
+    if (!Number.isInteger(cpu) || cpu < 0 || cpu >= VCPUS_MAX) throw new RangeError(`mailbox of vCPU ${cpu}: at most ${VCPUS_MAX} vCPUs`);
     this.view = new DataView(memory, MAILBOX_ADDR + cpu * MAILBOX_STRIDE - guestPhysBase, MAILBOX_STRIDE);
   }
 

@@ -17,7 +17,7 @@
 /* ---- guest-physical memory map ------------------------------------------ */
 #define MAILBOX_ADDR     0x1000ull   /* one page: struct mailbox of vCPU 0, then of vCPUs 1..7 */
 #define MAILBOX_STRIDE   0x200ull    /* vCPU n's mailbox is at MAILBOX_ADDR + n * MAILBOX_STRIDE */
-#define MAX_VCPUS        8u          /* vCPU index (RDI at entry) must be below this */
+#define VCPUS_MAX        8u          /* vCPU index (RDI at entry) must be below this */
 #define GDT_ADDR         0x2000ull   /* flat 64-bit GDT written by the loader */
 #define PAGE_TABLE_ADDR  0x3000ull   /* PML4, PDPT, 4 PDs (0x3000-0x8fff): identity map of 4 GiB */
 #define VQ_DESC_ADDR     0x10000ull  /* descriptor table, 16 bytes x queue size */
@@ -124,8 +124,8 @@ _Static_assert(offsetof(struct mailbox, state) == 0x100, "mailbox layout");
 _Static_assert(offsetof(struct mailbox, hello_mmio) == 0x12c, "mailbox layout");
 _Static_assert(offsetof(struct mailbox, vq_used_bytes) == 0x158, "mailbox layout");
 _Static_assert(sizeof(struct mailbox) <= MAILBOX_STRIDE, "a vCPU's mailbox fits its slot");
-_Static_assert(MAILBOX_STRIDE * MAX_VCPUS <= 4096, "every vCPU's mailbox fits the mailbox page");
-_Static_assert(STACK_STRIDE * MAX_VCPUS <= STACK_TOP - 0x180000ull, "stacks stay above the image");
+_Static_assert(MAILBOX_STRIDE * VCPUS_MAX <= 4096, "every vCPU's mailbox fits the mailbox page");
+_Static_assert(STACK_STRIDE * VCPUS_MAX <= STACK_TOP - 0x180000ull, "stacks stay above the image");
 
 /* ---- split virtqueue (virtio 1.0, 2.6 "Split Virtqueues") ---------------- */
 #define VRING_DESC_F_NEXT      1u

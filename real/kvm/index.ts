@@ -3,7 +3,7 @@
  *
  * The addon is thin: /dev/kvm ioctls, one native thread per vCPU looping on KVM_RUN,
  * and raw-fd helpers (eventfd, epoll, loopback TCP, files). This module types it and
- * wraps the fds in small classes (Kvm, Vm, Vcpu) with the same lifecycle as kvmtool:
+ * wraps the fds in small classes (Kvm, Vm, KvmVcpu) with the same lifecycle as kvmtool:
  * open, create VM, set memory, create vCPU, run, handle exits. It also says, without
  * throwing, why real mode is unavailable (`probeKvm`): addon not built, /dev/kvm
  * missing or not permitted, wrong API version, missing capability.
@@ -143,7 +143,7 @@ export interface KvmConstants {
 }
 
 export type CapName =
-  | 'IRQCHIP' | 'HLT' | 'USER_MEMORY' | 'SET_TSS_ADDR' | 'EXT_CPUID' | 'NR_VCPUS' | 'MAX_VCPUS'
+  | 'IRQCHIP' | 'HLT' | 'USER_MEMORY' | 'SET_TSS_ADDR' | 'EXT_CPUID' | 'NR_VCPUS' | 'VCPUS_MAX'
   | 'NR_MEMSLOTS' | 'SYNC_MMU' | 'IOEVENTFD' | 'IOEVENTFD_ANY_LENGTH' | 'IRQFD' | 'GET_TSC_KHZ'
   | 'IMMEDIATE_EXIT' | 'MANUAL_DIRTY_LOG_PROTECT2' | 'READONLY_MEM' | 'DIRTY_LOG_RING' | 'XSAVE'
   | 'VCPU_EVENTS' | 'ADJUST_CLOCK' | 'SET_IDENTITY_MAP_ADDR';
@@ -238,7 +238,7 @@ export interface Unavailable {
 }
 
 export const KVM_API_VERSION = 12;
-/** Capabilities the Vm/Vcpu classes rely on. */
+/** Capabilities the Vm/KvmVcpu classes rely on. */
 export const REQUIRED_CAPS: readonly CapName[] = ['USER_MEMORY', 'IOEVENTFD', 'IMMEDIATE_EXIT'];
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -477,9 +477,9 @@ export class Vm {
     this.native.unregisterIoeventfd(this.fd, eventFd, spec.addr, spec.len, spec.space === 'pio', spec.datamatch);
   }
 
-  createVcpu(id: number): Vcpu {
+  createVcpu(id: number): KvmVcpu {
     const { fd, exitFd } = this.native.createVcpu(this.kvm.fd, this.fd, id);
-    return new Vcpu(this.native, id, fd, exitFd);
+    return new KvmVcpu(this.native, id, fd, exitFd);
   }
 
   /** Stops and closes this VM's vCPUs, releases its memory slots, closes the VM fd. */
@@ -493,7 +493,7 @@ export class Vm {
  * loop's epoll); readExit() takes the record; complete() answers it and lets the
  * thread re-enter KVM_RUN. Until then the guest is stopped.
  */
-export class Vcpu {
+export class KvmVcpu {
   private readonly native: NativeKvm;
   readonly id: number;
   readonly fd: number;

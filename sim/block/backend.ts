@@ -9,17 +9,17 @@
 // flush makes the writes completed before it was issued stable.
 // Leaves out: the format layer (qcow2), throttling groups, copy-on-read.
 import type { Notifier, Platform } from '../platform.ts';
-import type { AioContext } from '../aio.ts';
-import type { BlkSpec } from '../scenario.ts';
-import { type Dist, sample } from '../dist.ts';
+import type { AioContext } from '../main-loop/aio.ts';
+import type { BlkSpec } from '../scenario/scenario.ts';
+import { type Dist, sample } from '../util/dist.ts';
 import type { FaultSchedule } from '../faults.ts';
 import type { Rng } from '../scheduler/random.ts';
-import type { Instruments } from '../instrument.ts';
+import type { Instruments } from '../instrument/instrument.ts';
 
 export type BlockOp = 'read' | 'write' | 'flush';
 
 /** Fault-delayed requests kept for attribution. */
-export const MAX_DELAYS = 10_000;
+export const DELAYS_MAX = 10_000;
 
 export interface BlockRequest {
   readonly op: BlockOp;
@@ -51,7 +51,7 @@ export class BlockBackend {
   readonly stable: Uint32Array;
   readonly cache: Uint32Array;
   readonly counts = { read: 0, write: 0, flush: 0, errors: 0 };
-  /** Requests a fault delayed: which fault, when issued, when done (at most MAX_DELAYS kept). */
+  /** Requests a fault delayed: which fault, when issued, when done (at most DELAYS_MAX kept). */
   readonly delays: { fault: string; op: BlockOp; from_ns: number; to_ns: number }[] = [];
   private readonly dirty = new Set<number>();
   private readonly waiting: BlockRequest[] = [];
@@ -148,7 +148,7 @@ export class BlockBackend {
     this.counts[req.op]++;
     if (item.stalled) {
       this.stalledNow--;
-      if (item.fault && this.delays.length < MAX_DELAYS) {
+      if (item.fault && this.delays.length < DELAYS_MAX) {
         this.delays.push({ fault: item.fault, op: req.op, from_ns: item.issuedNs, to_ns: this.platform.nowNs() });
       }
     }

@@ -5,12 +5,12 @@
 // is the talk's 40-50 s select(). A deadline (the talk's proposed fix) makes
 // the wait give up; each poll iteration is recorded with its elapsed time and
 // the fds it waited on, like the talk's "qaw 3: 10011 ms rfd 1 wfd 0".
-import type { AioContext } from '../aio.ts';
-import type { Bql } from '../bql.ts';
+import type { AioContext } from '../main-loop/aio.ts';
+import type { Bql } from '../main-loop/bql.ts';
 import type { Co, Platform } from '../platform.ts';
 import type { BlockLayerHooks } from '../machine.ts';
-import type { Instruments } from '../instrument.ts';
-import { QEMUClockType } from '../timer.ts';
+import type { Instruments } from '../instrument/instrument.ts';
+import { QEMUClockType } from '../main-loop/timer.ts';
 import type { BlockBackend } from './backend.ts';
 
 export interface DrainIteration {

@@ -5,6 +5,7 @@
 // on a split ring in guest memory (real/split-ring.ts). Device logic above it
 // is one piece of code.
 // Leaves out: descriptor chains, indirect descriptors, event-idx.
+import { invariant } from '../invariant.ts';
 
 /** The device's side of a virtqueue, and the driver's side where a model plays the driver. */
 export interface VirtQueue<T> {
@@ -36,8 +37,12 @@ export class SimVirtQueue<T> implements VirtQueue<T> {
   notificationEnabled = true;
   added = 0;
   used = 0;
+  /** QEMU: VirtQueue.inuse: popped and not yet pushed back. */
+  private inuse = 0;
 
-  constructor(readonly name: string, readonly size: number) {}
+  constructor(readonly name: string, readonly size: number) {
+    invariant(Number.isSafeInteger(size) && size > 0, `virtqueue ${name}: size ${size} is not a positive integer`);
+  }
 
   add(elem: T): boolean {
     if (this.avail.length >= this.size) return false;
@@ -51,7 +56,9 @@ export class SimVirtQueue<T> implements VirtQueue<T> {
   }
 
   pop(): T | undefined {
-    return this.avail.shift();
+    const elem = this.avail.shift();
+    if (elem !== undefined) this.inuse++;
+    return elem;
   }
 
   get empty(): boolean {
@@ -67,6 +74,9 @@ export class SimVirtQueue<T> implements VirtQueue<T> {
   }
 
   push(_elem: T, _len = 0): void {
+    // QEMU: virtqueue_push after virtqueue_pop; every used element was popped first.
+    invariant(this.inuse > 0, `virtqueue ${this.name}: push of an element that was never popped`);
+    this.inuse--;
     this.used++;
   }
 }

@@ -3,7 +3,7 @@
 // plus a cold fraction, a sequential sweep, or QEMU migration-test's workload
 // (increment one byte in every page of a range, round after round).
 import type { Rng } from '../scheduler/random.ts';
-import type { WorkloadSpec } from '../scenario.ts';
+import type { WorkloadSpec } from '../scenario/scenario.ts';
 import type { GuestRam } from './ram.ts';
 
 type DirtySpec = NonNullable<WorkloadSpec['dirty']>;

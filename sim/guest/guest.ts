@@ -10,9 +10,9 @@
 // Leaves out: guest scheduling between tasks, interrupt coalescing, HLT.
 import type { Co, Notifier, Platform } from '../platform.ts';
 import type { Machine } from '../machine.ts';
-import type { GuestSpec, VmSpec, WorkloadSpec } from '../scenario.ts';
-import { sample } from '../dist.ts';
-import type { GuestCode, VCPU, VcpuExit } from '../vcpu.ts';
+import type { GuestSpec, VmSpec, WorkloadSpec } from '../scenario/scenario.ts';
+import { sample } from '../util/dist.ts';
+import type { GuestCode, VcpuThread, VcpuExit } from '../vcpu.ts';
 import { GuestRam } from './ram.ts';
 import type { GuestMemory } from './memory.ts';
 import { Dirtier } from './dirtier.ts';
@@ -184,11 +184,11 @@ export class VcpuGuest implements GuestCode {
     this.activities.push({ activity, dueNs: this.guest.machine.platform.nowNs() + activity.nextGapNs() });
   }
 
-  entered(vcpu: VCPU, _atNs: number, stalledNs: number): void {
+  entered(vcpu: VcpuThread, _atNs: number, stalledNs: number): void {
     this.guest.userspace.entered(vcpu.index, stalledNs);
   }
 
-  *run(vcpu: VCPU): Co<VcpuExit | null> {
+  *run(vcpu: VcpuThread): Co<VcpuExit | null> {
     const p = this.guest.machine.platform;
     const sliceNs = this.guest.spec.slice_ns;
     for (;;) {
@@ -223,7 +223,7 @@ export class VcpuGuest implements GuestCode {
   }
 
   /** Guest code runs for ns (interruptible by a kick or an interrupt when asked). */
-  private *runGuest(vcpu: VCPU, ns: number, interruptible = false): Co<readonly Notifier[]> {
+  private *runGuest(vcpu: VcpuThread, ns: number, interruptible = false): Co<readonly Notifier[]> {
     const p = this.guest.machine.platform;
     const start = p.nowNs();
     const ready = interruptible ? yield* p.wait([vcpu.kick, this.irq], ns) : (yield* p.cpu(ns), []);

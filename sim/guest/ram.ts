@@ -5,7 +5,7 @@
 // migration_bitmap_sync reads it exactly as it reads KVM_GET_DIRTY_LOG's.
 // It is the simulation's GuestMemory (memory.ts).
 // Leaves out: memory regions and slots (one flat slot from guest address 0).
-import { bitmapNew } from '../migration/bitmap.ts';
+import { bitmapNew } from '../util/bitmap.ts';
 import type { GuestMemory } from './memory.ts';
 
 export class GuestRam implements GuestMemory {

@@ -19,10 +19,10 @@ import type { GuestPort } from '../guest/guest.ts';
 import { GuestRam } from '../guest/ram.ts';
 import type { Devices } from '../devices/devices.ts';
 import type { Co, Platform } from '../platform.ts';
-import type { MigrationSpec } from '../scenario.ts';
+import type { MigrationSpec } from '../scenario/scenario.ts';
 import { TIMEOUT } from '../block/block-layer.ts';
 import { InvariantError } from '../invariant.ts';
-import { QEMUClockType, type QEMUTimer } from '../timer.ts';
+import { QEMUClockType, type QEMUTimer } from '../main-loop/timer.ts';
 import { DEST_START_NS, Destination, type MigrationDestination } from './destination.ts';
 import { BUFFER_DELAY_NS, MigrationLink } from './link.ts';
 import { RamState } from './ram.ts';
@@ -34,7 +34,7 @@ import {
 } from './statechart.ts';
 
 /** QEMU: MAX_WAIT (migration/ram.c): ram_save_iterate returns after 50 ms. */
-export const MAX_WAIT_NS = 50_000_000;
+export const WAIT_NS_MAX = 50_000_000;
 /** Bytes sent between checks of the rate limit and MAX_WAIT. */
 export const SEND_CHUNK_BYTES = 1 << 20;
 export { DEST_START_NS };
@@ -77,7 +77,7 @@ export interface QueryMigrate {
 }
 
 /** Snapshots kept at most (one per 100 ms window: over 2.7 hours of migration). */
-export const MAX_SNAPSHOTS = 100_000;
+export const SNAPSHOTS_MAX = 100_000;
 
 export class Migration<D extends MigrationDestination = Destination> {
   readonly link: MigrationLink;
@@ -187,7 +187,7 @@ export class Migration<D extends MigrationDestination = Destination> {
     // QEMU 1.2: migrate_fd_put_ready iterates until the rate limit or MAX_WAIT.
     const t0 = this.p.nowNs();
     const attempts = this.attempts.length;
-    while (!this.link.rateExceeded() && !this.finished && this.p.nowNs() - t0 < MAX_WAIT_NS) {
+    while (!this.link.rateExceeded() && !this.finished && this.p.nowNs() - t0 < WAIT_NS_MAX) {
       if (!(yield* this.iterationRun())) break;
       // After a completion attempt the main loop gets to run before the next tick.
       if (this.attempts.length !== attempts) break;
@@ -289,7 +289,7 @@ export class Migration<D extends MigrationDestination = Destination> {
         break;
       }
       any = true;
-      if (this.p.nowNs() - t0 > MAX_WAIT_NS) break;
+      if (this.p.nowNs() - t0 > WAIT_NS_MAX) break;
     }
     return any;
   }
@@ -362,6 +362,8 @@ export class Migration<D extends MigrationDestination = Destination> {
     }
     yield* this.ram.saveAll(this.link, SEND_CHUNK_BYTES * 16);
     const t1 = p.nowNs();
+    // Every device's vmstate; saving asserts the drain left no request in flight.
+    this.devices.saveState();
     yield* this.dest.sendDeviceState(this.link, this.spec.device_state_bytes);
     const t2 = p.nowNs();
     m.runstate.set('postmigrate');
@@ -388,7 +390,7 @@ export class Migration<D extends MigrationDestination = Destination> {
   }
 
   private snapshot(): void {
-    if (this.snapshots.length < MAX_SNAPSHOTS) this.snapshots.push(this.query());
+    if (this.snapshots.length < SNAPSHOTS_MAX) this.snapshots.push(this.query());
   }
 
   /** QEMU: qmp_query_migrate: the migration as of now. */

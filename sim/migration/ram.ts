@@ -11,8 +11,8 @@
 import type { GuestMemory, PageSink } from '../guest/memory.ts';
 import type { Co } from '../platform.ts';
 import { invariant } from '../invariant.ts';
-import type { MigrationSpec } from '../scenario.ts';
-import { bitmapNew, findNextBit, setRange, syncDirtyLog } from './bitmap.ts';
+import type { MigrationSpec } from '../scenario/scenario.ts';
+import { bitmapNew, findNextBit, setRange, syncDirtyLog } from '../util/bitmap.ts';
 import type { MigrationLink } from './link.ts';
 
 /** QEMU: the period over which dirty-pages-rate is computed (1 s). */

@@ -134,7 +134,7 @@ export function mayComplete(snapshot: MigrationSnapshot): boolean {
 
 /**
  * Starts the chart on the platform's clock: xstate's delayed events become
- * platform timers, so on the simulator they run on virtual time.
+ * platform timers, so on the simulator they run in simulated time.
  */
 export function startMigrationActor(
   platform: Platform,

@@ -1,6 +1,6 @@
 // xstate's Clock over a timer source in nanoseconds: an actor's delayed
 // events (given in milliseconds) become one-shot callbacks on that source, so
-// on the scheduler they run on virtual time and in (due, seq) order. No host
+// on the scheduler they run in simulated time and in (due, seq) order. No host
 // timer is involved.
 
 /** The shape of xstate's Clock (createActor(machine, { clock })). */

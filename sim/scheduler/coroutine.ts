@@ -1,4 +1,4 @@
-// Coroutine threads on the virtual clock. A thread body is a generator that
+// Coroutine threads in simulated time. A thread body is a generator that
 // yields operations; an interpreter (the simulation Platform) either answers an
 // operation at once or suspends the thread until a wake-up or a timeout. Wakes
 // go through the event queue, so a thread woken at time t runs after whatever

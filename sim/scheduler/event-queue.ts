@@ -1,4 +1,4 @@
-// The pending-event queue of the virtual clock: a binary min-heap keyed by
+// The pending-event queue of the simulated clock: a binary min-heap keyed by
 // (due_ns, seq), so pushing and popping an event allocates nothing and never
 // calls Array.sort. The heap itself is two typed arrays (due time and slot);
 // an event's sequence number, target index and argument stay together in a

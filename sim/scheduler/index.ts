@@ -1,4 +1,4 @@
-// The virtual-clock scheduler: clock and event queue, coroutine threads,
+// The simulated-time scheduler: clock and event queue, coroutine threads,
 // seeded random streams. Knows nothing of QEMU.
 export { EventQueue } from './event-queue.ts';
 export { Scheduler, LivenessError } from './scheduler.ts';

@@ -1,4 +1,4 @@
-// The virtual clock. Time is an integer number of nanoseconds; events due at the
+// The simulated clock. Time is an integer number of nanoseconds; events due at the
 // same instant run in the order they were scheduled (seq). Targets are
 // registered once and events carry only (target, argument) numbers; one-shot
 // callbacks exist for the rare cases that need a closure (xstate's delayed
@@ -32,7 +32,7 @@ export class LivenessError extends Error {
 
 export interface SchedulerOptions {
   seed: number;
-  /** Hard bound on simulated time; an event due later is a liveness failure. */
+  /** Hard bound in simulated time; an event due later is a liveness failure. */
   maxTimeNs?: number;
   /** Hard bound on the number of events fired. */
   maxEvents?: number;
@@ -43,7 +43,7 @@ export type RunOutcome = 'idle' | 'until' | 'stopped';
 const CALLBACK_TAG = 0;
 
 export class Scheduler {
-  /** Current virtual time in nanoseconds. */
+  /** Current simulated time in nanoseconds. */
   now = 0;
   /** Events fired so far. */
   events = 0;
@@ -153,7 +153,7 @@ export class Scheduler {
     return 'stopped';
   }
 
-  /** xstate's Clock on this scheduler: an actor's delayed events run on virtual time. */
+  /** xstate's Clock on this scheduler: an actor's delayed events run in simulated time. */
   readonly clock: Clock = xstateClock((ns, fn) => this.callAfter(ns, fn), (id) => this.cancelCall(id));
 
   private fireCallback(id: number): void {

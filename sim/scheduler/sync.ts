@@ -2,7 +2,7 @@
 // backends share: a wait returns at once when something is ready, else the
 // thread is parked on every waitable with an optional timeout and woken by the
 // first one set; a mutex is handed to its waiters in FIFO order. What "now"
-// means and how a thread is resumed stay with the backend (virtual time and
+// means and how a thread is resumed stay with the backend (simulated time and
 // the event queue; the monotonic clock and epoll). Knows nothing of QEMU.
 import { PENDING, type Coroutine } from './coroutine.ts';
 

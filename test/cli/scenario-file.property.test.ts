@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { parse, stringify } from 'yaml';
-import { scenarioSchema } from '../../cli/schema.ts';
+import { scenarioSchema } from '../../sim/scenario/schema.ts';
 import { runCli, tempDir } from './helpers.ts';
 
 const SHIPPED = 'scenarios/virtio-net-358ms.yaml';

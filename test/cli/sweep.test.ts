@@ -9,8 +9,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
   campaignSpec, expandGrid, parsePath, parseSeeds, parseSet, parseShard, parseWorkers, pointCount, shardPoints,
-  type CampaignDocument, type GridAxis,
 } from '../../cli/campaign.ts';
+import type { CampaignDocument, GridAxis } from '../../reports/campaign.ts';
 import { UsageError } from '../../cli/errors.ts';
 import { runCli, tempDir } from './helpers.ts';
 

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { Kvm, loadAddon, probeKvm, type Vcpu, type VcpuExit, type Vm } from '../../real/kvm/index.ts';
+import { Kvm, loadAddon, probeKvm, type KvmVcpu, type VcpuExit, type Vm } from '../../real/kvm/index.ts';
 import { bootLongMode, loadPayload, PAYLOAD_PATH } from '../../real/guest/loader.ts';
 import { Mailbox, type WorkloadParams } from '../../real/guest/mailbox.ts';
 import { PAGE_SIZE } from '../../real/guest/layout.ts';
@@ -60,7 +60,7 @@ export interface Booted {
   vm: Vm;
   memory: ArrayBuffer;
   mailbox: Mailbox;
-  vcpu: Vcpu;
+  vcpu: KvmVcpu;
 }
 
 export interface BootOptions {
@@ -101,7 +101,7 @@ export interface ServeOptions {
  * Waits for exits and answers them until `until` says stop (that exit stays
  * unanswered) or a terminal exit arrives. Returns every exit seen.
  */
-export function serve(vcpu: Vcpu, o: ServeOptions): VcpuExit[] {
+export function serve(vcpu: KvmVcpu, o: ServeOptions): VcpuExit[] {
   const seen: VcpuExit[] = [];
   const deadline = performance.now() + (o.timeoutMs ?? 60_000);
   const maxExits = o.maxExits ?? 100_000;

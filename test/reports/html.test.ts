@@ -15,7 +15,7 @@ import { sweep } from '../../cli/commands/sweep.ts';
 import { simulate } from '../../sim/run.ts';
 import { htmlReport, runAxisLabels, thinPeaks, thinSteps } from '../../reports/html.ts';
 import type { RunResult } from '../../sim/results.ts';
-import type { TraceRecord } from '../../sim/trace.ts';
+import type { TraceRecord } from '../../sim/instrument/trace.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const OUT = join('reports', 'out');

@@ -12,7 +12,7 @@ import fc from 'fast-check';
 import { loadScenarioFile } from '../../cli/scenario-file.ts';
 import { simulate } from '../../sim/run.ts';
 import { perfettoTrace, usOf, type ChromeTrace, type TraceEvent } from '../../reports/perfetto.ts';
-import type { TraceRecord } from '../../sim/trace.ts';
+import type { TraceRecord } from '../../sim/instrument/trace.ts';
 
 const SCENARIOS = ['scenarios/virtio-net-358ms.yaml', 'test/cli/fixtures/flush-stall.yaml'];
 

@@ -3,7 +3,7 @@ import { Scheduler } from '../../sim/scheduler/index.ts';
 import { SimPlatform } from '../../sim/sim-platform.ts';
 import { Machine } from '../../sim/machine.ts';
 import { parseScenario } from '../../cli/scenario-file.ts';
-import type { Scenario } from '../../sim/scenario.ts';
+import type { Scenario } from '../../sim/scenario/scenario.ts';
 
 export function rig(seed = 1, options: { maxEvents?: number } = {}) {
   const scheduler = new Scheduler({ seed, ...(options.maxEvents ? { maxEvents: options.maxEvents } : {}) });

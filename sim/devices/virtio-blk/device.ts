@@ -7,65 +7,61 @@
 // s->rq and the VM stops; when the VM resumes, the dma-restart bottom half
 // resubmits them.
 // Leaves out: discard/write-zeroes, multiqueue, dataplane IOThreads, SCSI passthrough.
-import type { QEMUBH } from '../../aio.ts';
-import type { Machine } from '../../machine.ts';
-import type { GuestPort } from '../../guest/guest.ts';
+import type { QEMUBH } from '../../main-loop/aio.ts';
+import type { DeviceHandle } from '../handle.ts';
 import type { Co, Notifier } from '../../platform.ts';
-import type { BlkSpec } from '../../scenario.ts';
-import { sample } from '../../dist.ts';
+import type { BlkSpec } from '../../scenario/scenario.ts';
+import { sample } from '../../util/dist.ts';
 import type { BlockBackend } from '../../block/backend.ts';
 import { SimVirtQueue, type VirtQueue } from '../virtqueue.ts';
-import type { VirtioBlkDriver } from './driver.ts';
 import type { VirtIOBlockReq } from './request.ts';
 
 /** QEMU: VIRTIO_BLK_MAX_MERGE_REQS-like cap on requests merged into one. */
-export const MAX_MERGE_REQS = 32;
+export const MERGE_REQS_MAX = 32;
 /** Guest kernel time to handle one completion interrupt. */
 export const COMPLETION_IRQ_COST_NS = 5_000;
 
-export class VirtioBlk {
+export class VirtIOBlock {
   readonly vq: VirtQueue<VirtIOBlockReq>;
   /** The ioeventfd the guest's kick writes. */
   readonly hostNotifier: Notifier;
   /** QEMU: VirtIOBlock.rq: failed requests waiting for the VM to resume. */
   rq: VirtIOBlockReq[] = [];
   readonly dmaRestartBh: QEMUBH;
-  driver!: VirtioBlkDriver;
+  /** The guest driver's completion handler (its interrupt handler), set by the event glue. */
+  onComplete: (req: VirtIOBlockReq, error: string | null) => void = () => {};
   merged = 0;
   restarted = 0;
   private readonly rng;
 
   constructor(
-    private readonly machine: Machine,
-    private readonly guest: GuestPort,
+    private readonly h: DeviceHandle,
     readonly spec: BlkSpec,
     readonly backend: BlockBackend,
   ) {
-    const p = machine.platform;
-    this.rng = p.random(`${spec.name}.device`);
+    this.rng = h.random('device');
     this.vq = new SimVirtQueue(`${spec.name}.vq`, spec.queue_depth * 4);
-    this.hostNotifier = p.createNotifier(`${spec.name}.ioeventfd`);
-    this.dmaRestartBh = machine.mainLoop.aioContext.bhNew(`virtio-blk.${spec.name}.dma-restart-bh`, () => this.dmaRestartBhFn());
+    this.hostNotifier = h.notifier('ioeventfd');
+    this.dmaRestartBh = h.bhNew(`virtio-blk.${spec.name}.dma-restart-bh`, () => this.dmaRestartBhFn());
   }
 
   /** Guest side of a kick: the ioeventfd fires; no exit to userspace. */
   kick(req: VirtIOBlockReq): void {
-    req.flow = this.machine.trace.flowStart(this.machine.platform.current().name, `${this.spec.name}.kick`);
+    req.flow = this.h.flowStart(`${this.spec.name}.kick`);
     this.hostNotifier.set();
   }
 
   /** QEMU: virtio_blk_handle_output (hw/block/virtio-blk.c), under the BQL. */
   *handleOutput(): Co<void> {
-    const m = this.machine;
-    const p = m.platform;
-    m.bql.assertHeld(`virtio-blk.${this.spec.name}.host-notifier-read`);
+    const h = this.h;
+    h.assertBqlHeld(`virtio-blk.${this.spec.name}.host-notifier-read`);
     this.hostNotifier.read();
     const reqs: VirtIOBlockReq[] = [];
     for (let r = this.vq.pop(); r; r = this.vq.pop()) {
-      if (r.flow) m.trace.flowEnd(p.current().name, `${this.spec.name}.kick`, r.flow);
+      if (r.flow) h.flowEnd(`${this.spec.name}.kick`, r.flow);
       reqs.push(r);
     }
-    for (const _ of reqs) yield* p.cpu(sample(this.spec.request_cost, this.rng));
+    for (const _ of reqs) yield* h.cpu(sample(this.spec.request_cost, this.rng));
     this.submitAll(reqs);
   }
 
@@ -101,7 +97,7 @@ export class VirtioBlk {
     };
     for (const w of writes) {
       const last = run[run.length - 1];
-      if (last && (last.block + last.blocks !== w.block || run.length >= MAX_MERGE_REQS)) submitRun();
+      if (last && (last.block + last.blocks !== w.block || run.length >= MERGE_REQS_MAX)) submitRun();
       run.push(w);
     }
     submitRun();
@@ -116,7 +112,7 @@ export class VirtioBlk {
     if (error && this.spec.on_error === 'stop') {
       // QEMU: virtio_blk_handle_rw_error with BLOCK_ERROR_ACTION_STOP.
       this.rq.push(...reqs);
-      this.machine.requestVmStop('io-error');
+      this.h.requestVmStop('io-error');
       return;
     }
     for (const r of reqs) this.complete(r, error);
@@ -125,15 +121,15 @@ export class VirtioBlk {
   /** Pushes a finished request to the used ring and interrupts the guest. */
   private complete(req: VirtIOBlockReq, error: string | null): void {
     this.vq.push(req);
-    this.machine.trace.event(this.machine.platform.current().name, 'virtio_blk_req_complete', {
+    this.h.traceEvent('virtio_blk_req_complete', {
       dev: this.spec.name, req: req.id, status: error ? 1 : 0,
     });
-    const driver = this.driver;
-    this.guest.raiseIrq(this.spec.vcpu, {
+    const onComplete = this.onComplete;
+    this.h.guest.raiseIrq(this.spec.vcpu, {
       name: `virtio-blk.${this.spec.name}.irq`,
       costNs: COMPLETION_IRQ_COST_NS,
       run: () => {
-        driver.complete(req, error);
+        onComplete(req, error);
         return null;
       },
     });
@@ -146,7 +142,7 @@ export class VirtioBlk {
 
   /** QEMU: virtio_blk_dma_restart_bh (hw/block/virtio-blk.c) */
   private *dmaRestartBhFn(): Generator<never, void> {
-    this.machine.bql.assertHeld(`virtio-blk.${this.spec.name}.dma-restart-bh`);
+    this.h.assertBqlHeld(`virtio-blk.${this.spec.name}.dma-restart-bh`);
     const reqs = this.rq;
     this.rq = [];
     this.restarted += reqs.length;

@@ -6,11 +6,17 @@
 // be on disk after a flush.
 import type { GuestActivity, GuestPort } from '../../guest/guest.ts';
 import type { Rng } from '../../scheduler/random.ts';
-import type { BlkSpec } from '../../scenario.ts';
-import type { VirtioBlk } from './device.ts';
+import type { BlkSpec } from '../../scenario/scenario.ts';
+import type { VirtQueue } from '../virtqueue.ts';
 import type { VirtIOBlockReq } from './request.ts';
 
-export class VirtioBlkDriver implements GuestActivity {
+/** The device as its driver sees it: the virtqueue, and the kick (the ioeventfd write). */
+export interface BlkQueue {
+  readonly vq: VirtQueue<VirtIOBlockReq>;
+  kick(req: VirtIOBlockReq): void;
+}
+
+export class VirtIOBlockDriver implements GuestActivity {
   readonly name: string;
   /** Highest acknowledged version per block, as the guest saw it. */
   readonly acked: Uint32Array;
@@ -24,7 +30,7 @@ export class VirtioBlkDriver implements GuestActivity {
 
   constructor(
     private readonly guest: GuestPort,
-    private readonly dev: VirtioBlk,
+    private readonly dev: BlkQueue,
     private readonly spec: BlkSpec,
     private readonly rng: Rng,
   ) {

@@ -8,15 +8,14 @@
 // is the scenario's (the talk measured 358 ms in the host-notifier read).
 // The tx queue is modelled in simulation and the payload's split ring on KVM.
 // Leaves out: vhost, multiqueue, mergeable rx buffers, the tx timer mode.
-import type { QEMUBH } from '../../aio.ts';
-import type { Machine } from '../../machine.ts';
+import type { QEMUBH } from '../../main-loop/aio.ts';
+import type { DeviceHandle } from '../handle.ts';
 import type { Co, Notifier } from '../../platform.ts';
-import type { NetSpec } from '../../scenario.ts';
-import { sample } from '../../dist.ts';
-import type { FaultSchedule } from '../../faults.ts';
+import type { NetSpec } from '../../scenario/scenario.ts';
+import { sample } from '../../util/dist.ts';
 import { SimVirtQueue, type VirtQueue } from '../virtqueue.ts';
 import type { Packet } from './packet.ts';
-import type { TapBackend } from './tap.ts';
+import type { TapBackend } from './backend.ts';
 
 export class VirtIONet {
   readonly txVq: VirtQueue<Packet>;
@@ -31,24 +30,22 @@ export class VirtIONet {
   private readonly rng;
 
   constructor(
-    private readonly machine: Machine,
+    private readonly h: DeviceHandle,
     readonly spec: NetSpec,
-    private readonly faults: FaultSchedule,
     /** The guest kernel's receive path (runs in guest mode on spec.vcpu). */
     private readonly guestRx: (pkt: Packet) => void,
     /** The tx queue (default: the modelled one). */
     txVq?: VirtQueue<Packet>,
   ) {
-    const p = machine.platform;
-    this.rng = p.random(`${spec.name}.device`);
+    this.rng = h.random('device');
     this.txVq = txVq ?? new SimVirtQueue(`${spec.name}.tx`, 256);
-    this.hostNotifier = p.createNotifier(`${spec.name}.ioeventfd`);
-    this.txBh = machine.mainLoop.aioContext.bhNew(`virtio-net.${spec.name}.tx-bh`, () => this.txBhFn());
+    this.hostNotifier = h.notifier('ioeventfd');
+    this.txBh = h.bhNew(`virtio-net.${spec.name}.tx-bh`, () => this.txBhFn());
   }
 
   /** Guest side of a kick: the ioeventfd fires; no exit to userspace. */
   kick(pkt: Packet): void {
-    pkt.flow = this.machine.trace.flowStart(this.machine.platform.current().name, `${this.spec.name}.kick`);
+    pkt.flow = this.h.flowStart(`${this.spec.name}.kick`);
     this.hostNotifier.set();
   }
 
@@ -57,26 +54,24 @@ export class VirtIONet {
    * virtio_net_handle_tx_bh (hw/net/virtio-net.c), under the BQL.
    */
   *hostNotifierRead(): Co<void> {
-    const m = this.machine;
-    const p = m.platform;
-    m.bql.assertHeld(`virtio-net.${this.spec.name}.host-notifier-read`);
+    const h = this.h;
+    h.assertBqlHeld(`virtio-net.${this.spec.name}.host-notifier-read`);
     this.hostNotifier.read();
-    const slow = this.faults.active(this.spec.name, 'handler-cost', p.nowNs());
-    yield* p.cpu(sample(slow?.latency ?? this.spec.host_notifier_cost, this.rng));
+    const slow = h.activeFault('handler-cost');
+    yield* h.cpu(sample(slow?.latency ?? this.spec.host_notifier_cost, this.rng));
     if (this.txWaiting) return;
     this.txWaiting = true;
-    // "This happens when device was stopped but VCPU wasn't."
-    if (!m.runstate.running) return;
+    // "This happens when device was stopped but VcpuThread wasn't."
+    if (!h.running) return;
     this.txVq.setNotification(false);
     this.txBh.schedule();
   }
 
   /** QEMU: virtio_net_tx_bh (hw/net/virtio-net.c) */
   private *txBhFn(): Co<void> {
-    const m = this.machine;
-    m.bql.assertHeld(`virtio-net.${this.spec.name}.tx-bh`);
+    this.h.assertBqlHeld(`virtio-net.${this.spec.name}.tx-bh`);
     // Stopped: tx_waiting stays set and the resume reschedules the flush.
-    if (!m.runstate.running) return;
+    if (!this.h.running) return;
     this.txWaiting = false;
     const sent = yield* this.flushTx();
     if (sent >= this.spec.tx_burst) {
@@ -95,13 +90,12 @@ export class VirtIONet {
 
   /** QEMU: virtio_net_flush_tx: up to tx_burst packets to the tap. */
   private *flushTx(): Co<number> {
-    const p = this.machine.platform;
-    yield* p.cpu(sample(this.spec.tx_bh_cost, this.rng));
+    yield* this.h.cpu(sample(this.spec.tx_bh_cost, this.rng));
     let n = 0;
     for (; n < this.spec.tx_burst; n++) {
       const pkt = this.txVq.pop();
       if (!pkt) break;
-      if (pkt.flow) this.machine.trace.flowEnd(p.current().name, `${this.spec.name}.kick`, pkt.flow);
+      if (pkt.flow) this.h.flowEnd(`${this.spec.name}.kick`, pkt.flow);
       this.txVq.push(pkt);
       this.sent++;
       this.tap.transmit(pkt);
@@ -111,8 +105,7 @@ export class VirtIONet {
 
   /** QEMU: virtio_net_receive (hw/net/virtio-net.c), from the tap read handler. */
   *receive(pkt: Packet): Co<void> {
-    const p = this.machine.platform;
-    yield* p.cpu(sample(this.spec.rx_cost, this.rng));
+    yield* this.h.cpu(sample(this.spec.rx_cost, this.rng));
     this.received++;
     this.guestRx(pkt);
   }

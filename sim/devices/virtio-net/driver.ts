@@ -3,7 +3,7 @@
 // reply on the tx ring and kicking the host notifier (an ioeventfd: no exit
 // to userspace). It answers only while its vCPU runs guest code.
 import type { GuestPort } from '../../guest/guest.ts';
-import type { NetSpec } from '../../scenario.ts';
+import type { NetSpec } from '../../scenario/scenario.ts';
 import type { VirtIONet } from './device.ts';
 import type { Packet } from './packet.ts';
 
@@ -16,7 +16,7 @@ export interface NetGuestDriver {
   rx(pkt: Packet): void;
 }
 
-export class VirtioNetDriver implements NetGuestDriver {
+export class VirtIONetDriver implements NetGuestDriver {
   replies = 0;
   consumed = 0;
 

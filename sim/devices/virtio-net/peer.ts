@@ -2,8 +2,8 @@
 // interval (ICMP echo with a timeout, like ping -i/-W), measures round-trip
 // time and loss, and can send background traffic the guest only consumes.
 import type { Platform } from '../../platform.ts';
-import { Histogram } from '../../histogram.ts';
-import type { NetSpec } from '../../scenario.ts';
+import { Histogram } from '../../instrument/histogram.ts';
+import type { NetSpec } from '../../scenario/scenario.ts';
 import type { Packet } from './packet.ts';
 
 export class Peer {

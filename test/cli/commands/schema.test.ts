@@ -9,7 +9,7 @@ import { SCHEMA_FILE, schemaText } from '../../../cli/commands/schema.ts';
 const files = readdirSync('scenarios').filter((f) => f.endsWith('.yaml')).map((f) => `scenarios/${f}`);
 
 describe('scenarios/latsim.schema.json', () => {
-  it('is what `latsim schema --write` writes (regenerate it after changing cli/schema.ts)', () => {
+  it('is what `latsim schema --write` writes (regenerate it after changing sim/scenario/)', () => {
     expect(readFileSync(SCHEMA_FILE, 'utf8')).toBe(schemaText());
   });
 

@@ -12,7 +12,7 @@ import {
   MMIO_HELLO, PORT_DONE, PORT_HEARTBEAT, PORT_HELLO, PORT_VQ_NOTIFY, WORK_ADDR, GuestState,
 } from '../../../real/guest/layout.ts';
 import type { WorkloadParams } from '../../../real/guest/mailbox.ts';
-import { bitmapFree, bitmapNew, syncDirtyLog, testBit } from '../../../sim/migration/bitmap.ts';
+import { bitmapFree, bitmapNew, syncDirtyLog, testBit } from '../../../sim/util/bitmap.ts';
 import {
   blockFor, bootPayload, GUEST_RAM_BYTES, isDone, kvmOrSkip, pagesOf, serve, setBits, written, type BootOptions, type Booted,
 } from '../helpers.ts';

@@ -5,7 +5,7 @@ import { GuestRam } from '../../../sim/guest/ram.ts';
 import { Dirtier } from '../../../sim/guest/dirtier.ts';
 import { UserspaceTracker } from '../../../sim/guest/guest.ts';
 import { Rng } from '../../../sim/scheduler/random.ts';
-import { countSetBits } from '../../../sim/migration/bitmap.ts';
+import { countSetBits } from '../../../sim/util/bitmap.ts';
 
 describe('GuestRam', () => {
   it('keeps a few bytes per page, so a 1 TiB guest is representable', () => {

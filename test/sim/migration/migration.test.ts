@@ -31,7 +31,7 @@ ${extra}
 `);
 
 describe('migration statechart', () => {
-  it('rolls back from device to active on a completion timeout, and holds off with min-interval on virtual time', () => {
+  it('rolls back from device to active on a completion timeout, and holds off with min-interval in simulated time', () => {
     const s = new Scheduler({ seed: 1 });
     const actor = createActor(migrationMachine, { input: { rollback: true, minIntervalMs: 5000 }, clock: s.clock });
     actor.start();

@@ -1,4 +1,4 @@
-// The virtual clock: (due, seq) tie order, bounds that end a run as a
+// Simulated time: (due, seq) tie order, bounds that end a run as a
 // liveness failure carrying the seed, one-shot callbacks and xstate's Clock.
 import { describe, expect, it } from 'vitest';
 import { createActor, createMachine } from 'xstate';
@@ -74,7 +74,7 @@ describe('Scheduler', () => {
     s.run();
   });
 
-  it('drives an xstate actor on virtual time', () => {
+  it('drives an xstate actor in simulated time', () => {
     const s = new Scheduler({ seed: 1 });
     const m = createMachine({ initial: 'a', states: { a: { after: { 358: 'b' } }, b: {} } });
     const actor = createActor(m, { clock: s.clock });

@@ -1,0 +1,117 @@
+// Critical-path attribution: for every guest-visible stall over the threshold
+// (a vCPU out of guest mode while it wanted to run) and for every migration
+// downtime over it, the chain of causes, read off what the run recorded:
+// who held the BQL or stopped the VM, in which handlers (outermost first),
+// what that thread was waiting on inside them, and which fault delayed the
+// I/O it waited for. E.g. "vcpu0 waited 42.1 s for the BQL, held by main-loop
+// in migration_completion -> vm_stop -> bdrv_drain_all, waiting in
+// aio_poll(qemu_aio_context) for in-flight requests on disk0, delayed by
+// fault nfs-stall (slow-flush on disk0)". Only reads state.
+import type { AnyWorld } from '../world.ts';
+import type { SlowRun } from './instrument.ts';
+import { formatNs } from './format.ts';
+
+export interface AttributionChain {
+  readonly subject: 'vcpu-stall' | 'downtime';
+  readonly at_ns: number;
+  readonly duration_ns: number;
+  readonly chain: readonly string[];
+  readonly text: string;
+}
+
+/** Chains kept at most (the first ones in time). */
+export const CHAINS_MAX = 200;
+
+function overlap(a0: number, a1: number, b0: number, b1: number): number {
+  return Math.max(0, Math.min(a1, b1) - Math.max(a0, b0));
+}
+
+export function attribute(world: AnyWorld): AttributionChain[] {
+  const { machine, devices, scenario, migration } = world;
+  const slow = machine.inst.slow;
+  const threshold = machine.inst.thresholdNs;
+
+  /** The most specific slow handler run on thread covering most of [from, to). */
+  const activity = (thread: string, from: number, to: number): SlowRun | null => {
+    const candidates: [SlowRun, number][] = [];
+    for (const s of slow) {
+      if (s.thread !== thread) continue;
+      const o = overlap(s.at_ns, s.at_ns + s.duration_ns, from, to);
+      if (o > 0) candidates.push([s, o]);
+    }
+    if (candidates.length === 0) return null;
+    // Among the runs covering nearly as much as the best, the innermost one.
+    const most = Math.max(...candidates.map((c) => c[1]));
+    const near = candidates.filter((c) => c[1] >= 0.9 * most);
+    near.sort((a, b) => b[0].stack.length - a[0].stack.length || b[1] - a[1]);
+    return near[0]![0];
+  };
+
+  /** Faults that delayed I/O on the devices a wait label names, during [from, to). */
+  const faultsFor = (label: string, from: number, to: number): string[] => {
+    const names = new Map<string, number>();
+    for (const b of devices.blk) {
+      if (!label.includes(b.backend.name)) continue;
+      for (const d of b.backend.delays) {
+        const o = overlap(d.from_ns, d.to_ns, from, to);
+        if (o > 0) names.set(d.fault, (names.get(d.fault) ?? 0) + o);
+      }
+    }
+    return [...names.entries()].sort((a, b) => b[1] - a[1]).map(([name]) => {
+      const f = scenario.faults.find((x) => x.name === name);
+      return f ? `fault ${name} (${f.kind} on ${f.device})` : `fault ${name}`;
+    });
+  };
+
+  /** "<who> <thread> in a -> b -> c", "waiting in aio_poll(...) for ...", "delayed by fault f". */
+  const explain = (who: string, thread: string, from: number, to: number): string[] => {
+    const act = activity(thread, from, to);
+    if (!act) return [`${who} ${thread} (no handler over the threshold)`];
+    const steps = [`${who} ${thread} in ${act.stack.join(' -> ')}`];
+    if (act.waited_on === 'running') {
+      steps.push(`running for ${formatNs(act.duration_ns)}`);
+    } else {
+      steps.push(`waiting ${formatNs(act.waited_ns)} in ${act.waited_on}`);
+      for (const f of faultsFor(act.waited_on, from, to)) steps.push(`delayed by ${f}`);
+    }
+    return steps;
+  };
+
+  const chains: AttributionChain[] = [];
+  const push = (subject: AttributionChain['subject'], at: number, dur: number, chain: string[]) => {
+    if (chains.length < CHAINS_MAX) chains.push({ subject, at_ns: at, duration_ns: dur, chain, text: chain.join(', ') });
+  };
+
+  const stalls = machine.vcpus.flatMap((v) => v.stalls).sort((a, b) => a.from_ns - b.from_ns || (a.vcpu < b.vcpu ? -1 : 1));
+  for (const s of stalls) {
+    const dur = s.to_ns - s.from_ns;
+    if (s.stopped_ns >= s.bql_wait_ns) {
+      const stop = [...machine.stops].reverse().find((x) => x.at_ns <= s.from_ns + s.stopped_ns && x.at_ns >= s.from_ns - threshold)
+        ?? [...machine.stops].reverse().find((x) => x.at_ns <= s.to_ns);
+      const head = `${s.vcpu} was stopped for ${formatNs(s.stopped_ns)} (vm_stop to ${s.stopped_state || stop?.state || 'a stop state'})`;
+      push('vcpu-stall', s.from_ns, dur, stop ? [head, ...explain('by', stop.thread, s.from_ns, s.to_ns)] : [head]);
+    } else {
+      const holder = s.bql_holder || 'another thread';
+      push('vcpu-stall', s.from_ns, dur, [
+        `${s.vcpu} waited ${formatNs(s.bql_wait_ns)} for the BQL`,
+        ...(s.bql_holder ? explain('held by', s.bql_holder, s.from_ns, s.to_ns) : [`held by ${holder}`]),
+      ]);
+    }
+  }
+
+  for (const a of migration?.attempts ?? []) {
+    if (a.downtime_ns <= threshold) continue;
+    const p = a.phases;
+    const phases: [string, number][] = [
+      ['stopping the vCPUs', p.stop_ns], ['bdrv_drain_all', p.drain_ns], ['bdrv_flush_all', p.flush_ns],
+      ['the final RAM pass', p.final_ram_ns], ['device state', p.device_state_ns], ['the destination start', p.resume_ns],
+    ];
+    const [phase, ns] = phases.reduce((m, x) => (x[1] > m[1] ? x : m));
+    const stop = machine.stops.find((x) => x.at_ns >= a.at_ns && x.at_ns <= a.at_ns + a.downtime_ns);
+    const chain = [`downtime ${formatNs(a.downtime_ns)} of completion attempt ${a.n} (${a.outcome}${a.reason ? `: ${a.reason}` : ''})`,
+      `${formatNs(ns)} of it in ${phase}`];
+    if (stop) chain.push(...explain('on', stop.thread, a.at_ns, a.at_ns + a.downtime_ns));
+    push('downtime', a.at_ns, a.downtime_ns, chain);
+  }
+  return chains.sort((x, y) => x.at_ns - y.at_ns);
+}

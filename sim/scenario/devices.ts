@@ -1,0 +1,158 @@
+// The `devices` section: virtio-net devices with their tap backend and the
+// external peer, and virtio-blk devices with their block backend and the
+// guest's I/O workload. Device names are unique across both kinds (faults and
+// reports name devices by them).
+import type { Dist } from '../util/dist.ts';
+import { fixed, items, section, type Fields, type Path } from './fields.ts';
+import { dist, duration, int, list, name, num, obj, oneOfWords, rate, size, type Schema } from './schema-kit.ts';
+
+export interface NetSpec {
+  readonly name: string;
+  readonly vcpu: number;
+  readonly host_notifier_cost: Dist;
+  readonly tx_bh_cost: Dist;
+  readonly rx_cost: Dist;
+  readonly tx_burst: number;
+  readonly peer: {
+    readonly ping_interval_ns: number;
+    readonly ping_timeout_ns: number;
+    readonly wire_latency_ns: number;
+    readonly background_rate: number;
+  };
+}
+
+export interface BlkSpec {
+  readonly name: string;
+  readonly vcpu: number;
+  readonly queue_depth: number;
+  readonly read: Dist;
+  readonly write: Dist;
+  readonly flush: Dist;
+  readonly request_cost: Dist;
+  /** QEMU's werror/rerror: report the error to the guest, or stop the VM. */
+  readonly on_error: 'report' | 'stop';
+  readonly io: {
+    readonly pattern: 'random' | 'sequential';
+    readonly rate: number;
+    readonly write_fraction: number;
+    readonly flush_every: number;
+    readonly sectors: number;
+    readonly request_bytes: number;
+  };
+  /** Interval at which a stalled backend's fd still wakes aio_poll (NFS retries), 0 for never. */
+  readonly retry_interval_ns: number;
+}
+
+export interface DevicesSpec {
+  readonly net: readonly NetSpec[];
+  readonly blk: readonly BlkSpec[];
+}
+
+/** QEMU: virtio-net's tx_burst property default (TX_BURST, hw/net/virtio-net.c). */
+export const DEFAULT_TX_BURST = 256;
+/** Requests a disk may hold at most: the model keeps a version per request-sized block. */
+const DISK_BLOCKS_MAX = 2 ** 26;
+
+export function devicesSchema(): Schema {
+  const peer = obj({
+    ping_interval: duration('time between pings (0s: no ping)'),
+    ping_timeout: duration('a reply later than this counts as lost'),
+    wire_latency: duration('one-way latency between peer and tap'),
+    background: rate('background packets per second to the guest'),
+  }, 'the external peer on the tap');
+  const net = obj({
+    name: name('device id, e.g. net0'),
+    vcpu: int(0, 1023, 'vCPU that takes the interrupts'),
+    host_notifier_cost: dist('host-notifier read handler cost (the talk: 358ms)'),
+    tx_bh_cost: dist('tx bottom half cost'),
+    rx_cost: dist('receive path cost per packet'),
+    tx_burst: int(1, 4096, 'packets per tx bottom half (tx_burst)'),
+    peer,
+  }, 'a virtio-net device with a tap backend', ['name']);
+  const blk = obj({
+    name: name('device id, e.g. disk0'),
+    vcpu: int(0, 1023, 'vCPU that issues requests and takes interrupts'),
+    queue_depth: int(1, 1024, 'requests in flight at the backend'),
+    read: dist('read latency'),
+    write: dist('write latency'),
+    flush: dist('flush latency'),
+    request_cost: dist('device handler cost per request'),
+    on_error: oneOfWords(['report', 'stop'], 'werror/rerror: report to the guest, or stop the VM'),
+    retry_interval: duration('how often a stalled backend still wakes aio_poll (NFS retries); 0s: never'),
+    io: obj({
+      rate: rate('guest requests per second'),
+      pattern: oneOfWords(['random', 'sequential'], 'which blocks requests hit'),
+      write_fraction: num(0, 1, 'share of writes'),
+      flush_every: int(0, 1_000_000, 'a flush after this many writes (0: never)'),
+      disk_size: size('disk size'),
+      request_size: size('bytes per request'),
+    }, 'the guest I/O workload'),
+  }, 'a virtio-blk device and its block backend', ['name']);
+  return obj({ net: list(net, 'virtio-net devices'), blk: list(blk, 'virtio-blk devices') }, 'devices');
+}
+
+type VcpuAt = (path: Path, v: number | undefined, dflt?: number) => number;
+
+export function checkDevices(devices: unknown, vcpuAt: VcpuAt, f: Fields): DevicesSpec {
+  const names = new Set<string>();
+  const unique = (path: Path, n: string) => {
+    if (names.has(n)) f.fail(path, `device name ${JSON.stringify(n)} is used twice`);
+    names.add(n);
+  };
+  const net: NetSpec[] = items(devices, 'net').map((n, i) => {
+    const path = ['devices', 'net', i];
+    unique([...path, 'name'], n.name as string);
+    const peer = section(n, 'peer');
+    const pp = [...path, 'peer'];
+    return {
+      name: n.name as string,
+      vcpu: vcpuAt([...path, 'vcpu'], n.vcpu as number | undefined),
+      host_notifier_cost: f.dist([...path, 'host_notifier_cost'], n.host_notifier_cost, fixed(20_000)),
+      tx_bh_cost: f.dist([...path, 'tx_bh_cost'], n.tx_bh_cost, fixed(30_000)),
+      rx_cost: f.dist([...path, 'rx_cost'], n.rx_cost, fixed(10_000)),
+      tx_burst: (n.tx_burst as number | undefined) ?? DEFAULT_TX_BURST,
+      peer: {
+        ping_interval_ns: f.duration([...pp, 'ping_interval'], peer.ping_interval, 100_000_000),
+        ping_timeout_ns: f.positive([...pp, 'ping_timeout'], f.duration([...pp, 'ping_timeout'], peer.ping_timeout, 1_000_000_000), 'ping timeout'),
+        wire_latency_ns: f.duration([...pp, 'wire_latency'], peer.wire_latency, 50_000),
+        background_rate: f.rate([...pp, 'background'], peer.background, 0),
+      },
+    };
+  });
+  const blk: BlkSpec[] = items(devices, 'blk').map((b, i) => {
+    const path = ['devices', 'blk', i];
+    unique([...path, 'name'], b.name as string);
+    const io = section(b, 'io');
+    const ip = [...path, 'io'];
+    const reqBytes = f.positive([...ip, 'request_size'], f.size([...ip, 'request_size'], io.request_size, 4096), 'request size');
+    const diskBytes = f.size([...ip, 'disk_size'], io.disk_size, 2 ** 30);
+    if (diskBytes < reqBytes) f.fail([...ip, 'disk_size'], 'the disk is smaller than one request');
+    if (diskBytes / reqBytes > DISK_BLOCKS_MAX) f.fail([...ip, 'disk_size'], 'more than 2^26 requests fit on the disk; raise request_size');
+    return {
+      name: b.name as string,
+      vcpu: vcpuAt([...path, 'vcpu'], b.vcpu as number | undefined),
+      queue_depth: (b.queue_depth as number | undefined) ?? 32,
+      read: f.dist([...path, 'read'], b.read, { dist: 'exponential', mean_ns: 100_000 }),
+      write: f.dist([...path, 'write'], b.write, { dist: 'exponential', mean_ns: 200_000 }),
+      flush: f.dist([...path, 'flush'], b.flush, { dist: 'exponential', mean_ns: 1_000_000 }),
+      request_cost: f.dist([...path, 'request_cost'], b.request_cost, fixed(5_000)),
+      // QEMU: werror=enospc and rerror=report are the defaults; "report" stands for both here.
+      on_error: (b.on_error as 'report' | 'stop' | undefined) ?? 'report',
+      retry_interval_ns: f.duration([...path, 'retry_interval'], b.retry_interval, 0),
+      io: {
+        pattern: (io.pattern as 'random' | 'sequential' | undefined) ?? 'random',
+        rate: f.rate([...ip, 'rate'], io.rate, 0),
+        write_fraction: (io.write_fraction as number | undefined) ?? 0.5,
+        flush_every: (io.flush_every as number | undefined) ?? 16,
+        sectors: Math.floor(diskBytes / reqBytes),
+        request_bytes: reqBytes,
+      },
+    };
+  });
+  return { net, blk };
+}
+
+/** Every device name, for sections that refer to devices. */
+export function deviceNames(d: DevicesSpec): string[] {
+  return [...d.net.map((n) => n.name), ...d.blk.map((b) => b.name)];
+}

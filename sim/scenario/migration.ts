@@ -1,0 +1,120 @@
+// The `migration` section: when it starts, the completion policy, where it
+// runs (the migration thread, or the 2012 main-loop timer), QEMU's migration
+// parameters (max-bandwidth, downtime-limit, the auto-converge throttle) and
+// the link to the destination. Defaults are QEMU 7.2's unless a field says
+// otherwise; the talk's scenarios set the 2012 values explicitly.
+import { section, type Fields, type Raw } from './fields.ts';
+import { bandwidth, duration, int, list, obj, oneOfWords, size, type Schema } from './schema-kit.ts';
+
+export type MigrationPolicy = 'legacy' | 'flush-timeout' | 'min-interval' | 'abort-on-downtime' | 'auto-converge';
+
+export interface MigrationSpec {
+  readonly start_ns: number;
+  readonly policy: readonly MigrationPolicy[];
+  /** thread (QEMU >= 1.3) or main-loop (the 2012 buffered-file timer). */
+  readonly mode: 'thread' | 'main-loop';
+  readonly max_bandwidth: number;
+  readonly downtime_limit_ns: number;
+  readonly link: { readonly bandwidth: number; readonly latency_ns: number };
+  readonly max_iterations: number;
+  readonly flush_timeout_ns: number;
+  readonly min_interval_ns: number;
+  readonly abort_downtime_ns: number;
+  readonly auto_converge: { readonly initial: number; readonly increment: number; readonly max: number; readonly trigger: number };
+  readonly device_state_bytes: number;
+  readonly page_header_bytes: number;
+  /**
+   * Real mode: how long the source waits for the stream to move (a write to
+   * progress, the destination to answer) before it fails the migration and
+   * resumes the guest. QEMU itself has no such timeout (it relies on TCP).
+   */
+  readonly stream_timeout_ns: number;
+  /** Planted faults for checking the checkers (tests only). */
+  readonly bug: 'none' | 'sync-drops-new-bits' | 'skip-final-flush';
+}
+
+const POLICIES: readonly MigrationPolicy[] = ['legacy', 'flush-timeout', 'min-interval', 'abort-on-downtime', 'auto-converge'];
+
+/** QEMU 7.2: MAX_THROTTLE, the max-bandwidth default (migration/migration.c); 32 MiB/s in QEMU 1.x. */
+export const DEFAULT_MAX_BANDWIDTH = 128 * 2 ** 20;
+/** QEMU 7.2: DEFAULT_MIGRATE_SET_DOWNTIME, 300 ms (migration/migration.c); 30 ms in QEMU 1.x. */
+export const DEFAULT_DOWNTIME_LIMIT_NS = 300_000_000;
+/** QEMU 7.2: DEFAULT_MIGRATE_CPU_THROTTLE_INITIAL / _INCREMENT, DEFAULT_MIGRATE_MAX_CPU_THROTTLE, DEFAULT_MIGRATE_THROTTLE_TRIGGER_THRESHOLD. */
+export const DEFAULT_AUTO_CONVERGE = { initial: 20, increment: 10, max: 99, trigger: 50 } as const;
+
+/** Real mode's stream timeout when the scenario gives none. */
+export const DEFAULT_STREAM_TIMEOUT_NS = 10_000_000_000;
+
+export function migrationSchema(): Schema {
+  return obj({
+    start: duration('when migration starts'),
+    policy: {
+      oneOf: [oneOfWords(POLICIES, 'policy'), list(oneOfWords(POLICIES, 'policy'), 'policies')],
+      'x-expected': `one of ${POLICIES.join(', ')}, or a list of them`,
+      description: 'completion policy',
+    },
+    mode: oneOfWords(['thread', 'main-loop'], 'migration thread (QEMU >= 1.3) or main-loop timer (2012)'),
+    max_bandwidth: bandwidth('rate limit (QEMU default 128MiB/s; 32MiB/s in 2012)'),
+    downtime_limit: duration('downtime-limit (QEMU default 300ms; 30ms in 2012)'),
+    link: obj({
+      bandwidth: bandwidth('link bandwidth'),
+      latency: duration('one-way latency'),
+    }, 'the link to the destination'),
+    max_iterations: int(0, 1_000_000, 'complete after this many dirty syncs regardless (0: no cap)'),
+    flush_timeout: duration('flush-timeout policy: give up the completion after this'),
+    min_interval: duration('min-interval policy: no completion attempt this soon after a rollback'),
+    abort_downtime: duration('abort-on-downtime policy: fail and resume the source past this downtime'),
+    auto_converge: obj({
+      initial: int(1, 99, 'cpu-throttle-initial'),
+      increment: int(1, 99, 'cpu-throttle-increment'),
+      max: int(1, 99, 'max-cpu-throttle'),
+      trigger: int(1, 100, 'throttle-trigger-threshold (percent)'),
+    }, 'auto-converge parameters'),
+    device_state: size('device state sent during downtime'),
+    page_header: size('bytes of header per page'),
+    stream_timeout: duration('real mode: fail the migration when the stream does not move for this long (default 10s)'),
+    bug: oneOfWords(['none', 'sync-drops-new-bits', 'skip-final-flush'], 'planted fault, to check the checkers'),
+  }, 'live migration');
+}
+
+export function checkMigration(m: Raw, durationNs: number, f: Fields): MigrationSpec {
+  const start = f.duration(['migration', 'start'], m.start, 1_000_000_000);
+  if (start >= durationNs) f.fail(['migration', 'start'], 'migration starts at or after the end of the run');
+  const link = section(m, 'link');
+  const ac = section(m, 'auto_converge');
+  const policy = (m.policy === undefined ? ['legacy'] : Array.isArray(m.policy) ? m.policy : [m.policy]) as MigrationPolicy[];
+  if (policy.includes('legacy') && policy.length > 1) f.fail(['migration', 'policy'], 'legacy cannot be combined with other policies');
+  if (policy.includes('min-interval') && !policy.includes('flush-timeout')) {
+    f.fail(['migration', 'policy'], 'min-interval acts after a rollback: combine it with flush-timeout');
+  }
+  const acInitial = (ac.initial as number | undefined) ?? DEFAULT_AUTO_CONVERGE.initial;
+  const acMax = (ac.max as number | undefined) ?? DEFAULT_AUTO_CONVERGE.max;
+  if (acInitial > acMax) f.fail(['migration', 'auto_converge', 'initial'], 'initial throttle above max');
+  return {
+    start_ns: start,
+    policy,
+    mode: (m.mode as 'thread' | 'main-loop' | undefined) ?? 'thread',
+    max_bandwidth: f.bandwidth(['migration', 'max_bandwidth'], m.max_bandwidth, DEFAULT_MAX_BANDWIDTH),
+    downtime_limit_ns: f.positive(['migration', 'downtime_limit'], f.duration(['migration', 'downtime_limit'], m.downtime_limit, DEFAULT_DOWNTIME_LIMIT_NS), 'downtime limit'),
+    link: {
+      bandwidth: f.bandwidth(['migration', 'link', 'bandwidth'], link.bandwidth, 10e9 / 8),
+      latency_ns: f.duration(['migration', 'link', 'latency'], link.latency, 100_000),
+    },
+    max_iterations: (m.max_iterations as number | undefined) ?? 0,
+    flush_timeout_ns: f.positive(['migration', 'flush_timeout'], f.duration(['migration', 'flush_timeout'], m.flush_timeout, 1_000_000_000), 'flush timeout'),
+    min_interval_ns: f.duration(['migration', 'min_interval'], m.min_interval, 5_000_000_000),
+    abort_downtime_ns: f.positive(['migration', 'abort_downtime'], f.duration(['migration', 'abort_downtime'], m.abort_downtime, 2_000_000_000), 'abort downtime'),
+    auto_converge: {
+      initial: acInitial,
+      increment: (ac.increment as number | undefined) ?? DEFAULT_AUTO_CONVERGE.increment,
+      max: acMax,
+      trigger: (ac.trigger as number | undefined) ?? DEFAULT_AUTO_CONVERGE.trigger,
+    },
+    // QEMU's device state (vmstate of every device) of a small VM is a few hundred KiB.
+    device_state_bytes: f.size(['migration', 'device_state'], m.device_state, 512 * 1024),
+    // QEMU: the be64 page address with its RAM_SAVE_FLAG_* bits, before each page.
+    page_header_bytes: f.size(['migration', 'page_header'], m.page_header, 8),
+    stream_timeout_ns: f.positive(['migration', 'stream_timeout'], f.duration(['migration', 'stream_timeout'], m.stream_timeout, DEFAULT_STREAM_TIMEOUT_NS), 'stream timeout'),
+    bug: (m.bug as MigrationSpec['bug'] | undefined) ?? 'none',
+  };
+}

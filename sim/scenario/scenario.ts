@@ -1,0 +1,91 @@
+// A scenario as the model consumes it: every time in integer nanoseconds,
+// every size in bytes, every rate per second; and checkScenario, which turns a
+// parsed scenario document (shape already checked against schema.ts) into it,
+// section by section, reporting impossible values through `fail`. Each section
+// file (vm, main-loop, guest, devices, faults, migration, expect) holds its
+// types, its part of the schema, its QEMU defaults and its semantic checks.
+// Reading files and placing errors at file:line:col is the CLI's
+// (cli/scenario-file.ts).
+import { Fields, section, type Fail, type Raw } from './fields.ts';
+import { checkVm, vcpuChecker, type VmSpec } from './vm.ts';
+import { checkMainLoop, type SyntheticHandlerSpec } from './main-loop.ts';
+import { checkGuest, type GuestSpec } from './guest.ts';
+import { checkDevices, type DevicesSpec } from './devices.ts';
+import { checkFaults, type FaultSpec } from './faults.ts';
+import { checkMigration, type MigrationSpec } from './migration.ts';
+import { checkExpect, type Budget } from './expect.ts';
+
+export type { VmSpec } from './vm.ts';
+export type { SyntheticHandlerSpec } from './main-loop.ts';
+export type { DirtyPattern, GuestSpec, WorkloadSpec } from './guest.ts';
+export type { BlkSpec, DevicesSpec, NetSpec } from './devices.ts';
+export type { FaultSpec } from './faults.ts';
+export type { MigrationPolicy, MigrationSpec } from './migration.ts';
+export type { Budget, BudgetKey } from './expect.ts';
+
+export interface Scenario {
+  readonly name: string;
+  readonly file: string;
+  readonly seed: number;
+  readonly duration_ns: number;
+  readonly threshold_ns: number;
+  readonly limits: { readonly max_events: number; readonly max_time_ns: number };
+  readonly vm: VmSpec;
+  readonly main_loop: { readonly handlers: readonly SyntheticHandlerSpec[] };
+  readonly guest: GuestSpec;
+  readonly devices: DevicesSpec;
+  readonly faults: readonly FaultSpec[];
+  readonly migration: MigrationSpec | null;
+  readonly expect: readonly Budget[];
+  /** Handlers (by name, substring) that must show up over the threshold. */
+  readonly expect_slow: readonly string[];
+  /** The MigrationStatus the run must end in, if any. */
+  readonly expect_migration_status: string | null;
+  /** The recorded trace fingerprint, when the file carries one. */
+  readonly fingerprint: string | null;
+}
+
+/** Seeds are 32-bit: a scenario's `seed` and every --seed option take a decimal integer in [0, SEED_MAX]. */
+export const SEED_MAX = 2 ** 32 - 1;
+
+/** The threshold reporter's default: handlers slower than 100 ms are reported. */
+export const DEFAULT_THRESHOLD_NS = 100_000_000;
+/** Events a run may take at most unless the scenario says otherwise. */
+export const EVENTS_MAX_DEFAULT = 500_000_000;
+
+/** Checks a parsed scenario document (a mapping the schema accepted); file names it in the result. */
+export function checkScenario(r: Raw, file: string, fail: Fail): Scenario {
+  const f = new Fields(fail);
+  const limits = section(r, 'limits');
+  const duration = f.positive(['duration'], f.duration(['duration'], r.duration, 0), 'duration');
+  const maxTime = f.duration(['limits', 'max_time'], limits.max_time, duration);
+  if (maxTime < duration) f.fail(['limits', 'max_time'], `max_time ${String(limits.max_time)} is shorter than the duration`);
+
+  const vm = checkVm(section(r, 'vm'), f);
+  const vcpuAt = vcpuChecker(vm.vcpus, fail);
+  const handlers = checkMainLoop(r.main_loop, duration, f);
+  const guest = checkGuest(section(r, 'guest'), vm, vcpuAt, f);
+  const devices = checkDevices(r.devices, vcpuAt, f);
+  const faults = checkFaults(r.faults, String(r.duration), duration, devices, f);
+  const migration = r.migration ? checkMigration(r.migration as Raw, duration, f) : null;
+  const expect = checkExpect(section(r, 'expect'), { migration: migration !== null, net: devices.net.length > 0 }, f);
+
+  return {
+    name: r.name as string,
+    file,
+    seed: (r.seed as number | undefined) ?? 1,
+    duration_ns: duration,
+    threshold_ns: f.positive(['threshold'], f.duration(['threshold'], r.threshold, DEFAULT_THRESHOLD_NS), 'threshold'),
+    limits: { max_events: (limits.max_events as number | undefined) ?? EVENTS_MAX_DEFAULT, max_time_ns: maxTime },
+    vm,
+    main_loop: { handlers },
+    guest,
+    devices,
+    faults,
+    migration,
+    expect: expect.budgets,
+    expect_slow: expect.slow,
+    expect_migration_status: expect.migration_status,
+    fingerprint: (r.fingerprint as string | undefined) ?? null,
+  };
+}

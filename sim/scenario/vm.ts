@@ -1,0 +1,60 @@
+// The `vm` section: guest RAM, target page size, vCPU count, the initial run
+// state and how much of RAM holds data at start.
+import type { RunState } from '../runstate.ts';
+import { type Fields, type Path, type Raw } from './fields.ts';
+import { int, obj, oneOfWords, percent, size, type Schema } from './schema-kit.ts';
+
+export interface VmSpec {
+  readonly memory_bytes: number;
+  readonly page_size: number;
+  readonly vcpus: number;
+  readonly run_state: RunState;
+  /** Fraction of pages holding data at start (the rest are zero pages). */
+  readonly populated: number;
+}
+
+/** Guest RAM when the scenario gives none (QEMU's default -m is 128 MiB; 1 GiB is a more useful guest). */
+export const DEFAULT_MEMORY_BYTES = 2 ** 30;
+/** x86's TARGET_PAGE_SIZE. */
+export const DEFAULT_PAGE_SIZE = 4096;
+/** Largest page size a scenario may give (a 1 GiB huge page). */
+const PAGE_SIZE_MAX = 2 ** 30;
+/** Page numbers stay below 2^32, as the bitmaps require. */
+const PAGES_MAX = 2 ** 32;
+
+export function vmSchema(): Schema {
+  return obj({
+    memory: size('guest RAM'),
+    page_size: size('target page size (a power of two, default 4KiB)'),
+    vcpus: int(1, 1024, 'vCPU count'),
+    run_state: oneOfWords(['running', 'paused', 'prelaunch'], 'initial run state'),
+    populated: percent('share of guest memory holding data at start; the rest are zero pages (default 100%)'),
+  }, 'the virtual machine');
+}
+
+export function checkVm(vm: Raw, f: Fields): VmSpec {
+  const page_size = f.size(['vm', 'page_size'], vm.page_size, DEFAULT_PAGE_SIZE);
+  if (page_size <= 0 || (page_size & (page_size - 1)) !== 0 || page_size > PAGE_SIZE_MAX) {
+    f.fail(['vm', 'page_size'], `page size ${String(vm.page_size)} is not a power of two between 1 B and 1 GiB`);
+  }
+  const memory_bytes = f.size(['vm', 'memory'], vm.memory, DEFAULT_MEMORY_BYTES);
+  if (memory_bytes < page_size) f.fail(['vm', 'memory'], 'memory must hold at least one page');
+  if (Math.ceil(memory_bytes / page_size) > PAGES_MAX) f.fail(['vm', 'memory'], 'memory holds more than 2^32 pages');
+  const populated = f.percent(vm.populated, 1);
+  if (populated > 1) f.fail(['vm', 'populated'], 'more than 100%');
+  return {
+    memory_bytes,
+    page_size,
+    vcpus: (vm.vcpus as number | undefined) ?? 1,
+    run_state: (vm.run_state as RunState | undefined) ?? 'running',
+    populated,
+  };
+}
+
+/** Checks that a vCPU index names one of the VM's vCPUs. */
+export function vcpuChecker(vcpus: number, fail: Fields['fail']): (path: Path, v: number | undefined, dflt?: number) => number {
+  return (path, v, dflt = 0) => {
+    const i = v ?? dflt;
+    return i < vcpus ? i : fail(path, `vCPU ${i} does not exist (the VM has ${vcpus})`);
+  };
+}
