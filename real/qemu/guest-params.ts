@@ -13,7 +13,7 @@
 //    request_bytes (up to 8 KiB) over `sectors` blocks, random or sequential;
 //  - exits, net devices, main-loop handlers: not run (listed as unsupported).
 // Leaves out: more vCPUs, more disks, page sizes other than 4 KiB.
-import type { Scenario } from '../../sim/scenario.ts';
+import type { Scenario } from '../../sim/scenario/scenario.ts';
 
 export const GUEST_MIN_PAGE = 512; // 2 MiB
 export const MAX_GUEST_WORKLOADS = 4;

@@ -22,8 +22,8 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 
-import type { FaultSpec } from '../../sim/scenario.ts';
-import { sample } from '../../sim/dist.ts';
+import type { FaultSpec } from '../../sim/scenario/scenario.ts';
+import { sample } from '../../sim/util/dist.ts';
 import { Rng } from '../../sim/scheduler/random.ts';
 
 export const NBDMAGIC = 0x4e42444d41474943n;

@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import type { Scenario } from '../../sim/scenario.ts';
+import type { Scenario } from '../../sim/scenario/scenario.ts';
 import { adaptScenario } from '../scenario.ts';
 import { planGuest, heartbeats, maxGap, parseStatus, type GuestPlan } from './guest-params.ts';
 import { NbdServer } from './nbd-server.ts';

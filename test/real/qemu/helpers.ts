@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 
 import { parseScenario } from '../../../cli/scenario-file.ts';
-import type { Scenario } from '../../../sim/scenario.ts';
+import type { Scenario } from '../../../sim/scenario/scenario.ts';
 import { probeQemu, type QemuProbe } from '../../../real/qemu/probe.ts';
 
 export const REAL_REQUIRED = process.env['LATSIM_REAL_REQUIRED'] === '1';

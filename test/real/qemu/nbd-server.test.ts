@@ -12,7 +12,7 @@ import {
   NBD_REP_ACK, NBD_REP_ERR_UNKNOWN, NBD_REP_ERR_UNSUP, NBD_REP_INFO, NBD_REP_MAGIC, NBD_REP_SERVER, NBD_REQUEST_MAGIC,
   NBD_SIMPLE_REPLY_MAGIC, NbdServer,
 } from '../../../real/qemu/nbd-server.ts';
-import type { FaultSpec } from '../../../sim/scenario.ts';
+import type { FaultSpec } from '../../../sim/scenario/scenario.ts';
 
 /** A minimal NBD client: enough protocol to drive the server from a test. */
 class FakeClient {
