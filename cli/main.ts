@@ -15,6 +15,7 @@ import { registerMerge } from './commands/merge.ts';
 import { registerBisectParam } from './commands/bisect-param.ts';
 import { registerBisect } from './commands/bisect.ts';
 import { registerReal } from './commands/real.ts';
+import { registerQemu } from './commands/qemu.ts';
 
 export const EXIT = {
   ok: 0,
@@ -61,6 +62,7 @@ export function buildProgram(): Command {
   registerBisect(program);
   registerBisectParam(program);
   registerReal(program);
+  registerQemu(program);
   for (const c of program.commands) c.exitOverride().configureOutput({ outputError: () => {} });
   return program;
 }

@@ -77,6 +77,13 @@ export interface QemuRunResult {
   /** ok; invariant (memory differs at switchover); error (the run failed). */
   outcome: 'ok' | 'invariant' | 'error';
   error: string | null;
+  /**
+   * What failed, for exit codes: guest (QEMU or the payload did not boot or
+   * run before the migration), migration (anything from the migration's set-up
+   * on, a `failed` status included, and the guest not resuming on the
+   * destination); null when nothing did.
+   */
+  failure: 'guest' | 'migration' | null;
   wall_ms: number;
   qemu: {
     version: string;

@@ -14,6 +14,7 @@ import { checkDevices, type DevicesSpec } from './devices.ts';
 import { checkFaults, type FaultSpec } from './faults.ts';
 import { checkMigration, type MigrationSpec } from './migration.ts';
 import { checkExpect, type Budget } from './expect.ts';
+import { checkFidelity, type FidelitySpec } from './fidelity.ts';
 
 export type { VmSpec } from './vm.ts';
 export type { SyntheticHandlerSpec } from './main-loop.ts';
@@ -43,6 +44,8 @@ export interface Scenario {
   readonly expect_migration_status: string | null;
   /** The recorded trace fingerprint, when the file carries one. */
   readonly fingerprint: string | null;
+  /** How close the simulation must come to real QEMU (latsim qemu compare); the simulation ignores it. */
+  readonly fidelity: FidelitySpec;
 }
 
 /** Seeds are 32-bit: a scenario's `seed` and every --seed option take a decimal integer in [0, SEED_MAX]. */
@@ -87,5 +90,6 @@ export function checkScenario(r: Raw, file: string, fail: Fail): Scenario {
     expect_slow: expect.slow,
     expect_migration_status: expect.migration_status,
     fingerprint: (r.fingerprint as string | undefined) ?? null,
+    fidelity: checkFidelity(r.fidelity, f),
   };
 }

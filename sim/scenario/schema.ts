@@ -5,6 +5,7 @@
 import { devicesSchema } from './devices.ts';
 import { expectSchema } from './expect.ts';
 import { faultsSchema } from './faults.ts';
+import { fidelitySchema } from './fidelity.ts';
 import { guestSchema } from './guest.ts';
 import { mainLoopSchema } from './main-loop.ts';
 import { migrationSchema } from './migration.ts';
@@ -40,6 +41,7 @@ export function scenarioSchema(): Schema {
       faults: faultsSchema(),
       migration: migrationSchema(),
       expect: expectSchema(),
+      fidelity: fidelitySchema(),
       fingerprint: {
         type: 'string', pattern: '^[0-9a-f]{64}$', 'x-expected': 'a SHA-256 in hex',
         description: 'recorded trace fingerprint (latsim run --update-fingerprint)',
