@@ -26,7 +26,7 @@ export interface StreamMeasure {
 const MIB = 2 ** 20;
 
 /** The scenario of the measurement: a populated guest dirtying a little, migrated without a rate limit. */
-export function streamScenario(memoryBytes = 128 * MIB): Scenario {
+export function streamScenario(memoryBytes = 256 * MIB): Scenario {
   return checkScenario({
     name: 'qemu-stream-throughput',
     seed: 1,
