@@ -45,6 +45,12 @@ export interface QemuRunOptions {
   readonly durationNs?: number;
   /** Heartbeat interval of the guest (default 10 ms). */
   readonly heartbeatMs?: number;
+  /**
+   * Status line interval of the guest (default 250 ms): the achieved rate
+   * before switchover needs one line at least, and a migration may be over
+   * within a second.
+   */
+  readonly statusMs?: number;
   /** query-migrate poll interval (default 100 ms, as the simulation's snapshots). */
   readonly pollMs?: number;
   /** Compare both sides' memory at switchover (default true). */
@@ -167,7 +173,7 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
   const heartbeatMs = opts.heartbeatMs ?? 10;
   const pollMs = opts.pollMs ?? 100;
   const qmpTimeout = opts.qmpTimeoutMs ?? 180_000;
-  const plan: GuestPlan = planGuest(s, { heartbeatMs, statusMs: 1000, tickUs: 1000 });
+  const plan: GuestPlan = planGuest(s, { heartbeatMs, statusMs: opts.statusMs ?? 250, tickUs: 1000 });
   const mig = s.migration;
   const migUnsupported: string[] = [];
   if (mig) {
