@@ -100,8 +100,9 @@ export function simThrottleSteps(r: RunResult): ThrottleStep[] {
   return out;
 }
 
+/** QEMU's throttle steps; its drop to 0 when the migration ends (cpu_throttle_stop) is not a step. */
 export function qemuThrottleSteps(r: QemuRunResult): ThrottleStep[] {
-  return (r.migration?.throttle ?? []).map((t) => ({ at_ms: Math.round(t.t_ns / 1e6), pct: t.pct }));
+  return (r.migration?.throttle ?? []).filter((t) => t.pct > 0).map((t) => ({ at_ms: Math.round(t.t_ns / 1e6), pct: t.pct }));
 }
 
 function goalText(t: Tolerance | null, unit: string): string {
@@ -158,10 +159,10 @@ export function compareRows(s: Scenario, sim: RunResult, runs: readonly QemuRunR
     num('setup-time', 'setup_time', 'ms', sm ? sm['setup-time'] : null, mig((m) => m['setup-time']), 1e6);
     num('downtime', 'downtime', 'ms', sm ? sm.downtime : null, mig((m) => m.downtime), 1e6);
     num('expected-downtime', 'expected_downtime', 'ms', sm ? sm['expected-downtime'] : null, mig((m) => m['expected-downtime']), 1e6);
-    // The switchover's drain and flush (vm_stop's bdrv_drain_all and bdrv_flush_all), when either side had any.
+    // The switchover's drain and flush (vm_stop's bdrv_drain_all and bdrv_flush_all), with a disk.
     const sp = sm?.downtime_phases ?? null;
     const qp = (r: QemuRunResult) => r.migration?.downtime_phases ?? null;
-    if ((sp && sp.drain + sp.flush > 0) || runs.some((r) => (qp(r)?.drain ?? 0) + (qp(r)?.flush ?? 0) > 0)) {
+    if (s.devices.blk.length > 0) {
       num('  downtime: drain', null, 'ms', sp ? sp.drain : null, (r) => qp(r)?.drain ?? null);
       num('  downtime: flush', null, 'ms', sp ? sp.flush : null, (r) => qp(r)?.flush ?? null);
     }
@@ -171,11 +172,12 @@ export function compareRows(s: Scenario, sim: RunResult, runs: readonly QemuRunR
       num('throttle steps', null, 'count', simSteps.length, (r) => qemuThrottleSteps(r).length);
       const n = Math.max(simSteps.length, ...qSteps.map((x) => x.length));
       for (let i = 0; i < n; i++) {
-        const st = simSteps[i];
-        const pct = st?.pct ?? qSteps.find((x) => x[i])?.[i]?.pct ?? 0;
-        num(`throttle step ${i + 1} (${pct}%) at`, null, 'ms', st ? st.at_ms : null, (r) => qemuThrottleSteps(r)[i]?.at_ms ?? null);
+        const simPct = simSteps[i]?.pct;
+        const qPct = mode(qSteps.map((x) => x[i]?.pct).filter((v) => v !== undefined));
+        const pct = (v: number | undefined) => (v === undefined ? 'none' : `${v}%`);
+        num(`throttle step ${i + 1} (sim ${pct(simPct)}, QEMU ${pct(qPct)}) at`, null, 'ms', simSteps[i]?.at_ms ?? null, (r) => qemuThrottleSteps(r)[i]?.at_ms ?? null);
       }
-      num('cpu-throttle-percentage at the end', null, '%', sm ? sm.cpu_throttle_percentage : null, mig((m) => m.cpu_throttle_percentage));
+      num('cpu-throttle-percentage (highest)', null, '%', Math.max(0, ...simSteps.map((x) => x.pct)), (r) => Math.max(0, ...qemuThrottleSteps(r).map((x) => x.pct)));
     }
   }
   // The simulated guest writes at its target rate whenever it runs unthrottled;
