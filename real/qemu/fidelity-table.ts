@@ -11,7 +11,7 @@
 // <!-- fidelity-table:begin --> and <!-- fidelity-table:end --> in the file;
 // without it the Markdown goes to stdout.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 
@@ -20,6 +20,8 @@ import { compareRows, type CompareReport, type CompareRow } from './compare.ts';
 import { gapText, qemuCell } from './report.ts';
 
 const BEGIN = '<!-- fidelity-table:begin -->';
+/** The line about how and where the table was made, kept beside the saved JSON. */
+const META = 'meta.txt';
 const END = '<!-- fidelity-table:end -->';
 const ROOT = join(import.meta.dirname, '..', '..');
 
@@ -137,7 +139,7 @@ function main(): void {
   let meta: string;
   if (o.from) {
     saved = load(o.from);
-    meta = `Rendered from ${o.from}.`;
+    meta = existsSync(join(o.from, META)) ? readFileSync(join(o.from, META), 'utf8').trim() : `Rendered from ${o.from}.`;
   } else {
     const files = o.files.length > 0 ? o.files : readdirSync(join(ROOT, 'scenarios', 'fidelity')).filter((f) => f.endsWith('.yaml')).sort().map((f) => join('scenarios', 'fidelity', f));
     const out = o.out ?? mkdtempSync(join(tmpdir(), 'latsim-fidelity-'));
@@ -148,6 +150,7 @@ function main(): void {
     meta = `Generated ${new Date().toISOString().slice(0, 10)} by \`npm run fidelity:table -- --repeat ${o.repeat}\` ` +
       `(${Math.round((performance.now() - t0) / 60000)} min; JSON in ${out}): QEMU ${first?.qemu.version ?? '?'} (${first?.qemu.package ?? ''}), ` +
       `${cpus().length} cores, load average ${load0} at the start.`;
+    writeFileSync(join(out, META), `${meta}\n`);
   }
   const md = markdown(saved.map(withRows), meta);
   if (!o.write) {
