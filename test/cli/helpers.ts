@@ -18,12 +18,19 @@ const text = (chunk: unknown): string => (typeof chunk === 'string' ? chunk : Bu
 export async function runCli(args: readonly string[]): Promise<CliRun> {
   let stdout = '';
   let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: unknown) => {
+  // write(chunk, [encoding], [callback]): the callback is called, as a stream would (main waits for stdout to flush).
+  const done = (rest: unknown[]) => {
+    const cb = rest.find((r) => typeof r === 'function') as (() => void) | undefined;
+    if (cb) process.nextTick(cb);
+  };
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: unknown, ...rest: unknown[]) => {
     stdout += text(chunk);
+    done(rest);
     return true;
   });
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: unknown) => {
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: unknown, ...rest: unknown[]) => {
     stderr += text(chunk);
+    done(rest);
     return true;
   });
   const saved = process.exitCode;
