@@ -387,17 +387,30 @@ export async function runJobs<I, O>(job: Job, inputs: readonly I[], options: Job
   return { outputs, done };
 }
 
-/** A progress bar on stderr when stderr is a terminal; otherwise nothing is drawn. */
+/** Progress of a campaign on stderr. */
 export interface Progress {
   update(done: number): void;
   stop(): void;
 }
 
-export function progressBar(total: number, label: string, stream: NodeJS.WriteStream = process.stderr): Progress {
-  if (!stream.isTTY || total <= 0) return { update: () => {}, stop: () => {} };
+/** --progress: auto (a bar when stderr is a terminal, else nothing), lines (a line per finished job, for logs) or none. */
+export const PROGRESS_MODES = ['auto', 'lines', 'none'] as const;
+export type ProgressMode = (typeof PROGRESS_MODES)[number];
+
+export function parseProgress(text: string | undefined): ProgressMode {
+  if (text === undefined) return 'auto';
+  if (!(PROGRESS_MODES as readonly string[]).includes(text)) throw new UsageError(`--progress: expected one of ${PROGRESS_MODES.join(', ')}, got ${JSON.stringify(text)}`);
+  return text as ProgressMode;
+}
+
+/** `sweep: 3 of 10 runs done` lines, or a bar on a terminal, or nothing. */
+export function progressBar(total: number, label: string, mode: ProgressMode = 'auto', unit = 'runs', stream: NodeJS.WriteStream = process.stderr): Progress {
+  if (mode === 'none' || total <= 0) return { update: () => {}, stop: () => {} };
+  if (mode === 'lines') return { update: (done) => void stream.write(`${label}: ${done} of ${total} ${unit} done\n`), stop: () => {} };
+  if (!stream.isTTY) return { update: () => {}, stop: () => {} };
   const bar = new SingleBar({
     stream,
-    format: `${label} [{bar}] {value}/{total} runs | {percentage}% | eta {eta_formatted}`,
+    format: `${label} [{bar}] {value}/{total} ${unit} | {percentage}% | eta {eta_formatted}`,
     barCompleteChar: '#',
     barIncompleteChar: '.',
     hideCursor: true,

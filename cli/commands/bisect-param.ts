@@ -136,6 +136,8 @@ export interface BisectParamOptions {
   precision?: string;
   seed?: string;
   budget?: string;
+  /** A line per run as it ends (stderr). */
+  log?: (line: string) => void;
 }
 
 function metricsOf(r: RunResult): Metrics {
@@ -208,6 +210,7 @@ export async function bisectParam(file: string, opts: BisectParamOptions, interr
     const step: Step = { value, text: q.text(value), human: q.human(value), fail, outcome: r.outcome, failed, metrics: metricsOf(r) };
     cache.set(value, step);
     steps.push(step);
+    opts.log?.(`${step.human}: ${stepVerdict(step)}`);
     return step;
   };
 
@@ -260,6 +263,11 @@ export async function bisectParam(file: string, opts: BisectParamOptions, interr
   }
 }
 
+/** `ok`, or `FAIL (max_downtime) [liveness]`. */
+function stepVerdict(s: Step): string {
+  return `${s.fail ? 'FAIL' : 'ok'}${s.failed.length > 0 ? ` (${s.failed.join(', ')})` : ''}${s.outcome !== 'ok' ? ` [${s.outcome}]` : ''}`;
+}
+
 function metricsLine(s: Step): string {
   const m = s.metrics;
   const parts = [m.outcome !== 'ok' ? m.outcome : ''];
@@ -284,7 +292,7 @@ function budgetsLine(s: Step): string {
 export function bisectParamText(b: ParamBisection): string {
   const out: string[] = [];
   out.push(`bisect-param ${b.param} over ${b.range.lo}..${b.range.hi} (precision ${b.precision}), ${b.budget ?? 'all budgets'}, seed ${b.seed}:`);
-  for (const s of b.steps) out.push(`  ${s.human.padStart(12)}: ${s.fail ? 'FAIL' : 'ok  '}${s.failed.length > 0 ? ` (${s.failed.join(', ')})` : ''}${s.outcome !== 'ok' ? ` [${s.outcome}]` : ''}`);
+  for (const s of b.steps) out.push(`  ${s.human.padStart(12)}: ${stepVerdict(s).padEnd(4)}`.trimEnd());
   out.push('', b.verdict);
   for (const w of b.warnings) out.push(`warning: ${w}`);
   for (const [label, s] of [['holds', b.passing], ['fails', b.failing]] as const) {
@@ -325,7 +333,7 @@ export function registerBisectParam(program: Command): void {
       let b: ParamBisection;
       const interrupts = catchInterrupts();
       try {
-        b = await bisectParam(file, opts, interrupts);
+        b = await bisectParam(file, { ...opts, log: (l) => process.stderr.write(`bisect-param: ${l}\n`) }, interrupts);
       } catch (e) {
         // A value the scenario rejects (e.g. below a field's minimum) is the range's fault: say so.
         if (e instanceof ScenarioError && e.detail.includes('--param')) throw new UsageError(`${e.message}; narrow --range`);

@@ -178,6 +178,8 @@ const STOP = Symbol('interrupted');
 /** Runs the search; always removes the worktrees it made. An interrupt ends it with the commits tested so far. */
 export async function bisectCommits(scenarioFile: string, opts: BisectOptions, interrupts?: Pick<Interrupts, 'signal' | 'received' | 'onForce'>): Promise<BisectResult> {
   const log = opts.log ?? (() => {});
+  const seed = opts.seed === undefined ? null : parseSeed('--seed', opts.seed);
+  const timeoutMs = (opts.timeout === undefined ? DEFAULT_TIMEOUT_S : parseInteger('--timeout', opts.timeout, 1, 7 * 86_400)) * 1000;
   // The scenario comes from the current tree and must be valid here.
   loadScenarioFile(scenarioFile);
   const repoDir = resolve(opts.repo ?? '.');
@@ -190,8 +192,6 @@ export async function bisectCommits(scenarioFile: string, opts: BisectOptions, i
     throw new UsageError(`--good ${opts.good} is not an ancestor of --bad ${opts.bad}`);
   }
   const path = git(repo, ['rev-list', '--ancestry-path', '--topo-order', '--reverse', `${good}..${bad}`]).split('\n').filter(Boolean);
-  const seed = opts.seed === undefined ? null : parseSeed('--seed', opts.seed);
-  const timeoutMs = (opts.timeout === undefined ? DEFAULT_TIMEOUT_S : parseInteger('--timeout', opts.timeout, 1, 7 * 86_400)) * 1000;
   const nodeModules = opts.nodeModules === undefined ? null : resolve(opts.nodeModules);
   if (nodeModules !== null && !existsSync(nodeModules)) throw new UsageError(`--node-modules ${opts.nodeModules}: no such directory`);
   const scenarioName = basename(scenarioFile);

@@ -16,7 +16,7 @@ import type { Command } from 'commander';
 import { UsageError } from '../errors.ts';
 import { conflict, parseInteger, parseSeed, parseSeedRange } from '../args.ts';
 import { parseDuration } from '../../sim/scenario/units.ts';
-import { parseShard, parseWorkers, progressBar, runJobs, shardPoints, type Job } from '../campaign.ts';
+import { parseProgress, parseShard, parseWorkers, progressBar, runJobs, shardPoints, type Job, type ProgressMode } from '../campaign.ts';
 import { catchInterrupts, type Interrupts } from '../interrupt.ts';
 import { EXIT } from '../exit-codes.ts';
 import { checkWritable, ensureDirectory, outputErrorsOf, writeFileAtomic } from '../output.ts';
@@ -49,6 +49,7 @@ export interface FuzzOptions {
   out?: string;
   shrinkRuns?: string;
   json?: boolean;
+  progress?: string;
 }
 
 export interface FuzzRun {
@@ -74,7 +75,7 @@ function seedsOf(opts: FuzzOptions, timed: boolean): { seedStart: number; seeds:
  * the failed ones. Regression files are written as they come (unshrunk, then
  * shrunk); an interrupt stops both stages and marks the document partial.
  */
-export async function fuzz(opts: FuzzOptions, run: { progress?: boolean; interrupts?: Pick<Interrupts, 'signal' | 'received'> } = {}): Promise<FuzzRun> {
+export async function fuzz(opts: FuzzOptions, run: { progress?: ProgressMode; interrupts?: Pick<Interrupts, 'signal' | 'received'> } = {}): Promise<FuzzRun> {
   let timeNs: number | null = null;
   if (opts.time !== undefined) {
     timeNs = parseDuration(opts.time);
@@ -112,16 +113,16 @@ export async function fuzz(opts: FuzzOptions, run: { progress?: boolean; interru
   const points = shardPoints(Array.from({ length: seeds }, (_, index) => ({ index, seed: seedStart + index })), shard);
   const deadline = timeNs === null ? null : Date.now() + timeNs / 1e6;
   const inputs: SeedInput[] = points.map((p) => ({ seed: p.seed, plant: campaign.plant, out, deadline_ms: deadline }));
-  const bar = run.progress ? progressBar(inputs.length, 'fuzz') : null;
+  const bar = progressBar(inputs.length, 'fuzz', run.progress ?? 'none', 'seeds');
   let found;
   try {
     found = await runJobs<SeedInput, SeedRun>(FUZZ_JOB, inputs, {
       workers, ...abortable,
-      onDone: (done) => bar?.update(done),
+      onDone: (done) => bar.update(done),
       onOutput: (_i, r) => r.regression && write(r.seed, r.regression),
     });
   } finally {
-    bar?.stop();
+    bar.stop();
   }
   const runs = found.outputs.filter((r): r is SeedRun => r !== undefined);
   let interrupted: FuzzInterruption | null = null;
@@ -131,17 +132,17 @@ export async function fuzz(opts: FuzzOptions, run: { progress?: boolean; interru
   // Shrinking, in worker threads even for one worker, so an interrupt stops a long shrink at once.
   const failed = runs.filter((r) => r.failure);
   if (!interrupted && shrinkRuns > 0 && failed.length > 0) {
-    const shrinkBar = run.progress ? progressBar(failed.length, 'shrink') : null;
+    const shrinkBar = progressBar(failed.length, 'shrink', run.progress ?? 'none', 'failures');
     const shrinkInputs: ShrinkInput[] = failed.map((r) => ({ seed: r.seed, plant: campaign.plant, out, shrink_runs: shrinkRuns, failure: r.failure! }));
     let shrunk;
     try {
       shrunk = await runJobs<ShrinkInput, Regression>(SHRINK_JOB, shrinkInputs, {
         workers, isolate: true, ...abortable,
-        onDone: (done) => shrinkBar?.update(done),
+        onDone: (done) => shrinkBar.update(done),
         onOutput: (i, reg) => write(shrinkInputs[i]!.seed, reg),
       });
     } finally {
-      shrinkBar?.stop();
+      shrinkBar.stop();
     }
     if (shrunk.done < shrinkInputs.length && received()) interrupted = { signal: received()!, done: shrunk.done, total: shrinkInputs.length, stage: 'shrinking' };
   }
@@ -197,12 +198,14 @@ export function registerFuzz(program: Command): void {
     .option('--out <dir>', 'where shrunk regression scenarios go', DEFAULT_OUT)
     .option('--shrink-runs <n>', 'runs shrinking may spend per failing seed (0: do not shrink)', String(DEFAULT_SHRINK_RUNS))
     .option('--json', 'print the result as one JSON object')
+    .option('--progress <mode>', 'auto (a bar on a terminal), lines (a line on stderr per finished seed, for logs) or none')
     .addHelpText('after', FUZZ_HELP)
     .action(async (opts: FuzzOptions) => {
+      const progress = parseProgress(opts.progress);
       const interrupts = catchInterrupts();
       let run: FuzzRun;
       try {
-        run = await fuzz(opts, { progress: true, interrupts });
+        run = await fuzz(opts, { progress, interrupts });
       } finally {
         interrupts.dispose();
       }

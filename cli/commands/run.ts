@@ -40,6 +40,8 @@ export function registerRun(program: Command): void {
     .option('--check-fingerprint', 'exit 1 when the trace fingerprint differs from the recorded one')
     .option('--bisect', 'exit codes for git bisect run: 0 good; 1 bad (budget, liveness, invariant); 125 skip (bad input, internal error)')
     .action((file: string, opts: RunOptions) => {
+      // A misuse of the options is exit 2 even with --bisect: it is not the commit's fault.
+      checkOptions(file, opts);
       if (!opts.bisect) return runAction(file, opts);
       try {
         runAction(file, opts);
@@ -79,7 +81,6 @@ function checkOptions(file: string, opts: RunOptions): void {
 }
 
 function runAction(file: string, opts: RunOptions): void {
-  checkOptions(file, opts);
   const scenario = loadScenarioFile(file);
   const seed = opts.seed === undefined ? undefined : parseSeed('--seed', opts.seed);
   if (opts.updateFingerprint && seed !== undefined && seed !== scenario.seed) {

@@ -14,7 +14,7 @@ import { UsageError } from '../errors.ts';
 import { formatOption, parseSeeds } from '../args.ts';
 import {
   campaignDocument, campaignExitCode, campaignSpec, expandGrid, gridCombinations, overridesOf, parseSet,
-  parseShard, parseWorkers, POINT_JOB, pointLabel, POINTS_MAX, progressBar, runJobs, shardPoints,
+  parseProgress, parseShard, parseWorkers, POINT_JOB, pointLabel, POINTS_MAX, progressBar, runJobs, shardPoints,
   type CampaignOutput, type PointInput, type PointOutput, type Progress,
 } from '../campaign.ts';
 import { catchInterrupts, interruptionText, type Interrupts } from '../interrupt.ts';
@@ -34,6 +34,7 @@ export interface SweepOptions {
   report?: string;
   workers?: string;
   shard?: string;
+  progress?: string;
 }
 
 const SWEEP_HELP = `
@@ -123,9 +124,11 @@ export function registerSweep(program: Command): void {
     .option('--report <dir>', 'also write report.html (runs side by side), sweep.json, sweep.csv and manifest.json to a directory')
     .option('--workers <n>', 'worker threads, or "auto" for one per core', '1')
     .option('--shard <i/n>', 'run only shard i of n (runs whose number mod n is i-1)')
+    .option('--progress <mode>', 'auto (a bar on a terminal), lines (a line on stderr per finished run, for logs) or none')
     .addHelpText('after', SWEEP_HELP)
     .action(async (file: string, opts: SweepOptions) => {
       const format = formatOf(opts);
+      const progress = parseProgress(opts.progress);
       // A --report that cannot be written is said before the campaign runs, not after.
       if (opts.report !== undefined) checkWritable(opts.report, 'directory');
       const interrupts = catchInterrupts();
@@ -133,7 +136,7 @@ export function registerSweep(program: Command): void {
       try {
         swept = await sweep(file, opts, {
           keepResults: Boolean(opts.report),
-          progress: (total) => progressBar(total, 'sweep'),
+          progress: (total) => progressBar(total, 'sweep', progress),
           interrupts,
         });
       } finally {

@@ -91,7 +91,7 @@ export function fuzzText(doc: FuzzDocument): string {
   const out: string[] = [];
   for (const f of doc.failures) {
     out.push(`seed ${f.seed}: ${f.phase} phase: ${f.class}: ${f.error}`);
-    if (f.shrunk_file) out.push(`  shrunk (${f.shrink_runs} runs): ${f.shrunk_file}`, `  replay: ${f.replay}`);
+    if (f.shrunk_file) out.push(f.shrink_runs > 0 ? `  shrunk (${f.shrink_runs} runs): ${f.shrunk_file}` : `  not shrunk: ${f.shrunk_file}`, `  replay: ${f.replay}`);
     out.push(`  seed:   ${f.seed_command}`);
   }
   const c = doc.campaign;
