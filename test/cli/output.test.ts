@@ -103,7 +103,7 @@ describe('an output that cannot be written', () => {
     try {
       const child = spawn(process.execPath, [join(ROOT, 'bin', 'latsim.mjs'), 'run', FIXTURE, '--json'], { cwd: ROOT, stdio: ['ignore', fd, 'pipe'] });
       let stderr = '';
-      child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      child.stderr!.setEncoding('utf8').on('data', (d: string) => {
         stderr += d;
       });
       const code = await new Promise<number | null>((resolve) => child.on('close', resolve));

@@ -5,7 +5,7 @@
 // failed and the errno, and leaves no temporary file; a report directory
 // writes what it can and its manifest says what is missing.
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { checkWritable, ensureDirectory, OutputError, writeFileAtomic } from '../../reports/output.ts';
