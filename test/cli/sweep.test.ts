@@ -43,7 +43,7 @@ describe('parsing the command line', () => {
     expect(parseSeeds('--seeds', '5,1,3', 100)).toEqual([5, 1, 3]);
   });
 
-  it.each(['3..1', 'x', '-1', '1,1', '2147483648', '1..', '1.5'])('--seeds %j is a usage error', (text) => {
+  it.each(['3..1', 'x', '-1', '1,1', '4294967296', '1..', '1.5'])('--seeds %j is a usage error', (text) => {
     expect(() => parseSeeds('--seeds', text, 100)).toThrow(UsageError);
   });
 
