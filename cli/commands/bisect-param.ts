@@ -309,8 +309,10 @@ PATH is a field of the scenario as in latsim sweep --set: migration.flush_timeou
 devices.blk[0].flush, guest.workloads[0].dirty.rate. LO, HI and --precision are
 in the parameter's units (1ms..60s, 64MiB..4GiB, 100/s..50000/s, 8..64).
 Without --budget, a run fails when any budget fails or it ends in a liveness
-or invariant failure. Exit code: 0 a threshold was found, 1 both ends pass or
-both fail, 2 bad input.
+or invariant failure. Each run is logged on stderr as it ends. Exit code: 0 a
+threshold was found, 1 both ends pass or both fail, 2 bad input, 130
+interrupted (SIGINT, SIGTERM: the runs made and the bracket so far are printed,
+marked partial).
 
 Examples:
   latsim bisect-param scenarios/flush.yaml --param devices.blk[0].flush --range 1ms..60s --precision 10ms --budget max_downtime

@@ -405,7 +405,9 @@ commit (like git bisect's 125). node_modules: --node-modules DIR if given, else
 a link to the repository's or this latsim's node_modules when package-lock.json
 is identical, else npm ci --prefer-offline. Exit code: 0 the first bad commit
 was found, 1 skipped commits hide it, 2 bad input (including a --good commit
-that is not good or a --bad commit that is not bad).
+that is not good or a --bad commit that is not bad), 130 interrupted (SIGINT,
+SIGTERM: the run in progress is stopped, the worktrees removed, the commits
+tested so far printed, marked partial).
 
 In place, with git itself (exit codes mapped by --bisect: 0 good, 1 bad, 125 skip):
   cp scenarios/x.yaml /tmp/x.yaml

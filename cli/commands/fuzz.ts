@@ -176,7 +176,11 @@ scenario. A failing seed is shrunk with fast-check to a small scenario, written
 to --out (default ${DEFAULT_OUT}) with the seed, what failed and the command
 that replays it. Seeds are numbered from --seed-start; --shard i/n keeps seeds
 whose number mod n is i-1; \`latsim merge\` joins the --json outputs of shards.
-Exit code: 0 all seeds passed, 4 a safety failure, 3 a liveness failure.
+--seeds A..B is --seed-start A with B-A+1 seeds. Every regression file is
+written as soon as its seed fails, then replaced by the shrunk one. Exit code:
+0 all seeds passed, 4 a safety failure, 3 a liveness failure, 9 a regression
+file could not be written, 130 interrupted (SIGINT, SIGTERM: the seeds finished
+and the files of their failures are kept; the output is marked partial).
 
 Examples:
   latsim fuzz --seeds 200 --workers auto

@@ -35,7 +35,7 @@ export function registerRun(program: Command): void {
     .option('--seed <n>', 'override the scenario seed')
     .option('--json', 'print the result as one JSON object')
     .option('--trace <file>', 'write a Perfetto / Chrome trace-event JSON file')
-    .option('--report <dir>', 'write report.txt, result.json, trace.json and report.html to a directory')
+    .option('--report <dir>', 'write report.txt, result.json, trace.json, report.html and manifest.json (last) to a directory')
     .option('--update-fingerprint', 'record this run\'s trace fingerprint in the scenario file')
     .option('--check-fingerprint', 'exit 1 when the trace fingerprint differs from the recorded one')
     .option('--bisect', 'exit codes for git bisect run: 0 good; 1 bad (budget, liveness, invariant); 125 skip (bad input, internal error)')

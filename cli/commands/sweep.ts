@@ -42,7 +42,10 @@ Values are YAML, substituted into the scenario before it is checked; commas
 inside [...] or {...} do not split. Runs are numbered with the first --set
 outermost and seeds innermost; --shard i/n keeps runs whose number mod n is
 i-1, so n shards cover the campaign exactly once. Rows are the same whatever
---workers is. Exit code: the worst of the runs' (as latsim run), 2 for bad input.
+--workers is. Exit code: the worst of the runs' (as latsim run), 2 for bad
+input, 9 for a --report that cannot be written, 130 interrupted (SIGINT,
+SIGTERM: the rows finished are printed, marked partial, and --report's
+manifest.json says complete: false).
 
 Examples:
   latsim sweep my-scenario.yaml --set migration.flush_timeout=250ms,1s,4s --seeds 1..10
