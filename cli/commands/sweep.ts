@@ -4,8 +4,8 @@
 // a bad value is one ScenarioError (exit 2) naming the file, line and path.
 // The grid, sharding and worker pool live in cli/campaign.ts.
 // SIGINT or SIGTERM stops the workers; the rows finished are printed, marked
-// partial (JSON: "partial": true and "interrupted"; table: a last line; CSV:
-// a line on stderr), the --report directory is written with a manifest that
+// partial (JSON: "partial": true and "interrupted"; a table: a last line;
+// JSON and CSV: a line on stderr), the --report directory is written with a manifest that
 // says it is not complete, and the exit code is 130.
 // Leaves out: joining shard outputs (latsim merge reads the JSON form).
 import type { Command } from 'commander';
