@@ -346,7 +346,7 @@ export class Migration<D extends MigrationDestination = Destination> {
     const zero = { final_ram_ns: 0, device_state_ns: 0, resume_ns: 0 };
     const stopPhases = { stop_ns: stop.stop_ns, drain_ns: stop.drain_ns, flush_ns: stop.flush_ns };
 
-    const giveUp = (reason: string, timedOut: boolean) => {
+    const giveUp = (reason: string, timedOut: boolean, sent: typeof zero = zero) => {
       // The source resumes; nothing reached the destination's start.
       m.vmStart();
       if (!locked) m.bql.unlock();
@@ -354,7 +354,7 @@ export class Migration<D extends MigrationDestination = Destination> {
       const rollback = timedOut && this.policy.has('flush-timeout') && reason === 'flush timeout';
       this.attempts.push({
         n, at_ns: downtimeStart, outcome: rollback ? 'rollback' : 'failed', downtime_ns: downtime,
-        phases: { ...stopPhases, ...zero }, reason,
+        phases: { ...stopPhases, ...sent }, reason,
       });
       if (rollback) this.send('COMPLETION_TIMEOUT');
       else this.fail(reason);
@@ -362,15 +362,15 @@ export class Migration<D extends MigrationDestination = Destination> {
     // The stream broke: QEMU's migration_completion_failed, then
     // migration_iteration_finish runs vm_start (the VM ran when completion
     // began), unless the destination may run the guest already (`lost`). The
-    // BQL is held when `held` (or `locked`).
-    const streamBroke = (e: MigrationStreamError, held: boolean) => {
+    // BQL is held when `held` (or `locked`); `sent`: the phases that ran.
+    const streamBroke = (e: MigrationStreamError, held: boolean, sent: typeof zero) => {
       m.trace.event(p.current().name, 'migrate_set_error', { error: e.message });
       this.link.rateLimit = this.spec.max_bandwidth > 0 ? this.spec.max_bandwidth : Infinity;
-      if (!e.lost) return giveUp(e.message, false);
+      if (!e.lost) return giveUp(e.message, false, sent);
       if (held && !locked) m.bql.unlock();
       this.attempts.push({
         n, at_ns: downtimeStart, outcome: 'failed', downtime_ns: p.nowNs() - downtimeStart,
-        phases: { ...stopPhases, ...zero }, reason: e.message,
+        phases: { ...stopPhases, ...sent }, reason: e.message,
       });
       this.fail(e.message);
     };
@@ -408,7 +408,10 @@ export class Migration<D extends MigrationDestination = Destination> {
       yield* this.dest.sendDeviceState(this.link, this.spec.device_state_bytes);
     } catch (e) {
       if (!(e instanceof MigrationStreamError)) throw e;
-      streamBroke(e, true);
+      const now = p.nowNs();
+      streamBroke(e, true, t1 === 0
+        ? { ...zero, final_ram_ns: now - t0 }
+        : { ...zero, final_ram_ns: t1 - t0, device_state_ns: now - t1 });
       return;
     }
     const t2 = p.nowNs();
@@ -423,7 +426,7 @@ export class Migration<D extends MigrationDestination = Destination> {
     } catch (e) {
       if (!(e instanceof MigrationStreamError)) throw e;
       if (!e.lost && !locked) yield* m.bql.lock('migration_iteration_finish');
-      streamBroke(e, !e.lost);
+      streamBroke(e, !e.lost, { ...zero, final_ram_ns: t1 - t0, device_state_ns: t2 - t1 });
       return;
     }
     this.verified = true;
