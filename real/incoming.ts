@@ -263,6 +263,10 @@ export class IncomingMigration {
     if (this.status === 'failed') return;
     this.status = 'failed';
     this.failReason = reason;
+    // QEMU: the incoming coroutine ends; a closed socket would stay readable for ever.
+    const ml = this.session.world.machine.mainLoop;
+    ml.setFdHandler(this.listenReadable, 'migration.incoming-accept', null);
+    if (this.connReadable) ml.setFdHandler(this.connReadable, 'migration.process_incoming_migration_co', null);
     if (this.fd >= 0) {
       try {
         this.write(SECTION.error, { message: reason });
