@@ -5,13 +5,13 @@
  * runs on and its heartbeat keeps advancing, exit 8; a stopped destination is
  * noticed by the stream timeout (1 s here); after GO the run says the guest is
  * lost on both sides, exit 8. Every run ends with the destination process
- * gone. Skip with the reason without /dev/kvm or the addon (fail instead under
- * `npm run test:kvm`); the option's parsing is checked everywhere.
- * Leaves out: timing assertions (the nested test VM is ~100x slower); faults
- * on the source side (its death ends the destination: real/migrate.ts).
+ * gone; so does a source killed mid-migration. Skip with the reason without
+ * /dev/kvm or the addon (fail instead under `npm run test:kvm`); the option's
+ * parsing is checked everywhere.
+ * Leaves out: timing assertions (the nested test VM is ~100x slower).
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -70,12 +70,39 @@ interface Migrated {
 
 const pids: number[] = [];
 
+/** True while pid runs (a zombie waiting for its reaper has ended). */
 function alive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0] !== 'Z';
   } catch {
     return false;
+  }
+}
+
+/** Polls until cond holds or timeoutMs passes; returns whether it held. */
+async function eventually(cond: () => boolean, timeoutMs: number): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return cond();
+}
+
+/** The pids of a process's children. */
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function cmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+  } catch {
+    return '';
   }
 }
 
@@ -181,5 +208,25 @@ describe('latsim real migrate under faults', () => {
     const d = json.real.destination;
     expect(d.guest).toBe('lost');
     expect(realLine(stderr)).toMatch(/^latsim: real: the guest is lost on both sides: .*after the guest started there/);
+  });
+
+  it('the source killed mid-migration: the destination ends by itself', T, async (ctx) => {
+    kvmOrSkip(ctx).close();
+    const src = spawn(process.execPath, ['bin/latsim.mjs', 'real', 'migrate', file], { stdio: 'ignore' });
+    try {
+      let dst = -1;
+      expect(await eventually(() => {
+        dst = childrenOf(src.pid!).find((c) => cmdline(c).includes('real incoming')) ?? -1;
+        return dst > 0;
+      }, 60_000), 'the destination process started').toBe(true);
+      pids.push(dst);
+      // Wait for the stream to flow (or at least not long), then kill the source.
+      await new Promise((r) => setTimeout(r, 1500));
+      src.kill('SIGKILL');
+      // End of stream (or, before the connection, the parent gone) ends it.
+      expect(await eventually(() => !alive(dst), 60_000), 'the destination ended').toBe(true);
+    } finally {
+      if (src.exitCode === null && src.signalCode === null) src.kill('SIGKILL');
+    }
   });
 });
