@@ -283,7 +283,7 @@ export function registerReal(program: Command): void {
     .option('--json', 'print the result as one JSON object')
     .option('--duration <d>', 'end the run after this long at most (e.g. 10s)')
     .option('--memory <size>', 'give the guest this much memory instead (e.g. 64MiB)')
-    .option('--check <d>', 'how long the guest runs on the destination before it reports (default 500ms)')
+    .option('--check <d>', 'how long the guest runs on the destination before it reports, or on the source after a failed migration (default 500ms)')
     .option('--trace <file>', 'write a Perfetto / Chrome trace-event JSON file')
     .option('--report <dir>', 'write report.txt, result.json, trace.json and report.html to a directory')
     .addOption(faultOption('--destination-fault'))
