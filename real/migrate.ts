@@ -52,12 +52,13 @@ export interface DestinationInfo {
   exit_code: number | null;
   /** The signal that ended the destination process (the source sends SIGKILL to one that does not exit). */
   exit_signal: string | null;
-  /** What broke: the migration's error, or the wait for the report's after the switchover. */
+  /** What broke the stream (the migration's error, or the report's after the switchover), or null. */
   error: string | null;
   /**
-   * Where the guest runs at the end: on the source (the migration failed or
-   * did not finish), on the destination (until its report), or nowhere
-   * (lost on both sides: the destination failed after GO).
+   * Where the guest is at the end: on the source (the migration failed before
+   * GO, or did not finish; `source_after_failure` says whether it runs), on
+   * the destination (it ran there until the report), or lost on both sides
+   * (the destination failed after GO).
    */
   guest: 'source' | 'destination' | 'lost';
   source_after_failure: SourceAfterFailure | null;
@@ -111,7 +112,6 @@ export async function realMigrate(scenario: Scenario, o: MigrateOptions): Promis
   };
   let run: RealRun<StreamDestination>;
   let dest: StreamDestination | null = null;
-  let reportError: string | null = null;
   let failedAtNs = -1;
   let after: SourceAfterFailure | null = null;
   let exit: { code: number | null; signal: string | null };
@@ -139,7 +139,7 @@ export async function realMigrate(scenario: Scenario, o: MigrateOptions): Promis
         failedAtNs = p.nowNs();
         closeStream();
         // Lost (stopped for good at switchover): nothing runs here any more.
-        if (!machine.runstate.running) return p.stop();
+        if (dest!.phase !== 'before-go') return p.stop();
         // As under QEMU the source runs on; watch its guest for the check window.
         const hb0 = opened.guest.heartbeat(0);
         afterEndNs = failedAtNs + o.checkNs;
@@ -159,9 +159,8 @@ export async function realMigrate(scenario: Scenario, o: MigrateOptions): Promis
           try {
             yield* d.awaitReport(o.checkNs);
           } catch (e) {
+            // The guest is lost; the destination's streamError says why.
             if (!(e instanceof MigrationStreamError)) throw e;
-            reportError = e.message;
-            failedAtNs = p.nowNs();
           }
           p.stop();
         });
@@ -180,8 +179,9 @@ export async function realMigrate(scenario: Scenario, o: MigrateOptions): Promis
   }
   const d = dest as StreamDestination | null;
   const m = run.result.migration;
-  const error = m?.status === 'failed' ? m.fail_reason : reportError;
-  const running = run.world.machine.runstate.running;
+  // A migration the policy failed (abort-on-downtime, an I/O error) is a result; a broken stream is a fault.
+  const error = d?.streamError ?? null;
+  const lost = error !== null && d !== null && d.phase !== 'before-go';
   return {
     ...run,
     destination: {
@@ -194,7 +194,7 @@ export async function realMigrate(scenario: Scenario, o: MigrateOptions): Promis
       exit_code: exit.code,
       exit_signal: exit.signal,
       error,
-      guest: running ? 'source' : error === null && d?.report?.running ? 'destination' : 'lost',
+      guest: lost ? 'lost' : m?.status === 'completed' && d?.report?.running ? 'destination' : 'source',
       source_after_failure: after,
     },
   };

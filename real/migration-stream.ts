@@ -69,10 +69,10 @@ export class StreamDestination implements MigrationDestination, MigrationWire {
   report: DestinationReport | null = null;
   /** Time the switchover check took (both sides digesting memory). */
   checkNs = 0;
-  /** GO sent (the destination may start the guest), and the destination said it runs. */
+  /** GO on the socket (the destination may start the guest), and the destination said it runs. */
   phase: SwitchoverPhase = 'before-go';
-  /** Last time the stream moved (a write progressed or bytes arrived). */
-  lastProgressNs = 0;
+  /** The first error the stream gave (what a MigrationStreamError said), or null. */
+  streamError: string | null = null;
   private readonly out = new SectionWriter();
   private readonly in = new SectionReader();
   private readonly readable;
@@ -159,9 +159,8 @@ export class StreamDestination implements MigrationDestination, MigrationWire {
     verifyDisks(disks);
     this.out.begin(SECTION.go);
     this.out.end();
-    // From the first byte of GO on, the destination may start the guest.
-    this.phase = 'go-sent';
-    yield* this.flush();
+    // From the first byte of GO on the socket, the destination may start the guest.
+    yield* this.flush(() => { this.phase = 'go-sent'; });
     yield* this.receive(SECTION.running);
     this.phase = 'running';
     return this.checkNs;
@@ -177,22 +176,24 @@ export class StreamDestination implements MigrationDestination, MigrationWire {
     return r;
   }
 
-  /** The error for what went wrong, saying whether the guest is lost. */
+  /** The error for what went wrong, saying whether the guest is lost; the first is kept. */
   private broke(why: string): MigrationStreamError {
-    switch (this.phase) {
-      case 'before-go':
-        return new MigrationStreamError(why);
-      case 'go-sent':
-        return new MigrationStreamError(`the guest is lost on both sides: ${why} after GO ` +
-          '(the source stopped it for good at switchover, the destination did not say it started)', true);
-      case 'running':
-        return new MigrationStreamError(`the guest is lost on both sides: ${why} after the guest started there ` +
+    const e = this.phase === 'before-go'
+      ? new MigrationStreamError(why)
+      : this.phase === 'go-sent'
+        ? new MigrationStreamError(`the guest is lost on both sides: ${why} after GO ` +
+          '(the source stopped it for good at switchover, the destination did not say it started)', true)
+        : new MigrationStreamError(`the guest is lost on both sides: ${why} after the guest started there ` +
           '(the source stopped it for good at switchover)', true);
-    }
+    this.streamError ??= e.message;
+    return e;
   }
 
-  /** Writes the send buffer to the socket, waiting while it is full (at most the stream timeout without progress). */
-  private *flush(): Co<void> {
+  /**
+   * Writes the send buffer to the socket, waiting while it is full (at most
+   * the stream timeout without progress); `wrote` runs once bytes are out.
+   */
+  private *flush(wrote?: () => void): Co<void> {
     const o = this.out;
     o.end();
     const p = this.platform;
@@ -215,7 +216,7 @@ export class StreamDestination implements MigrationDestination, MigrationWire {
         continue;
       }
       off += n;
-      this.lastProgressNs = p.nowNs();
+      if (n > 0) wrote?.();
     }
     this.wireBytes += o.len;
     o.reset();
@@ -240,7 +241,7 @@ export class StreamDestination implements MigrationDestination, MigrationWire {
       this.readable.read();
       try {
         if (this.in.fill(p.io, this.fd) > 0) {
-          since = this.lastProgressNs = p.nowNs();
+          since = p.nowNs();
           continue;
         }
         if (this.in.eof) continue;

@@ -192,7 +192,8 @@ export function destinationText(d: DestinationInfo): string {
 export function faultLine(d: DestinationInfo): string | null {
   if (!d.error) return null;
   if (d.guest === 'lost') return d.error.startsWith('the guest is lost') ? d.error : `the guest is lost on both sides: ${d.error}`;
-  return `the migration failed: ${d.error}; the guest runs on on the source`;
+  const runs = d.source_after_failure?.running ?? false;
+  return `the migration failed: ${d.error}; the guest ${runs ? 'runs on on' : 'stays, not running, on'} the source`;
 }
 
 async function migrateAction(file: string, o: CommonOptions & { check?: string; destinationFault?: DestinationFault }): Promise<number> {
