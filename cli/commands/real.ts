@@ -8,8 +8,8 @@
 // Without KVM, the addon or the guest payload, every one of them prints one
 // line and exits 6; a guest that fails (triple fault) exits 7; a destination
 // process that fails, or a broken migration stream, exits 8: before the
-// switchover the result says the migration failed and the guest runs on on
-// the source, after it that the guest is lost on both sides.
+// switchover the result says the migration failed and the guest keeps
+// running on the source, after it that the guest is lost on both sides.
 // Leaves out: --seed (a real run is not reproducible) and fingerprint checks.
 import { writeFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
@@ -42,8 +42,8 @@ Exit codes (besides those of latsim run):
   7  the guest failed: triple fault, failed VM entry, KVM internal error
   8  migrate: the destination process failed, the migration stream broke or
      stopped moving for migration.stream_timeout (default 10s); the migration
-     failed and the guest runs on on the source, or, after the switchover, the
-     guest is lost on both sides
+     failed and the guest keeps running on the source, or, after the
+     switchover, the guest is lost on both sides
 `;
 
 interface CommonOptions {
@@ -181,7 +181,7 @@ export function destinationText(d: DestinationInfo): string {
   if (d.error) out.push(`  error: ${d.error}`);
   const a = d.source_after_failure;
   if (a) {
-    out.push(`  the guest runs on on the source: ${a.running ? 'running' : 'NOT running'}, ` +
+    out.push(`  on the source after the failure: ${a.running ? 'running' : 'NOT running'}, ` +
       `heartbeat ${a.heartbeat_before} -> ${a.heartbeat_after} in ${a.window_ms} ms after the failure`);
   }
   if (d.guest === 'lost' && !d.error?.startsWith('the guest is lost')) out.push('  the guest is lost on both sides');
@@ -193,7 +193,7 @@ export function faultLine(d: DestinationInfo): string | null {
   if (!d.error) return null;
   if (d.guest === 'lost') return d.error.startsWith('the guest is lost') ? d.error : `the guest is lost on both sides: ${d.error}`;
   const runs = d.source_after_failure?.running ?? false;
-  return `the migration failed: ${d.error}; the guest ${runs ? 'runs on on' : 'stays, not running, on'} the source`;
+  return `the migration failed: ${d.error}; the guest ${runs ? 'keeps running on' : 'stays, not running, on'} the source`;
 }
 
 async function migrateAction(file: string, o: CommonOptions & { check?: string; destinationFault?: DestinationFault }): Promise<number> {

@@ -157,7 +157,7 @@ describe('latsim real migrate under faults', () => {
     expect(a.running).toBe(true);
     expect(a.heartbeat_after).toBeGreaterThan(a.heartbeat_before);
     expect(json.real.vcpus[0]!.heartbeat).toBeGreaterThanOrEqual(a.heartbeat_after);
-    expect(realLine(stderr)).toMatch(/^latsim: real: the migration failed: .*; the guest runs on on the source$/);
+    expect(realLine(stderr)).toMatch(/^latsim: real: the migration failed: .*; the guest keeps running on the source$/);
   });
 
   it('the destination stopped (SIGSTOP): failed after the stream timeout, the source runs on, the destination is reaped', T, (ctx) => {
