@@ -11,7 +11,6 @@
 // switchover the result says the migration failed and the guest keeps
 // running on the source, after it that the guest is lost on both sides.
 // Leaves out: --seed (a real run is not reproducible) and fingerprint checks.
-import { writeFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { loadScenarioFile } from '../scenario-file.ts';
 import { UsageError } from '../errors.ts';
@@ -22,6 +21,7 @@ import { textReport } from '../../reports/text.ts';
 import { resultJson } from '../../reports/json.ts';
 import { perfettoTrace } from '../../reports/perfetto.ts';
 import { writeReports } from '../../reports/write.ts';
+import { writeAll, writeFileAtomic } from '../output.ts';
 import { probeKvm, DEFAULT_ADDON_PATH, DEFAULT_KVM_DEVICE, type CapName } from '../../real/kvm/index.ts';
 import { PAYLOAD_PATH } from '../../real/guest/loader.ts';
 import { existsSync } from 'node:fs';
@@ -87,15 +87,18 @@ async function guarded(action: () => Promise<number> | number): Promise<void> {
 /** Prints a real run as `latsim run` prints a simulated one, plus its `real` section. */
 export function printRun(run: RealRun, o: CommonOptions, extra: Record<string, unknown> = {}): void {
   const r = run.result;
-  if (o.trace) writeFileSync(o.trace, JSON.stringify(perfettoTrace(run.world.machine.trace.records, r)));
-  // The report writers read only the result and the trace records of the world.
-  if (o.report) writeReports(o.report, { result: r, world: run.world as unknown as World, error: run.error });
+  // The report first: a file that cannot be written does not cost it.
   if (o.json) {
     process.stdout.write(`${JSON.stringify({ ...resultJson(r), real: { ...run.real, ...extra } }, null, 2)}\n`);
   } else {
     process.stdout.write(`${textReport(r)}\n\n${realText(run.real)}\n`);
   }
   if (r.error) process.stderr.write(`latsim: ${r.error}\n`);
+  writeAll([
+    () => o.trace !== undefined && writeFileAtomic(o.trace, JSON.stringify(perfettoTrace(run.world.machine.trace.records, r))),
+    // The report writers read only the result and the trace records of the world.
+    () => o.report !== undefined && writeReports(o.report, { result: r, world: run.world as unknown as World, error: run.error }, 'real run'),
+  ]);
 }
 
 /** The text lines of the `real` section. */
