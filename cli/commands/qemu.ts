@@ -3,20 +3,23 @@
 //   probe     the binary, its version, the accelerator, its migration capabilities
 //   run       the scenario on QEMU: boot the payload, migrate over loopback, check memory
 //   compare   the scenario on the simulation and on QEMU, side by side, with gaps
-// Exit codes: those of latsim run (0, 1 a budget failed, 4 memory differed at
-// switchover), 6 QEMU or KVM unavailable (one line), 7 the guest failed (did
-// not boot or run before the migration), 8 the migration failed (QEMU's
-// status `failed` unless the scenario expects it, a QMP failure during the
-// migration, the guest not resuming on the destination). With --bisect,
-// `latsim qemu run` exits as `git bisect run` reads it.
+// Exit codes: those of latsim run (0, 1 a budget failed, 2 bad input, 4 memory
+// differed at switchover, 9 an output could not be written), 6 QEMU or KVM
+// unavailable (one line), 7 the guest failed (did not boot or run before the
+// migration), 8 the migration failed (QEMU's status `failed` unless the
+// scenario expects it, a QMP failure during the migration, the guest not
+// resuming on the destination). With --bisect, `latsim qemu run` exits as
+// `git bisect run` reads it.
 // Leaves out: --seed (a QEMU run is not reproducible), fingerprints, the
 // Perfetto and HTML reports (they need the simulation's trace).
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadScenarioFile, ScenarioError } from '../scenario-file.ts';
-import { intOption, UsageError } from '../errors.ts';
+import { UsageError } from '../errors.ts';
+import { parseInteger } from '../args.ts';
+import { checkWritable, outputErrorsOf } from '../output.ts';
 import { bisectExitCode } from '../exit-codes.ts';
+import { writeReportDirectory } from '../../reports/write.ts';
 import { parseBandwidth, parseDuration, parseSize } from '../../sim/scenario/units.ts';
 import type { Scenario } from '../../sim/scenario/scenario.ts';
 import { resultJson } from '../../reports/json.ts';
@@ -31,7 +34,8 @@ import { compareOnQemu } from '../../real/qemu/compare.ts';
 import { compareText, probeText, runText, summaryText } from '../../real/qemu/report.ts';
 
 export const QEMU_EXIT_CODES_HELP = `
-Exit codes (besides those of latsim run: 0, 1 a budget failed, 2 bad input, 4 memory differed):
+Exit codes (besides those of latsim run: 0, 1 a budget failed, 2 bad input, 4 memory differed,
+9 an output could not be written):
   6  QEMU or KVM unavailable: the binary does not run, /dev/kvm missing or not
      usable, no trace backend, the guest payload not built
   7  the guest failed: it did not boot or run on QEMU before the migration
@@ -67,10 +71,24 @@ function scenarioOf(file: string, o: CommonOptions): Scenario {
   return adaptScenario(s, { ...(durationNs === undefined ? {} : { durationNs }), ...(memoryBytes === undefined ? {} : { memoryBytes }) });
 }
 
+/** QEMU runs one command may make. */
+const REPEAT_MAX = 100;
+
 function repeatOf(o: CommonOptions): number {
-  const n = o.repeat === undefined ? 1 : intOption('--repeat', o.repeat, 1);
-  if (n > 100) throw new UsageError('--repeat: at most 100 runs');
-  return n;
+  return o.repeat === undefined ? 1 : parseInteger('--repeat', o.repeat, 1, REPEAT_MAX);
+}
+
+/**
+ * Mistakes in the options, found before any QEMU starts (a run takes a while):
+ * a bad --repeat, a --report that is the scenario file or cannot be written.
+ * They are exit 2 (or 9) even with --bisect: not the commit's fault.
+ */
+function checkRunOptions(file: string, o: CommonOptions & { report?: string }): void {
+  repeatOf(o);
+  if (o.report !== undefined) {
+    if (resolve(o.report) === resolve(file)) throw new UsageError(`--report ${o.report}: that is the scenario file`);
+    checkWritable(o.report, 'directory');
+  }
 }
 
 /** Unavailable: one line and exit 6, before anything else runs. */
@@ -155,13 +173,15 @@ async function runAction(file: string, o: CommonOptions & { report?: string; bis
     }
     : runJson(r0, s);
   const text = summary ? summaryText(summary, runs, budgets) : runText(r0, budgets);
-  if (o.report) {
-    mkdirSync(o.report, { recursive: true });
-    writeFileSync(join(o.report, 'report.txt'), `${text}\n`);
-    writeFileSync(join(o.report, 'result.json'), `${JSON.stringify(json, null, 2)}\n`);
-  }
+  // The report first: a file that cannot be written does not cost it.
   process.stdout.write(o.json ? `${JSON.stringify(json, null, 2)}\n` : `${text}\n`);
   for (const r of runs) if (r.error) process.stderr.write(`latsim: qemu: ${r.error}\n`);
+  if (o.report !== undefined) {
+    writeReportDirectory(o.report, 'qemu run', [
+      { name: 'report.txt', text: `${text}\n` },
+      { name: 'result.json', text: `${JSON.stringify(json, null, 2)}\n` },
+    ]);
+  }
   return o.bisect ? qemuBisectExitCode(code) : code;
 }
 
@@ -209,12 +229,14 @@ export function registerQemu(program: Command): void {
     .option('--qemu <path>', `the QEMU binary (default ${DEFAULT_QEMU}; e.g. build/qemu-system-x86_64 of a source tree)`)
     .option('--repeat <n>', 'run it n times and report medians with ranges (min..max)')
     .option('--json', 'print the result as one JSON object')
-    .option('--report <dir>', 'write report.txt and result.json to a directory')
+    .option('--report <dir>', 'write report.txt, result.json and manifest.json (last) to a directory')
     .option('--duration <d>', 'run this long at most instead of the scenario\'s duration (e.g. 10s)')
     .option('--memory <size>', 'give the guest this much memory instead (e.g. 64MiB)')
     .option('--prealloc', 'start the destination with -mem-prealloc (as qemu compare does)')
     .option('--bisect', 'exit codes for git bisect run: 0 good; 1 bad (budget, memory, migration failed); 125 skip (QEMU unavailable, guest failed, bad input)')
     .action((file: string, o: CommonOptions & { report?: string; bisect?: boolean; prealloc?: boolean }) => {
+      // A misuse of the options is exit 2 (an unwritable --report 9) even with --bisect.
+      checkRunOptions(file, o);
       if (!o.bisect) return guarded(() => runAction(file, o));
       return guarded(async () => {
         try {
@@ -224,7 +246,10 @@ export function registerQemu(program: Command): void {
             process.stderr.write(`latsim: qemu: QEMU backend unavailable: ${e.message}\nlatsim: --bisect: skipping this commit (exit 125)\n`);
             return 125;
           }
-          const what = e instanceof ScenarioError || e instanceof UsageError ? (e as Error).message : `internal error: ${(e as Error).stack ?? String(e)}`;
+          // The scenario does not apply to this tree, or latsim broke: neither good nor bad.
+          const outputs = outputErrorsOf(e);
+          const what = e instanceof ScenarioError || e instanceof UsageError ? (e as Error).message
+            : outputs ? outputs.map((x) => x.message).join('\nlatsim: ') : `internal error: ${(e as Error).stack ?? String(e)}`;
           process.stderr.write(`latsim: ${what}\nlatsim: --bisect: skipping this commit (exit 125)\n`);
           return 125;
         }
