@@ -138,6 +138,7 @@ describe('latsim qemu on QEMU', () => {
     expect(j.pass).toBe(false);
     expect(JSON.parse(readFileSync(join(out, 'result.json'), 'utf8')).summary.runs).toBe(2);
     expect(readFileSync(join(out, 'report.txt'), 'utf8')).toContain('median [min..max]');
+    expect(JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'))).toMatchObject({ command: 'qemu run', complete: true });
   });
 
   it('compare measures QEMU\'s stream, simulates on it, and prints both sides with their gaps', (ctx) => {
