@@ -11,8 +11,9 @@
 // they are printed (docs/fidelity.md explains them).
 //
 // Without QEMU, /dev/kvm or a buildable guest payload every case skips with
-// one line; LATSIM_REAL_REQUIRED=1 makes that a failure. LATSIM_FIDELITY_JSON=
-// <file> writes every comparison as JSON.
+// one line; LATSIM_REAL_REQUIRED=1 makes that a failure. LATSIM_QEMU=<binary>
+// runs it on another QEMU (e.g. a source tree's build/qemu-system-x86_64);
+// LATSIM_FIDELITY_JSON=<file> writes every comparison as JSON.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,7 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadScenarioFile } from '../../cli/scenario-file.ts';
 import { resultJson } from '../../reports/json.ts';
 import { compareOnQemu, type CompareReport } from '../../real/qemu/compare.ts';
-import { probeQemu } from '../../real/qemu/probe.ts';
+import { DEFAULT_QEMU, probeQemu } from '../../real/qemu/probe.ts';
 import { liveQemuCount } from '../../real/qemu/process.ts';
 import { compareText, gapText, qemuCell } from '../../real/qemu/report.ts';
 import { measureQemuStream, type StreamMeasure } from '../../real/qemu/stream.ts';
@@ -29,12 +30,13 @@ import { measureQemuStream, type StreamMeasure } from '../../real/qemu/stream.ts
 const ROOT = join(import.meta.dirname, '..', '..');
 const DIR = join(ROOT, 'scenarios', 'fidelity');
 const files = readdirSync(DIR).filter((f) => f.endsWith('.yaml')).sort();
+const QEMU = process.env['LATSIM_QEMU'] || DEFAULT_QEMU;
 
 function unavailable(): string | null {
-  let p = probeQemu();
+  let p = probeQemu(QEMU);
   if (!p.guest_built && p.version && p.kvm) {
     spawnSync(process.execPath, [join(ROOT, 'real', 'qemu', 'guest', 'build.mjs')], { encoding: 'utf8' });
-    p = probeQemu();
+    p = probeQemu(QEMU);
   }
   if (p.available) return null;
   const reason = `QEMU backend unavailable: ${p.reason}`;
@@ -52,7 +54,7 @@ const t0 = performance.now();
 describe('fidelity suite: scenarios/fidelity on the simulation and on QEMU', () => {
   beforeAll(async () => {
     if (reason) return;
-    stream = await measureQemuStream({ preallocDestination: true });
+    stream = await measureQemuStream({ qemu: QEMU, preallocDestination: true });
     process.stdout.write(`QEMU's unthrottled stream: ${(stream.bandwidth / 1e6).toFixed(1)} MB/s (${stream.mbps} Mbit/s; ` +
       `${Math.round(stream.memory_bytes / 2 ** 20)} MiB populated guest, destination preallocated): the simulated link of every case\n`);
   });
@@ -65,7 +67,7 @@ describe('fidelity suite: scenarios/fidelity on the simulation and on QEMU', () 
     it(f, async (ctx) => {
       if (reason) ctx.skip(reason);
       const s = loadScenarioFile(join('scenarios', 'fidelity', f));
-      const c = await compareOnQemu(s, { linkBandwidth: stream!.bandwidth, repeat: 1, preallocDestination: true });
+      const c = await compareOnQemu(s, { qemu: QEMU, linkBandwidth: stream!.bandwidth, repeat: 1, preallocDestination: true });
       reports.push(c);
       process.stdout.write(`\n${compareText(c)}\n`);
       expect(liveQemuCount()).toBe(0);
