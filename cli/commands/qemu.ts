@@ -34,8 +34,8 @@ import { compareOnQemu } from '../../real/qemu/compare.ts';
 import { compareText, probeText, runText, summaryText } from '../../real/qemu/report.ts';
 
 export const QEMU_EXIT_CODES_HELP = `
-Exit codes (besides those of latsim run: 0, 1 a budget failed, 2 bad input, 4 memory differed,
-9 an output could not be written):
+Exit codes (besides latsim run's 0 every budget held, 1 a budget failed, 2 bad
+input, 4 memory differed at switchover, 9 an output could not be written):
   6  QEMU or KVM unavailable: the binary does not run, /dev/kvm missing or not
      usable, no trace backend, the guest payload not built
   7  the guest failed: it did not boot or run on QEMU before the migration
