@@ -109,6 +109,10 @@ export interface QemuRunResult {
     switchover_stall_ms: number;
     /** The longest heartbeat gap of the run, whichever side (the guest-visible stall). */
     vcpu_stall_max_ms: number;
+    /** The same in ns, under the simulation's name (RunResult.guest.vcpu_stall_max_ns). */
+    vcpu_stall_max_ns: number;
+    /** Page writes of the whole run, under the simulation's name (pages_written). */
+    dirty_writes: number;
     status: { t_ns: number; side: 'source' | 'destination'; rate: number; pages: number; lost_ticks: number }[];
     destination_achieved_rate: number;
     /** The guest's own disk counters (its last status line): what it saw complete or fail. */

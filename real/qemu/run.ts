@@ -518,6 +518,8 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
       source_gap_max_at_ns: srcGap.at_ms >= 0 ? tns(srcGap.at_ms) : -1,
       switchover_stall_ms: switchoverStall,
       vcpu_stall_max_ms: Math.round(Math.max(srcGap.gap_ms, switchoverStall, dstGap.gap_ms)),
+      vcpu_stall_max_ns: Math.round(Math.max(srcGap.gap_ms, switchoverStall, dstGap.gap_ms) * 1e6),
+      dirty_writes: (dstStatus[dstStatus.length - 1] ?? lastSrcStatus)?.pages ?? 0,
       status: [
         ...srcStatus.map((x) => ({ t_ns: tns(x.host_ms), side: 'source' as const, rate: x.rate, pages: x.pages, lost_ticks: x.lost_ticks })),
         ...dstStatus.map((x) => ({ t_ns: tns(x.host_ms), side: 'destination' as const, rate: x.rate, pages: x.pages, lost_ticks: x.lost_ticks })),
