@@ -82,6 +82,16 @@ const MIB = 1024 * 1024;
 
 export class QemuUnavailable extends Error {}
 
+/** How far apart the trace's wall clock and the host's monotonic clock may still be after wallClockOffsetMs (ns). */
+const CLOCK_SLACK_NS = 5_000_000;
+
+/** Date.now() - performance.now(), now (ms): the wall-clock time of performance.now()'s zero. */
+function wallClockOffsetMs(): number {
+  let best = -Infinity;
+  for (let i = 0; i < 200; i++) best = Math.max(best, Date.now() - performance.now());
+  return best;
+}
+
 /** The QEMU command line of one side (exported for tests and documentation). */
 export function qemuArgs(o: {
   role: 'source' | 'destination';
@@ -369,7 +379,13 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
   }
 
   // Collect.
-  const originWall = performance.timeOrigin + origin;
+  // QEMU's trace is stamped with the wall clock, everything else here with
+  // performance.now(). performance.timeOrigin is the wall clock when this
+  // process started: after minutes the two clocks have drifted apart by
+  // milliseconds (NTP slews the wall clock), so the offset is taken now, from
+  // several readings (Date.now() has 1 ms steps: the largest reading is the
+  // closest to the true offset from below).
+  const originWall = origin + wallClockOffsetMs();
   const srcTrace = readTraceLog(join(dir, 'src.trace'));
   if (!opts.keepWorkDir) rmSync(dir, { recursive: true, force: true });
   untrack();
@@ -380,9 +396,13 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
   let phases: QemuMigrationResult['downtime_phases'] = null;
   if (steps && steps.paused_ns >= 0 && steps.vm_stop_ret_ns >= 0) {
     const ms = (n: number) => Math.round(n / 1e6);
-    // The flush bdrv_flush_all sent: the source's last flush arriving while the vCPUs were paused.
-    const flush = [...flushRecs].reverse().find((r) => r.at_ns >= steps.paused_ns && r.at_ns <= steps.vm_stop_ret_ns);
-    const flushStart = flush ? flush.at_ns : steps.vm_stop_ret_ns;
+    // The flush bdrv_flush_all sent: the source's last flush to arrive before
+    // vm_stop returned that was still running when the vCPUs were paused. With
+    // nothing to drain it arrives within a millisecond of the pause, so both
+    // ends allow for the two clocks' residual skew.
+    const slack = CLOCK_SLACK_NS;
+    const flush = [...flushRecs].reverse().find((r) => r.at_ns <= steps.vm_stop_ret_ns + slack && r.at_ns + r.latency_ns >= steps.paused_ns - slack);
+    const flushStart = flush ? Math.min(steps.vm_stop_ret_ns, Math.max(steps.paused_ns, flush.at_ns)) : steps.vm_stop_ret_ns;
     phases = {
       stop: steps.stop_ns >= 0 ? ms(steps.paused_ns - steps.stop_ns) : 0,
       drain: ms(flushStart - steps.paused_ns),
