@@ -30,7 +30,7 @@ export function probeText(p: QemuProbe, caps: QemuCapabilities | null): string {
   if (caps) {
     out.push(`migration capabilities (${caps.migration_capabilities.length}): ${caps.migration_capabilities.join(', ')}`);
     out.push(`migration parameters (${caps.migration_parameters.length}): ${caps.migration_parameters.join(', ')}`);
-    out.push(`machine: ${caps.machine}; QMP ${caps.qmp_version}`);
+    out.push(`QMP query-version: ${caps.qmp_version}`);
   }
   out.push(p.available ? 'available: yes' : `available: no: ${p.reason}`);
   return out.join('\n');
