@@ -16,8 +16,9 @@ import { parseDuration } from '../../sim/scenario/units.ts';
 import { parseShard, parseWorkers, progressBar, runJobs, shardPoints, type Job } from '../campaign.ts';
 import { SEED_MAX } from '../../sim/scenario/scenario.ts';
 import { fuzzDocument, fuzzExitCode, fuzzText, type FuzzCampaign, type FuzzDocument, type FuzzFailure, type FuzzRow } from '../fuzz/document.ts';
-import { KNOBS_VERSION } from '../fuzz/knobs.ts';
-import { PLANTS, type Plant } from '../fuzz/scenario.ts';
+import { KNOB_TABLE, KNOBS_VERSION, type Knobs } from '../fuzz/knobs.ts';
+import { buildScenario, PLANTS, type Plant } from '../fuzz/scenario.ts';
+import { MAX_MEMORY_HELP, maxMemoryOption, memoryProblem, parseScenario } from '../scenario-file.ts';
 import { DEFAULT_SHRINK_RUNS } from '../fuzz/shrink.ts';
 import { seedCommand, type SeedInput, type SeedRun } from '../fuzz/seed.ts';
 
@@ -39,6 +40,7 @@ export interface FuzzOptions {
   out?: string;
   shrinkRuns?: string;
   json?: boolean;
+  maxMemory?: string;
 }
 
 
@@ -63,6 +65,7 @@ export async function fuzz(opts: FuzzOptions, progress = true): Promise<FuzzDocu
   const shrinkRuns = opts.shrinkRuns === undefined ? DEFAULT_SHRINK_RUNS : intOption('--shrink-runs', opts.shrinkRuns);
   const out = opts.out ?? DEFAULT_OUT;
   const campaign: FuzzCampaign = { seed_start: seedStart, seeds, plant: plant as Plant | null, knobs_version: KNOBS_VERSION };
+  checkFuzzMemory(maxMemoryOption(opts.maxMemory), workers, campaign.plant);
 
   const points = shardPoints(Array.from({ length: seeds }, (_, index) => ({ index, seed: seedStart + index })), shard);
   const deadline = timeNs === null ? null : Date.now() + timeNs / 1e6;
@@ -100,6 +103,16 @@ export async function fuzz(opts: FuzzOptions, progress = true): Promise<FuzzDocu
 }
 
 
+/** Refuses a campaign whose largest scenario (every knob at its highest), once per worker, would not fit maxMemoryBytes. */
+function checkFuzzMemory(maxMemoryBytes: number, workers: number, plant: Plant | null): void {
+  const largest = Object.fromEntries(KNOB_TABLE.map(([name, , hi]) => [name, hi])) as Knobs;
+  for (const phase of ['safety', 'liveness'] as const) {
+    const s = parseScenario(buildScenario(largest, { seed: 1, phase, plant }).text, `fuzz-largest-${phase}`);
+    const problem = memoryProblem(s, { maxMemoryBytes, runsAtOnce: workers });
+    if (problem) throw new UsageError(`--max-memory: the largest fuzz scenario (${phase} phase): ${problem.detail}`);
+  }
+}
+
 const FUZZ_HELP = `
 Each seed draws its knobs from a seeded stream, so a seed always means the same
 scenario. A failing seed is shrunk with fast-check to a small scenario, written
@@ -128,6 +141,7 @@ export function registerFuzz(program: Command): void {
     .option('--out <dir>', 'where shrunk regression scenarios go', DEFAULT_OUT)
     .option('--shrink-runs <n>', 'runs shrinking may spend per failing seed (0: do not shrink)', String(DEFAULT_SHRINK_RUNS))
     .option('--json', 'print the result as one JSON object')
+    .option('--max-memory <size>', `${MAX_MEMORY_HELP}; --workers runs count once each`)
     .addHelpText('after', FUZZ_HELP)
     .action(async (opts: FuzzOptions) => {
       const doc = await fuzz(opts);

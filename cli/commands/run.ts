@@ -2,7 +2,7 @@
 // With --bisect, exit codes are git bisect run's: 0 good, 1 bad, 125 skip.
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { loadScenarioFile, ScenarioError } from '../scenario-file.ts';
+import { loadScenarioFile, MAX_MEMORY_HELP, maxMemoryOption, ScenarioError } from '../scenario-file.ts';
 import { intOption, UsageError } from '../errors.ts';
 import { simulate } from '../../sim/run.ts';
 import { bisectExitCode, exitCodeOf } from '../exit-codes.ts';
@@ -33,6 +33,7 @@ export function registerRun(program: Command): void {
     .option('--report <dir>', 'write report.txt, result.json, trace.json and report.html to a directory')
     .option('--update-fingerprint', 'record this run\'s trace fingerprint in the scenario file')
     .option('--check-fingerprint', 'exit 1 when the trace fingerprint differs from the recorded one')
+    .option('--max-memory <size>', MAX_MEMORY_HELP)
     .option('--bisect', 'exit codes for git bisect run: 0 good; 1 bad (budget, liveness, invariant); 125 skip (bad input, internal error)')
     .action((file: string, opts: RunOptions) => {
       if (!opts.bisect) return runAction(file, opts);
@@ -57,10 +58,11 @@ interface RunOptions {
   updateFingerprint?: boolean;
   checkFingerprint?: boolean;
   bisect?: boolean;
+  maxMemory?: string;
 }
 
 function runAction(file: string, opts: RunOptions): void {
-  const scenario = loadScenarioFile(file);
+  const scenario = loadScenarioFile(file, { maxMemoryBytes: maxMemoryOption(opts.maxMemory), keepTrace: Boolean(opts.trace || opts.report) });
   const seed = opts.seed === undefined ? undefined : intOption('--seed', opts.seed);
   const t0 = performance.now();
   const run = simulate(scenario, { ...(seed === undefined ? {} : { seed }), keepTrace: Boolean(opts.trace || opts.report) });

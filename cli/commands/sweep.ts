@@ -7,7 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { parseScenario, readScenarioText } from '../scenario-file.ts';
+import { MAX_MEMORY_HELP, maxMemoryOption, parseScenario, readScenarioText } from '../scenario-file.ts';
 import { UsageError } from '../errors.ts';
 import {
   campaignDocument, campaignExitCode, campaignSpec, expandGrid, gridCombinations, overridesOf, parseSeeds, parseSet,
@@ -27,6 +27,7 @@ export interface SweepOptions {
   report?: string;
   workers?: string;
   shard?: string;
+  maxMemory?: string;
 }
 
 const SWEEP_HELP = `
@@ -60,8 +61,9 @@ export async function sweep(file: string, opts: SweepOptions, run: { keepResults
   const spec = campaignSpec(file, text, axes, seeds);
 
   // Check the file, then every grid point, before running anything.
-  parseScenario(text, file);
-  for (const values of gridCombinations(spec)) parseScenario(text, file, overridesOf(spec, values));
+  const memory = { maxMemoryBytes: maxMemoryOption(opts.maxMemory), runsAtOnce: workers };
+  parseScenario(text, file, [], memory);
+  for (const values of gridCombinations(spec)) parseScenario(text, file, overridesOf(spec, values), memory);
 
   const points = shardPoints(expandGrid(spec), shard);
   const inputs: PointInput[] = points.map((p) => ({
@@ -111,6 +113,7 @@ export function registerSweep(program: Command): void {
     .option('--report <dir>', 'also write report.html (runs side by side), sweep.json and sweep.csv to a directory')
     .option('--workers <n>', 'worker threads, or "auto" for one per core', '1')
     .option('--shard <i/n>', 'run only shard i of n (runs whose number mod n is i-1)')
+    .option('--max-memory <size>', `${MAX_MEMORY_HELP}; --workers runs count once each`)
     .addHelpText('after', SWEEP_HELP)
     .action(async (file: string, opts: SweepOptions) => {
       const format = formatOf(opts);

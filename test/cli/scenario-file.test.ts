@@ -65,9 +65,9 @@ describe('the base scenario', () => {
 
 describe('mistakes name the file, line, column and field', () => {
   const cases: [string, string, RegExp][] = [
-    ['an unknown top-level key', edit(2, 'duration: 10s', 'durration: 10s'), /^f\.yaml:3:1: durration: unknown key "durration"; expected one of: .*\bduration\b/],
-    ['a typo in a nested key', edit(4, '  memroy: 1GiB'), /^f\.yaml:4:3: vm\.memroy: unknown key "memroy"; expected one of: .*\bmemory\b/],
-    ['a typo in a key inside a list', edit(13, '      flsh: 1ms'), /^f\.yaml:13:7: devices\.blk\[0\]\.flsh: unknown key "flsh"; expected one of: .*\bflush\b/],
+    ['an unknown top-level key', edit(2, 'duration: 10s', 'durration: 10s'), /^f\.yaml:3:1: durration: unknown key "durration" \(did you mean "duration"\?\)$/],
+    ['a typo in a nested key', edit(4, '  memroy: 1GiB'), /^f\.yaml:4:3: vm\.memroy: unknown key "memroy" \(did you mean "memory"\?\)$/],
+    ['a typo in a key inside a list', edit(13, '      flsh: 1ms'), /^f\.yaml:13:7: devices\.blk\[0\]\.flsh: unknown key "flsh" \(did you mean "flush"\?\)$/],
     ['a bad unit', edit(2, 'duration: 10 parsecs'), /^f\.yaml:2:11: duration: expected a duration like "358ms" or "40s", got "10 parsecs"$/],
     ['a negative size', edit(4, '  memory: -1GiB'), /^f\.yaml:4:11: vm\.memory: expected a size like "4GiB" or "512MB", got "-1GiB"$/],
     ['a zero bandwidth', edit(23, '  max_bandwidth: 0Gbit/s'), /^f\.yaml:23:18: migration\.max_bandwidth: bandwidth must be greater than zero$/],
@@ -80,7 +80,7 @@ describe('mistakes name the file, line, column and field', () => {
     ['a zero duration', edit(2, 'duration: 0s'), /^f\.yaml:2:11: duration: duration must be greater than zero$/],
     ['a migration starting after the end', edit(22, '  start: 30s'), /^f\.yaml:22:10: migration\.start: migration starts at or after the end of the run$/],
     ['an unknown policy', edit(22, '  start: 3s', '  policy: fastest'), /^f\.yaml:23:11: migration\.policy: expected one of legacy, flush-timeout/],
-    ['a duplicate key', edit(2, 'duration: 10s', 'duration: 20s'), /^f\.yaml:3:1: YAML: Map keys must be unique/],
+    ['a duplicate key', edit(2, 'duration: 10s', 'duration: 20s'), /^f\.yaml:3:1: duration: duplicate key "duration" \(first at 2:1\)$/],
     ['a YAML syntax error', edit(4, '  memory: [1GiB'), /^f\.yaml:\d+:\d+: YAML: Flow sequence .*[^:]$/],
     ['a tab in the indentation', edit(5, '\tvcpus: 2'), /^f\.yaml:5:1: YAML: Tabs are not allowed as indentation$/],
   ];
@@ -156,7 +156,7 @@ describe('latsim check', () => {
     const run = await runCli(['check', good, bad]);
     expect(run.code).toBe(2);
     expect(run.stdout).toBe(`${good}: ok\n`);
-    expect(run.stderr).toBe(`latsim: ${bad}:4:3: vm.memroy: unknown key "memroy"; expected one of: ${run.stderr.split('expected one of: ')[1]}`);
+    expect(run.stderr).toBe(`latsim: ${bad}:4:3: vm.memroy: unknown key "memroy" (did you mean "memory"?)\n`);
     expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
   });
 
