@@ -114,11 +114,12 @@ export function estimateMemory(s: Scenario, o: { keepTrace?: boolean } = {}): Me
     const dirty = Math.min(b.io.sectors, Math.ceil(b.io.rate * b.io.write_fraction * durS));
     add(`disk ${b.name}: up to ${fmt(dirty)} blocks written before a flush x ${DIRTY_BLOCK_BYTES} B`, dirty * DIRTY_BLOCK_BYTES, path);
   });
-  const samples = s.vm.vcpus * Math.ceil(s.duration_ns / s.guest.userspace.quantum_ns);
+  // A sample per quantum of run time; a slice (an event) runs at most slice / quantum of them.
+  const samples = Math.min(s.vm.vcpus * Math.ceil(s.duration_ns / s.guest.userspace.quantum_ns), events * Math.ceil(s.guest.slice_ns / s.guest.userspace.quantum_ns));
   add(`userspace progress samples: ${fmt(samples)} (${s.vm.vcpus} vCPUs x duration / quantum) x ${SAMPLE_BYTES} B`, samples * SAMPLE_BYTES, ['guest', 'userspace', 'quantum']);
   s.devices.net.forEach((n, i) => {
     if (n.peer.ping_interval_ns > 0) {
-      const pings = Math.ceil(s.duration_ns / n.peer.ping_interval_ns);
+      const pings = Math.min(events, Math.ceil(s.duration_ns / n.peer.ping_interval_ns));
       add(`pings of ${n.name}: ${fmt(pings)} x ${PING_BYTES} B`, pings * PING_BYTES, ['devices', 'net', i, 'peer', 'ping_interval']);
     }
     const packets = Math.min(s.limits.max_events, Math.ceil(n.peer.background_rate * durS));

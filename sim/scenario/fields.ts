@@ -88,12 +88,13 @@ export class Fields {
     if (value === undefined) return dflt;
     if (typeof value === 'string') return { dist: 'fixed', value_ns: this.duration(path, value, 0, l) };
     const o = value as Raw;
+    const kind = `${/^[aeiou]/.test(String(o.dist)) ? 'an' : 'a'} ${String(o.dist)}`;
     const need = (k: string): number => {
-      if (o[k] === undefined) return this.fail(path, `a ${String(o.dist)} distribution needs "${k}"`);
+      if (o[k] === undefined) return this.fail(path, `${kind} distribution needs "${k}"`);
       return this.duration([...path, k], o[k], 0, l);
     };
     const above0 = (k: string, v: number, why: string): number =>
-      v > 0 ? v : this.fail([...path, k], `a ${String(o.dist)} distribution's ${k} must be greater than zero (${why})`);
+      v > 0 ? v : this.fail([...path, k], `${kind} distribution's ${k} must be greater than zero (${why})`);
     switch (o.dist as Dist['dist']) {
       case 'fixed': return { dist: 'fixed', value_ns: need('value') };
       case 'uniform': {
