@@ -70,7 +70,7 @@ export function distDefinition(): Schema {
       stddev: duration('normal: standard deviation (greater than zero)', l),
       median: duration('lognormal: median (greater than zero)', l),
       sigma: { ...num(0, 10, 'lognormal: sigma (greater than zero)'), exclusiveMinimum: 0, 'x-expected': 'a number above 0, at most 10', 'x-range': 'above 0, at most 10' },
-      of: list(obj({ p: num(0, 1, 'probability'), value: { $ref: '#/$defs/dist' } }, 'a part of a mixture', ['p', 'value']), 'mixture parts', MIXTURE_PARTS_MAX, 'parts'),
+      of: list(obj({ p: num(0, 1, 'probability'), value: dist('this part: a duration or a distribution', l) }, 'a part of a mixture', ['p', 'value']), 'mixture parts', MIXTURE_PARTS_MAX, 'parts'),
     },
     required: ['dist'],
     additionalProperties: false,
