@@ -208,6 +208,21 @@ describe('absurd but well-formed values are refused before the run, naming the f
     expect(errorOf(text).message).toMatch(expected);
   });
 
+  it('each is exit 2 and one line from latsim run, before anything runs', async () => {
+    const tmp = tempDir('absurd');
+    try {
+      for (const [what, text] of cases) {
+        const f = tmp.file(`${cases.findIndex((c) => c[0] === what)}.yaml`, text);
+        const run = await runCli(['run', f]);
+        expect(run.code, what).toBe(2);
+        expect(run.stdout, what).toBe('');
+        expect(run.stderr, what).toMatch(new RegExp(`^latsim: ${f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+: [^\\n]+\\n$`));
+      }
+    } finally {
+      tmp.remove();
+    }
+  });
+
   const faults = (n: number) => ['faults:', ...Array.from({ length: n }, (_, i) => `  - {name: f${i}, device: disk0, kind: stall, at: 1s, for: 1s}`)];
   it('at most 1000 faults', () => {
     const text = [...BASE.slice(0, 13), ...faults(1001), ...BASE.slice(20)].join('\n');
