@@ -9,7 +9,15 @@
 // and normal pages) are compared and reported, but have no goal unless the
 // file gives one.
 import type { Fields, Path, Raw } from './fields.ts';
+import { limit } from './limits.ts';
 import { duration, int, obj, oneOfWords, percent, size, type Schema } from './schema-kit.ts';
+
+/** An absolute tolerance of a time: up to an hour (a flush stall's downtime is tens of seconds). */
+const TIME_TOLERANCE_LIMIT = limit.duration('0s', '1h');
+/** An absolute tolerance of ram.transferred: up to 4 TiB (the largest guest is smaller). */
+const SIZE_TOLERANCE_LIMIT = limit.size('0B', '4TiB');
+/** An absolute tolerance of a count (syncs, pages). */
+const COUNT_TOLERANCE_MAX = 2 ** 32;
 
 export interface Tolerance {
   /** Largest |qemu - sim| / |sim| (a fraction), or null. */
@@ -64,7 +72,7 @@ export const DEFAULT_FIDELITY: FidelitySpec = {
 
 function absoluteSchema(kind: 'count' | 'size' | 'duration', what: string): Schema {
   const d = `largest absolute difference in ${what}`;
-  return kind === 'count' ? int(0, 1e12, d) : kind === 'size' ? size(d) : duration(d);
+  return kind === 'count' ? int(0, COUNT_TOLERANCE_MAX, d) : kind === 'size' ? size(d, SIZE_TOLERANCE_LIMIT) : duration(d, TIME_TOLERANCE_LIMIT);
 }
 
 export function fidelitySchema(): Schema {
@@ -93,7 +101,7 @@ export function checkFidelity(raw: unknown, f: Fields): FidelitySpec {
     if (v === undefined) continue;
     const path: Path = ['fidelity', key];
     const abs = (x: unknown, p: Path): number =>
-      kind === 'count' ? (x as number) : kind === 'size' ? f.size(p, x, 0) : f.duration(p, x, 0);
+      kind === 'count' ? (x as number) : kind === 'size' ? f.size(p, x, 0, SIZE_TOLERANCE_LIMIT) : f.duration(p, x, 0, TIME_TOLERANCE_LIMIT);
     if (typeof v === 'object' && v !== null) {
       const o = v as Raw;
       if (o.relative === undefined && o.absolute === undefined) f.fail(path, 'give relative, absolute or both');
