@@ -10,6 +10,7 @@ import { mainLoopSchema } from './main-loop.ts';
 import { migrationSchema } from './migration.ts';
 import { distDefinition, duration, int, name, obj, type Schema } from './schema-kit.ts';
 import { vmSchema } from './vm.ts';
+import { qemuSchema } from './qemu.ts';
 import { SEED_MAX } from './scenario.ts';
 
 export function scenarioSchema(): Schema {
@@ -33,6 +34,7 @@ export function scenarioSchema(): Schema {
         max_events: int(1, 1e12, 'liveness bound on events'),
         max_time: duration('liveness bound in simulated time'),
       }, 'hard bounds; crossing one is a liveness failure (exit 3)'),
+      qemu: qemuSchema(),
       vm: vmSchema(),
       main_loop: mainLoopSchema(),
       guest: guestSchema(),
