@@ -4,7 +4,9 @@
 // `--shard i/n` keeps the points whose index mod n is i-1, so n shards
 // partition the campaign exactly; a pool of worker threads (tinypool) runs the
 // points, and results come back in point order whatever the number of
-// workers. Also the summary row of one run and the progress bar on a terminal.
+// workers; an abort (an interrupt) stops the workers and keeps the results
+// that came back. Also the summary row of one run and the progress bar on a
+// terminal. Seeds are parsed by cli/args.ts.
 // Leaves out: merging shard files (the JSON output carries what a merge
 // needs: the campaign, the shard and each row's index).
 import { createHash } from 'node:crypto';
@@ -14,11 +16,11 @@ import { SingleBar } from 'cli-progress';
 import { Tinypool } from 'tinypool';
 import { parse as parseYaml } from 'yaml';
 import { UsageError } from './errors.ts';
+import type { Interruption } from './interrupt.ts';
 import { parseScenario, type ScenarioOverride } from './scenario-file.ts';
 import { exitCodeOf } from './exit-codes.ts';
 import { simulate } from '../sim/run.ts';
 import type { RunResult } from '../sim/results.ts';
-import { SEED_MAX } from '../sim/scenario/scenario.ts';
 import { ROW_METRICS, type CampaignDocument, type CampaignSpec, type GridAxis, type RunRow, type Shard } from '../reports/campaign.ts';
 
 /** Points in one campaign at most: a limit, so a typo cannot ask for a billion runs. */
@@ -107,28 +109,6 @@ function splitTopLevel(text: string): string[] {
   return out;
 }
 
-/** `A..B` (inclusive), `A,B,C` or `A`. */
-export function parseSeeds(text: string): number[] {
-  const seed = (s: string): number => {
-    const n = Number(s.trim());
-    if (s.trim() === '' || !Number.isSafeInteger(n) || n < 0 || n > SEED_MAX) {
-      throw new UsageError(`--seeds: ${JSON.stringify(s.trim())} is not a seed (an integer from 0 to ${SEED_MAX})`);
-    }
-    return n;
-  };
-  const range = /^\s*(\d+)\s*\.\.\s*(\d+)\s*$/.exec(text);
-  if (range) {
-    const a = seed(range[1]!);
-    const b = seed(range[2]!);
-    if (b < a) throw new UsageError(`--seeds ${text}: the range is empty (${b} < ${a})`);
-    if (b - a + 1 > POINTS_MAX) throw new UsageError(`--seeds ${text}: more than ${POINTS_MAX} seeds`);
-    return Array.from({ length: b - a + 1 }, (_, i) => a + i);
-  }
-  const list = text.split(',').map(seed);
-  if (new Set(list).size !== list.length) throw new UsageError(`--seeds ${text}: a seed is listed twice`);
-  return list;
-}
-
 /** `i/n` with 1 <= i <= n. */
 export function parseShard(text: string): Shard {
   const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(text);
@@ -143,8 +123,8 @@ export function parseShard(text: string): Shard {
 /** `--workers N` or `auto` (one per core). */
 export function parseWorkers(text: string): number {
   if (text.trim() === 'auto') return Math.min(WORKERS_MAX, availableParallelism());
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 1 || n > WORKERS_MAX) {
+  const n = /^[0-9]+$/.test(text) ? Number(text) : NaN;
+  if (!(n >= 1 && n <= WORKERS_MAX)) {
     throw new UsageError(`--workers: expected an integer from 1 to ${WORKERS_MAX} or "auto", got ${JSON.stringify(text)}`);
   }
   return n;
@@ -289,13 +269,22 @@ export function runPoint(input: PointInput): PointOutput {
 }
 
 
-export function campaignDocument(command: string, spec: CampaignSpec, shard: Shard | null, rows: readonly RunRow[]): CampaignDocument {
+/** A campaign's document as latsim prints it: marked partial when an interrupt cut it short. */
+export type CampaignOutput = CampaignDocument & {
+  /** True when the rows are not all the runs of this shard. */
+  readonly partial: boolean;
+  readonly interrupted: Interruption | null;
+};
+
+export function campaignDocument(command: string, spec: CampaignSpec, shard: Shard | null, rows: readonly RunRow[], interrupted: Interruption | null = null): CampaignOutput {
   return {
     format: 'latsim-campaign',
     version: 1,
     command,
     campaign: { ...spec, points: pointCount(spec) },
     shard,
+    partial: interrupted !== null,
+    interrupted,
     columns: ['index', ...spec.axes.map((a) => a.path), ...ROW_METRICS],
     rows: [...rows].sort((a, b) => a.index - b.index),
   };
@@ -321,57 +310,107 @@ export const POINT_JOB: Job = { module: new URL('./campaign.ts', import.meta.url
 
 const WORKER_FILE = new URL('./campaign-worker.mjs', import.meta.url).href;
 
+export interface JobOptions<O> {
+  readonly workers: number;
+  /** Called after each finished job with the count so far. */
+  readonly onDone?: (done: number) => void;
+  /** Called with each output as it arrives, with its input's index (to write a file at once, say). */
+  readonly onOutput?: (index: number, output: O) => void;
+  /** Aborting starts no more jobs and terminates the worker threads; the jobs left unfinished have no output. */
+  readonly signal?: AbortSignal;
+  /** Run in a worker thread even with one worker, so that an abort also stops the job in progress. */
+  readonly isolate?: boolean;
+}
+
+export interface JobsRun<O> {
+  /** In input order; undefined for the jobs an abort left unfinished. */
+  readonly outputs: readonly (O | undefined)[];
+  /** Jobs finished. */
+  readonly done: number;
+}
+
 /**
  * Runs the job on every input and returns the outputs in input order. One
- * worker runs in this thread; more run in a tinypool of worker threads.
- * onDone is called after each finished job with the count so far.
+ * worker runs in this thread (an abort is seen between two jobs); more, or
+ * `isolate`, run in a tinypool of worker threads.
  */
-export async function runJobs<I, O>(job: Job, inputs: readonly I[], options: { workers: number; onDone?: (done: number) => void }): Promise<O[]> {
-  const outputs = new Array<O>(inputs.length);
+export async function runJobs<I, O>(job: Job, inputs: readonly I[], options: JobOptions<O>): Promise<JobsRun<O>> {
+  const outputs = new Array<O | undefined>(inputs.length).fill(undefined);
+  const { signal } = options;
   let done = 0;
-  if (options.workers <= 1 || inputs.length <= 1) {
+  const finished = (i: number, o: O) => {
+    outputs[i] = o;
+    options.onOutput?.(i, o);
+    options.onDone?.(++done);
+  };
+  if (inputs.length === 0) return { outputs, done };
+  if ((options.workers <= 1 || inputs.length <= 1) && !options.isolate) {
     const mod = (await import(job.module)) as Record<string, (input: I) => O>;
     const fn = mod[job.fn];
     if (typeof fn !== 'function') throw new Error(`${job.module} has no export ${job.fn}`);
-    for (let i = 0; i < inputs.length; i++) {
-      outputs[i] = fn(inputs[i]!);
-      options.onDone?.(++done);
-      // Let a terminal progress bar redraw between runs.
+    for (let i = 0; i < inputs.length && !signal?.aborted; i++) {
+      finished(i, fn(inputs[i]!));
+      // Let a terminal progress bar redraw, and a signal handler run, between jobs.
       await yieldToEventLoop();
     }
-    return outputs;
+    return { outputs, done };
   }
-  const threads = Math.min(options.workers, inputs.length);
+  const threads = Math.max(1, Math.min(options.workers, inputs.length));
   const pool = new Tinypool({ filename: WORKER_FILE, minThreads: threads, maxThreads: threads, isolateWorkers: false });
+  let destroyed: Promise<void> | null = null;
+  const destroy = () => (destroyed ??= pool.destroy());
+  // An abort terminates the threads: the jobs in progress end with an error that is not theirs.
+  const onAbort = () => void destroy();
+  signal?.addEventListener('abort', onAbort, { once: true });
   // Two tasks in flight per thread: the threads stay busy, and only that many
   // inputs are copied to workers at a time, however large the campaign.
   let next = 0;
   const lane = async () => {
-    while (next < inputs.length) {
+    while (next < inputs.length && !signal?.aborted) {
       const i = next++;
-      outputs[i] = (await pool.run({ module: job.module, fn: job.fn, input: inputs[i] })) as O;
-      options.onDone?.(++done);
+      let o: O;
+      try {
+        o = (await pool.run({ module: job.module, fn: job.fn, input: inputs[i] })) as O;
+      } catch (e) {
+        if (signal?.aborted) return;
+        throw e;
+      }
+      finished(i, o);
     }
   };
   try {
     await Promise.all(Array.from({ length: 2 * threads }, lane));
   } finally {
-    await pool.destroy();
+    signal?.removeEventListener('abort', onAbort);
+    await destroy();
   }
-  return outputs;
+  return { outputs, done };
 }
 
-/** A progress bar on stderr when stderr is a terminal; otherwise nothing is drawn. */
+/** Progress of a campaign on stderr. */
 export interface Progress {
   update(done: number): void;
   stop(): void;
 }
 
-export function progressBar(total: number, label: string, stream: NodeJS.WriteStream = process.stderr): Progress {
-  if (!stream.isTTY || total <= 0) return { update: () => {}, stop: () => {} };
+/** --progress: auto (a bar when stderr is a terminal, else nothing), lines (a line per finished job, for logs) or none. */
+export const PROGRESS_MODES = ['auto', 'lines', 'none'] as const;
+export type ProgressMode = (typeof PROGRESS_MODES)[number];
+
+export function parseProgress(text: string | undefined): ProgressMode {
+  if (text === undefined) return 'auto';
+  if (!(PROGRESS_MODES as readonly string[]).includes(text)) throw new UsageError(`--progress: expected one of ${PROGRESS_MODES.join(', ')}, got ${JSON.stringify(text)}`);
+  return text as ProgressMode;
+}
+
+/** `sweep: 3 of 10 runs done` lines, or a bar on a terminal, or nothing. */
+export function progressBar(total: number, label: string, mode: ProgressMode = 'auto', unit = 'runs', stream: NodeJS.WriteStream = process.stderr): Progress {
+  if (mode === 'none' || total <= 0) return { update: () => {}, stop: () => {} };
+  if (mode === 'lines') return { update: (done) => void stream.write(`${label}: ${done} of ${total} ${unit} done\n`), stop: () => {} };
+  if (!stream.isTTY) return { update: () => {}, stop: () => {} };
   const bar = new SingleBar({
     stream,
-    format: `${label} [{bar}] {value}/{total} runs | {percentage}% | eta {eta_formatted}`,
+    format: `${label} [{bar}] {value}/{total} ${unit} | {percentage}% | eta {eta_formatted}`,
     barCompleteChar: '#',
     barIncompleteChar: '.',
     hideCursor: true,

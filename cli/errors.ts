@@ -1,15 +1,12 @@
-// A mistake in how the command was used (bad option value, missing file):
-// one line on stderr and exit code 2.
+// The errors the command line turns into one line on stderr, never a stack
+// trace: a mistake in how a command was used (a bad option value, a missing
+// file, options that exclude each other) is a UsageError, exit 2; an output
+// that could not be written is an OutputError (reports/output.ts), exit 9.
+export { OutputError } from '../reports/output.ts';
+
 export class UsageError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'UsageError';
   }
-}
-
-/** Parses an integer option value or throws a UsageError naming the option. */
-export function intOption(name: string, value: string, min = 0): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`${name}: expected an integer >= ${min}, got ${JSON.stringify(value)}`);
-  return n;
 }

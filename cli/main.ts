@@ -1,9 +1,15 @@
 // The `latsim` command line. Each subcommand lives in cli/commands/; this file
-// wires them up, documents the exit codes, and turns user mistakes into one
-// line on stderr with exit code 2 (never a stack trace).
+// wires them up, documents the exit codes (cli/exit-codes.ts), refuses empty
+// option values for every command, and turns what is not latsim's fault into
+// one line on stderr, never a stack trace: user mistakes exit 2, outputs that
+// cannot be written exit 9, a closed stdout ends quietly with the command's
+// own exit code. Only internal errors print a stack (exit 5).
 import { Command, CommanderError } from 'commander';
 import { ScenarioError } from './scenario-file.ts';
 import { UsageError } from './errors.ts';
+import { refuseEmptyValues } from './args.ts';
+import { EXIT, EXIT_CODES_HELP } from './exit-codes.ts';
+import { flushStdout, guardStdio, outputErrorsOf } from './output.ts';
 import { registerRun } from './commands/run.ts';
 import { registerCheck } from './commands/check.ts';
 import { registerSchema } from './commands/schema.ts';
@@ -16,30 +22,7 @@ import { registerBisectParam } from './commands/bisect-param.ts';
 import { registerBisect } from './commands/bisect.ts';
 import { registerReal } from './commands/real.ts';
 
-export const EXIT = {
-  ok: 0,
-  budget: 1,
-  badInput: 2,
-  liveness: 3,
-  invariant: 4,
-  internal: 5,
-  realUnavailable: 6,
-  guestFailed: 7,
-  destinationFailed: 8,
-} as const;
-
-export const EXIT_CODES_HELP = `
-Exit codes:
-  0  every budget held
-  1  a budget failed (or, for check/diff, a difference was found)
-  2  bad input: a malformed scenario, an unknown option, a missing file
-  3  liveness bound hit (simulated time or event count); the seed is printed
-  4  invariant violated (lost page, lost acknowledged write, lock discipline)
-  5  internal error
-  6  real mode unavailable (no /dev/kvm, no permission, API or capability missing, addon not built)
-  7  the real guest failed (e.g. a triple fault)
-  8  the real migration's destination process failed or its stream broke
-`;
+export { EXIT } from './exit-codes.ts';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -49,7 +32,8 @@ export function buildProgram(): Command {
     .showHelpAfterError(false)
     .exitOverride()
     .configureOutput({ outputError: () => {} })
-    .addHelpText('after', EXIT_CODES_HELP);
+    .addHelpText('after', EXIT_CODES_HELP)
+    .hook('preAction', (_program, action) => refuseEmptyValues(action));
   registerRun(program);
   registerCheck(program);
   registerSchema(program);
@@ -67,6 +51,17 @@ export function buildProgram(): Command {
 
 /** Runs the CLI; returns the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
+  guardStdio();
+  let code = await command(argv);
+  const stdout = await flushStdout();
+  if (stdout) {
+    process.stderr.write(`latsim: ${stdout.message}\n`);
+    if (code !== EXIT.interrupted) code = EXIT.output;
+  }
+  return code;
+}
+
+async function command(argv: readonly string[]): Promise<number> {
   const program = buildProgram();
   try {
     await program.parseAsync([...argv], { from: 'user' });
@@ -80,6 +75,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (e instanceof ScenarioError || e instanceof UsageError) {
       process.stderr.write(`latsim: ${e.message}\n`);
       return EXIT.badInput;
+    }
+    const outputs = outputErrorsOf(e);
+    if (outputs) {
+      for (const o of outputs) process.stderr.write(`latsim: ${o.message}\n`);
+      // An interrupted command stays interrupted; its outputs said what they could.
+      return process.exitCode === EXIT.interrupted ? EXIT.interrupted : EXIT.output;
     }
     process.stderr.write(`latsim: internal error: ${(e as Error).stack ?? String(e)}\n`);
     return EXIT.internal;

@@ -4,7 +4,11 @@
 // failed VM entry, KVM internal error: 7), a migration whose other process
 // failed or whose stream broke (8), and what the scenario asks that real mode
 // cannot do (2). Every one prints as a single line.
+// A migration that fails under a fault is a result, not one of these (its
+// exit code 8 comes from the result); a broken stream that escapes the
+// migration is still classified as the peer's.
 // Leaves out: errors of the model itself (invariants are run outcomes, exit 4).
+import { MigrationStreamError } from '../sim/migration/destination.ts';
 
 export type RealErrorKind = 'unavailable' | 'guest' | 'peer' | 'unsupported';
 
@@ -29,6 +33,7 @@ export class RealError extends Error {
 /** A RealError for what a failure means in real mode, or null when it is not one of ours. */
 export function classify(e: unknown): RealError | null {
   if (e instanceof RealError) return e;
+  if (e instanceof MigrationStreamError) return new RealError('peer', e.message);
   const code = (e as { code?: unknown } | null)?.code;
   if (e instanceof Error && typeof code === 'string') {
     const msg = (e as Error).message.split('\n')[0] ?? '';

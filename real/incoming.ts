@@ -8,6 +8,13 @@
 // (process_incoming_migration_bh) runs vm_start: the vCPUs enter KVM_RUN where
 // the source's stopped. After a check window it reports whether the guest's
 // heartbeat advanced, and ends.
+// Nothing waits on the source for ever: a closed or broken stream fails the
+// migration here (exit 8), so does no GO within the stream timeout after the
+// digests went out, and a write the source takes nothing of for that long;
+// while RAM arrives the source may legitimately say nothing for long (a
+// completion blocked in bdrv_drain_all), so there the bound is the process's
+// own limit and the source process itself (realIncoming ends when it is gone).
+// For tests, a fault (SIGKILL or SIGSTOP to itself) at a chosen point.
 // Leaves out: postcopy, accepting a second stream, keeping the guest running
 // after the report.
 import type { Co, Notifier } from '../sim/platform.ts';
@@ -20,6 +27,37 @@ import {
 import type { RealSession } from './world.ts';
 
 export type IncomingStatus = 'listening' | 'receiving' | 'loaded' | 'running' | 'completed' | 'failed';
+
+/**
+ * Where the destination hurts itself, for tests: `ram` once a quarter of the
+ * guest's pages arrived (the first pass), `eos` at end of stream (the source's
+ * VM is stopped and everything but GO is sent), `go` on GO before vm_start
+ * (the destination's start), `running` once the guest runs here, before the
+ * report.
+ */
+export const FAULT_POINTS = ['ram', 'eos', 'go', 'running'] as const;
+export type FaultPoint = (typeof FAULT_POINTS)[number];
+const FAULT_SIGNALS = { kill: 'SIGKILL', stop: 'SIGSTOP' } as const;
+
+export interface DestinationFault {
+  readonly signal: (typeof FAULT_SIGNALS)[keyof typeof FAULT_SIGNALS];
+  readonly at: FaultPoint;
+}
+
+/** `kill@ram`, `stop@eos`, ...; null if text is not one. */
+export function parseFault(text: string): DestinationFault | null {
+  const m = /^(kill|stop)@(\w+)$/.exec(text);
+  if (!m || !(FAULT_POINTS as readonly string[]).includes(m[2]!)) return null;
+  return { signal: FAULT_SIGNALS[m[1] as keyof typeof FAULT_SIGNALS], at: m[2] as FaultPoint };
+}
+
+export interface IncomingOptions {
+  /** How long the guest runs here before the report. */
+  readonly checkNs: number;
+  /** Bounds the waits on the source that have one (GO after the digests, a blocked write). */
+  readonly streamTimeoutNs: number;
+  readonly fault?: DestinationFault | null;
+}
 
 /** Bytes read from the socket per handler run, so the main loop gets to run between them. */
 const READ_SLICE_BYTES = 32 << 20;
@@ -37,12 +75,19 @@ export class IncomingMigration {
   private device: DeviceState | null = null;
   private readonly zeroPage = new Uint8Array(KVM_PAGE_SIZE);
 
+  private readonly checkNs: number;
+  private readonly streamTimeoutNs: number;
+  private readonly fault: DestinationFault | null;
+  private injected = false;
+
   constructor(
     private readonly session: RealSession,
     private readonly listenFd: number,
-    /** How long the guest runs here before the report. */
-    private readonly checkNs: number,
+    o: IncomingOptions,
   ) {
+    this.checkNs = o.checkNs;
+    this.streamTimeoutNs = o.streamTimeoutNs;
+    this.fault = o.fault ?? null;
     this.listenReadable = session.platform.socketNotifiers('migration.listen', listenFd).readable;
   }
 
@@ -68,7 +113,11 @@ export class IncomingMigration {
     const p = this.session.platform;
     this.session.world.machine.bql.assertHeld('process_incoming_migration_co');
     this.connReadable!.read();
-    this.wireBytes += this.reader.fill(p.io, this.fd, READ_SLICE_BYTES);
+    try {
+      this.wireBytes += this.reader.fill(p.io, this.fd, READ_SLICE_BYTES);
+    } catch (e) {
+      return this.fail(`the migration stream broke: ${(e as Error).message}`);
+    }
     for (let s = this.reader.next(); s; s = this.reader.next()) {
       this.section(s.type, s.payload);
       if (this.status === 'failed') break;
@@ -83,13 +132,17 @@ export class IncomingMigration {
       case SECTION.hello:
         return this.hello(parse<HelloMessage>(payload));
       case SECTION.ram:
-        return this.loadRam(payload);
+        this.loadRam(payload);
+        if (this.pagesReceived * 4 >= this.session.guest.ram.pages) this.inject('ram');
+        return;
       case SECTION.device:
         this.device = parse<DeviceState>(payload);
         return;
       case SECTION.eos:
+        this.inject('eos');
         return this.endOfStream();
       case SECTION.go:
+        this.inject('go');
         return this.go();
       case SECTION.abort:
         return this.fail(`the source aborted: ${parse<{ reason: string }>(payload).reason}`);
@@ -153,6 +206,10 @@ export class IncomingMigration {
     this.status = 'loaded';
     const msg: LoadedMessage = { load_ns: t1 - t0, check_ns: t2 - t1, pages_received: this.pagesReceived };
     this.send(SECTION.loaded, msg, digests);
+    // The source compares and answers GO (or abort) at once: bound the wait.
+    p.callAfter(this.streamTimeoutNs, () => {
+      if (this.status === 'loaded') this.fail(`no GO from the source within ${this.streamTimeoutNs / 1e6} ms of the digests (stream timeout)`);
+    });
   }
 
   /** GO: QEMU's process_incoming_migration_bh starts the VM from the main loop. */
@@ -172,7 +229,8 @@ export class IncomingMigration {
     const s = this.session;
     const p = s.platform;
     this.status = 'running';
-    this.send(SECTION.running, { at_ns: p.nowNs() });
+    if (!this.send(SECTION.running, { at_ns: p.nowNs() })) return;
+    this.inject('running');
     const hb0 = s.guest.heartbeat(0);
     const exits0 = s.guest.code.reduce((n, c) => n + c.exits, 0);
     const t0 = p.nowNs();
@@ -194,24 +252,39 @@ export class IncomingMigration {
       wire_bytes: this.wireBytes,
     };
     this.report = report;
-    this.send(SECTION.report, report);
+    if (!this.send(SECTION.report, report)) return;
     this.status = hb1 > hb0 ? 'completed' : 'failed';
     if (hb1 <= hb0) this.failReason = `the guest's heartbeat did not advance in ${report.window_ms} ms (${hb0})`;
     p.stop();
   }
 
-  private fail(reason: string): void {
+  /** Fails the migration here (the process exits 8): tells the source if it still listens. */
+  fail(reason: string): void {
     if (this.status === 'failed') return;
     this.status = 'failed';
     this.failReason = reason;
+    // QEMU: the incoming coroutine ends; a closed socket would stay readable for ever.
+    const ml = this.session.world.machine.mainLoop;
+    ml.setFdHandler(this.listenReadable, 'migration.incoming-accept', null);
+    if (this.connReadable) ml.setFdHandler(this.connReadable, 'migration.process_incoming_migration_co', null);
     if (this.fd >= 0) {
       try {
-        this.send(SECTION.error, { message: reason });
+        this.write(SECTION.error, { message: reason });
       } catch {
         // the source is gone
       }
     }
     this.session.platform.stop();
+  }
+
+  /** The test fault, if it is set for this point: the signal to this very process. */
+  private inject(at: FaultPoint): void {
+    const f = this.fault;
+    if (!f || f.at !== at || this.injected) return;
+    this.injected = true;
+    process.stderr.write(`latsim: real incoming: fault: ${f.signal} to itself at ${at} ` +
+      `(${this.pagesReceived} page records received, the guest has ${this.session.guest.ram.pages} pages)\n`);
+    process.kill(process.pid, f.signal);
   }
 
   /** Closes the connection. */
@@ -222,9 +295,20 @@ export class IncomingMigration {
     this.fd = -1;
   }
 
-  private send(type: (typeof SECTION)[keyof typeof SECTION], value: unknown, tail?: Uint8Array): void {
+  /** Sends a message to the source; false if the stream broke (which fails the migration here). */
+  private send(type: (typeof SECTION)[keyof typeof SECTION], value: unknown, tail?: Uint8Array): boolean {
+    try {
+      this.write(type, value, tail);
+      return true;
+    } catch (e) {
+      this.fail(`the migration stream broke: ${(e as Error).message}`);
+      return false;
+    }
+  }
+
+  private write(type: (typeof SECTION)[keyof typeof SECTION], value: unknown, tail?: Uint8Array): void {
     const w = new SectionWriter();
     w.json(type, value, tail);
-    writeAllBlocking(this.session.platform.io, this.fd, w.buf.subarray(0, w.len));
+    writeAllBlocking(this.session.platform.io, this.fd, w.buf.subarray(0, w.len), this.streamTimeoutNs / 1e6);
   }
 }

@@ -11,13 +11,18 @@
 // must be on the flushed disk; then GO, and the destination starts the VM.
 // The memory check is not part of the reported downtime (QEMU makes no such
 // check); it is reported beside it.
-// Leaves out: postcopy, a return path for page requests, resuming after a
-// broken stream.
+// Every wait on the destination is bounded by the stream timeout (no write
+// progress, no answer for that long); a broken or stalled stream throws
+// MigrationStreamError, which fails the migration. GO is the point of no
+// return: before it the destination cannot have started the guest and the
+// source resumes it; after it the error says the guest is lost on both sides.
+// Leaves out: postcopy, a return path for page requests, resuming a broken
+// stream (QEMU's postcopy-recover), keepalives.
 import type { Co } from '../sim/platform.ts';
 import type { Machine } from '../sim/machine.ts';
 import type { BlkDevice } from '../sim/devices/devices.ts';
 import type { GuestMemory } from '../sim/guest/memory.ts';
-import { verifyDisks, type MigrationDestination } from '../sim/migration/destination.ts';
+import { MigrationStreamError, verifyDisks, type MigrationDestination } from '../sim/migration/destination.ts';
 import type { MigrationLink, MigrationWire } from '../sim/migration/link.ts';
 import { InvariantError } from '../sim/invariant.ts';
 import type { KvmFpu, KvmRegs, KvmSregs } from './kvm/index.ts';
@@ -25,7 +30,6 @@ import { DIGEST_CHUNK_PAGES, firstDifferentChunk, KVM_PAGE_SIZE } from './guest-
 import type { KvmGuest } from './kvm-guest.ts';
 import type { RealPlatform } from './platform.ts';
 import type { SplitRingState } from './split-ring.ts';
-import { RealError } from './errors.ts';
 import {
   PAGE_FLAG_ZERO, SECTION, SectionReader, SectionWriter, parse, splitJsonTail,
   type DestinationReport, type LoadedMessage, type SectionType,
@@ -48,6 +52,11 @@ export interface HelloMessage {
 /** Chunks digested between two chances for the other threads to run (8 MiB). */
 const DIGEST_SLICE_CHUNKS = 8;
 
+/** How far the source got: whether the destination may run the guest. */
+export type SwitchoverPhase = 'before-go' | 'go-sent' | 'running';
+
+const SECTION_NAMES = new Map<number, string>(Object.entries(SECTION).map(([k, v]) => [v, k]));
+
 export class StreamDestination implements MigrationDestination, MigrationWire {
   readonly wire: MigrationWire = this;
   /** Pages put on the stream. */
@@ -60,6 +69,10 @@ export class StreamDestination implements MigrationDestination, MigrationWire {
   report: DestinationReport | null = null;
   /** Time the switchover check took (both sides digesting memory). */
   checkNs = 0;
+  /** GO on the socket (the destination may start the guest), and the destination said it runs. */
+  phase: SwitchoverPhase = 'before-go';
+  /** The first error the stream gave (what a MigrationStreamError said), or null. */
+  streamError: string | null = null;
   private readonly out = new SectionWriter();
   private readonly in = new SectionReader();
   private readonly readable;
@@ -71,6 +84,8 @@ export class StreamDestination implements MigrationDestination, MigrationWire {
     readonly fd: number,
     private readonly deviceState: () => DeviceState,
     hello: HelloMessage,
+    /** No write progress or no answer for this long fails the migration. */
+    readonly streamTimeoutNs: number,
   ) {
     const n = platform.socketNotifiers('migration.socket', fd);
     this.readable = n.readable;
@@ -130,7 +145,11 @@ export class StreamDestination implements MigrationDestination, MigrationWire {
     const chunk = firstDifferentChunk(tail, mine);
     if (chunk >= 0) {
       this.out.json(SECTION.abort, { reason: `memory differs in chunk ${chunk}` });
-      yield* this.flush();
+      try {
+        yield* this.flush();
+      } catch {
+        // the invariant is what counts; the destination ends either way
+      }
       const first = chunk * DIGEST_CHUNK_PAGES;
       throw new InvariantError('lost-page',
         `pages ${first}-${first + DIGEST_CHUNK_PAGES - 1} (guest addresses 0x${(first * KVM_PAGE_SIZE).toString(16)}-` +
@@ -140,62 +159,100 @@ export class StreamDestination implements MigrationDestination, MigrationWire {
     verifyDisks(disks);
     this.out.begin(SECTION.go);
     this.out.end();
-    yield* this.flush();
+    // From the first byte of GO on the socket, the destination may start the guest.
+    yield* this.flush(() => { this.phase = 'go-sent'; });
     yield* this.receive(SECTION.running);
+    this.phase = 'running';
     return this.checkNs;
   }
 
   /** The destination started on GO; nothing runs here any more. */
   start(_source: Machine): void {}
 
-  /** Waits for the destination's report (after it ran the guest for a while). */
-  *awaitReport(): Co<DestinationReport> {
-    const r = parse<DestinationReport>(yield* this.receive(SECTION.report));
+  /** Waits for the destination's report (after it ran the guest for `windowNs` there). */
+  *awaitReport(windowNs: number): Co<DestinationReport> {
+    const r = parse<DestinationReport>(yield* this.receive(SECTION.report, windowNs + this.streamTimeoutNs));
     this.report = r;
     return r;
   }
 
-  /** Writes the send buffer to the socket, waiting while it is full. */
-  private *flush(): Co<void> {
+  /** The error for what went wrong, saying whether the guest is lost; the first is kept. */
+  private broke(why: string): MigrationStreamError {
+    const e = this.phase === 'before-go'
+      ? new MigrationStreamError(why)
+      : this.phase === 'go-sent'
+        ? new MigrationStreamError(`the guest is lost on both sides: ${why} after GO ` +
+          '(the source stopped it for good at switchover, the destination did not say it started)', true)
+        : new MigrationStreamError(`the guest is lost on both sides: ${why} after the guest started there ` +
+          '(the source stopped it for good at switchover)', true);
+    this.streamError ??= e.message;
+    return e;
+  }
+
+  /**
+   * Writes the send buffer to the socket, waiting while it is full (at most
+   * the stream timeout without progress); `wrote` runs once bytes are out.
+   */
+  private *flush(wrote?: () => void): Co<void> {
     const o = this.out;
     o.end();
-    const io = this.platform.io;
+    const p = this.platform;
     let off = 0;
     while (off < o.len) {
       let n: number | null;
       try {
-        n = io.write(this.fd, o.buf.subarray(off, o.len));
+        n = p.io.write(this.fd, o.buf.subarray(off, o.len));
       } catch (e) {
-        throw new RealError('peer', `the migration stream broke: ${(e as Error).message}`);
+        throw this.broke(`the migration stream broke: ${(e as Error).message}`);
       }
       if (n === null) {
         this.writable.read();
-        yield* this.platform.wait([this.writable], -1);
+        const t0 = p.nowNs();
+        const ready = yield* p.wait([this.writable], this.streamTimeoutNs);
+        if (ready.length === 0) {
+          throw this.broke(`the destination stopped reading: no write progress for ${Math.round((p.nowNs() - t0) / 1e6)} ms ` +
+            `(stream timeout ${this.streamTimeoutNs / 1e6} ms)`);
+        }
         continue;
       }
       off += n;
+      if (n > 0) wrote?.();
     }
     this.wireBytes += o.len;
     o.reset();
   }
 
-  /** Reads until a section of `type` arrives (an error message or end of stream throws). */
-  private *receive(type: SectionType): Co<Uint8Array> {
+  /**
+   * Reads until a section of `type` arrives; an error message, end of stream
+   * or no bytes for timeoutNs (default: the stream timeout) throws.
+   */
+  private *receive(type: SectionType, timeoutNs = this.streamTimeoutNs): Co<Uint8Array> {
+    const p = this.platform;
+    const what = SECTION_NAMES.get(type) ?? String(type);
+    let since = p.nowNs();
     for (;;) {
       const s = this.in.next();
       if (s) {
         if (s.type === type) return s.payload;
-        if (s.type === SECTION.error) throw new RealError('peer', `the destination failed: ${parse<{ message: string }>(s.payload).message}`);
-        throw new RealError('peer', `unexpected section ${s.type} from the destination (waiting for ${type})`);
+        if (s.type === SECTION.error) throw this.broke(`the destination failed: ${parse<{ message: string }>(s.payload).message}`);
+        throw this.broke(`unexpected section ${SECTION_NAMES.get(s.type) ?? s.type} from the destination (waiting for ${what})`);
       }
-      if (this.in.eof) throw new RealError('peer', 'the destination closed the migration stream');
+      if (this.in.eof) throw this.broke(`the destination closed the migration stream (waiting for ${what})`);
       this.readable.read();
       try {
-        if (this.in.fill(this.platform.io, this.fd) > 0 || this.in.eof) continue;
+        if (this.in.fill(p.io, this.fd) > 0) {
+          since = p.nowNs();
+          continue;
+        }
+        if (this.in.eof) continue;
       } catch (e) {
-        throw new RealError('peer', `the migration stream broke: ${(e as Error).message}`);
+        throw this.broke(`the migration stream broke: ${(e as Error).message} (waiting for ${what})`);
       }
-      yield* this.platform.wait([this.readable], -1);
+      const left = since + timeoutNs - p.nowNs();
+      if (left <= 0 || (yield* p.wait([this.readable], left)).length === 0) {
+        throw this.broke(`the destination did not answer for ${Math.round((p.nowNs() - since) / 1e6)} ms ` +
+          `(waiting for ${what}; stream timeout ${this.streamTimeoutNs / 1e6} ms)`);
+      }
     }
   }
 }

@@ -315,9 +315,13 @@ export class RealPlatform extends ThreadHost<PlatformOp> implements Platform {
     }
   }
 
-  /** Makes run() return after the current event. */
+  /**
+   * Makes run() return after the current event, also from inside a stretch of
+   * due work (an fd that stays ready keeps its handler's thread due).
+   */
   stop(): void {
     this.stopped = true;
+    this.scheduler.stop();
   }
 
   /** Closes the epoll fd and the block files. The platform cannot run afterwards. */

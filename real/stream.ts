@@ -161,16 +161,22 @@ export class SectionReader {
   }
 }
 
-/** Writes all of data to a non-blocking socket, waiting (blocking) for room: for small control messages. */
-export function writeAllBlocking(io: FdIo, fd: number, data: Uint8Array): void {
+/**
+ * Writes all of data to a non-blocking socket, waiting (blocking) for room:
+ * for small control messages. Throws if the socket takes nothing for timeoutMs.
+ */
+export function writeAllBlocking(io: FdIo, fd: number, data: Uint8Array, timeoutMs: number): void {
   let off = 0;
+  let since = performance.now();
   while (off < data.length) {
     const n = io.write(fd, data.subarray(off));
     if (n === null) {
+      if (performance.now() - since >= timeoutMs) throw new Error(`the peer took no bytes for ${timeoutMs} ms`);
       io.pollIn(fd, 1); // no pollOut helper: back off a millisecond
       continue;
     }
     off += n;
+    since = performance.now();
   }
 }
 

@@ -7,10 +7,16 @@
 // precision; one more run on each side of the bracket checks that the
 // outcome is monotonic there and warns if not. Each run goes through the
 // scenario's own validation (the value replaces the field in the document).
+// SIGINT or SIGTERM stops the search after the run in progress: the runs
+// made and the bracket so far are printed, marked partial, exit 130.
 // Leaves out: searching more than one parameter (latsim sweep runs grids).
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { parseScenario, readScenarioText, ScenarioError, type ScenarioOverride } from '../scenario-file.ts';
-import { UsageError, intOption } from '../errors.ts';
+import { UsageError } from '../errors.ts';
+import { parseSeed } from '../args.ts';
+import { catchInterrupts, interruptionText, type Interruption, type Interrupts } from '../interrupt.ts';
+import { EXIT } from '../exit-codes.ts';
 import { parsePath } from '../campaign.ts';
 import { formatBytes, formatNs } from '../../sim/instrument/format.ts';
 import { parseBandwidth, parseDuration, parsePercent, parseRate, parseSize } from '../../sim/scenario/units.ts';
@@ -114,10 +120,14 @@ export interface ParamBisection {
   readonly threshold: { value: number; text: string; human: string } | null;
   readonly passing: Step | null;
   readonly failing: Step | null;
-  readonly monotonic: boolean;
+  /** Null when an interrupt came before the check. */
+  readonly monotonic: boolean | null;
   readonly warnings: readonly string[];
   readonly steps: readonly Step[];
   readonly verdict: string;
+  /** True when an interrupt stopped the search: passing and failing are the bracket so far. */
+  readonly partial: boolean;
+  readonly interrupted: Interruption | null;
 }
 
 export interface BisectParamOptions {
@@ -126,6 +136,8 @@ export interface BisectParamOptions {
   precision?: string;
   seed?: string;
   budget?: string;
+  /** A line per run as it ends (stderr). */
+  log?: (line: string) => void;
 }
 
 function metricsOf(r: RunResult): Metrics {
@@ -146,8 +158,11 @@ function metricsOf(r: RunResult): Metrics {
   };
 }
 
-/** Runs the search. */
-export function bisectParam(file: string, opts: BisectParamOptions): ParamBisection {
+/** Thrown by a run after an interrupt, to unwind the search. */
+const STOP = Symbol('interrupted');
+
+/** Runs the search; an interrupt (seen between two runs) ends it with the bracket so far. */
+export async function bisectParam(file: string, opts: BisectParamOptions, interrupts?: Pick<Interrupts, 'signal' | 'received'>): Promise<ParamBisection> {
   const text = readScenarioText(file);
   let path: (string | number)[];
   try {
@@ -167,7 +182,7 @@ export function bisectParam(file: string, opts: BisectParamOptions): ParamBisect
   }
   if (q.integral) precision = Math.max(1, Math.round(precision));
   const base = parseScenario(text, file);
-  const seed = opts.seed === undefined ? base.seed : intOption('--seed', opts.seed);
+  const seed = opts.seed === undefined ? base.seed : parseSeed('--seed', opts.seed);
   if (opts.budget !== undefined) {
     const names = [...base.expect.map((b) => b.name), ...(base.expect_slow.length > 0 ? ['slow_handlers'] : []),
       ...(base.expect_migration_status !== null ? [`migration_status=${base.expect_migration_status}`] : [])];
@@ -178,10 +193,13 @@ export function bisectParam(file: string, opts: BisectParamOptions): ParamBisect
 
   const cache = new Map<number, Step>();
   const steps: Step[] = [];
-  const run = (v: number): Step => {
+  const run = async (v: number): Promise<Step> => {
     const value = q.integral ? Math.round(v) : v;
     const hit = cache.get(value);
     if (hit) return hit;
+    // Let a signal handler run between two runs.
+    await yieldToEventLoop();
+    if (interrupts?.signal.aborted) throw STOP;
     if (steps.length >= STEPS_MAX) throw new UsageError(`bisect-param: more than ${STEPS_MAX} runs; give a coarser --precision`);
     // Plain numbers go in as numbers (an integer field rejects "25"); units as their text.
     const override: ScenarioOverride = { path, value: q.kind === 'number' ? value : q.text(value), source: `--param ${opts.param}=${q.human(value)}` };
@@ -192,45 +210,62 @@ export function bisectParam(file: string, opts: BisectParamOptions): ParamBisect
     const step: Step = { value, text: q.text(value), human: q.human(value), fail, outcome: r.outcome, failed, metrics: metricsOf(r) };
     cache.set(value, step);
     steps.push(step);
+    opts.log?.(`${step.human}: ${stepVerdict(step)}`);
     return step;
   };
 
-  const result = (partial: Pick<ParamBisection, 'direction' | 'threshold' | 'passing' | 'failing' | 'monotonic' | 'warnings' | 'verdict'>): ParamBisection => ({
+  const result = (found: Pick<ParamBisection, 'direction' | 'threshold' | 'passing' | 'failing' | 'monotonic' | 'warnings' | 'verdict'>,
+    interrupted: Interruption | null = null): ParamBisection => ({
     scenario: file, param: opts.param, kind: q.kind,
     range: { lo: q.human(range.lo), hi: q.human(range.hi) }, precision: q.human(precision),
-    budget: budgetName, seed, steps, ...partial,
+    budget: budgetName, seed, steps, ...found, partial: interrupted !== null, interrupted,
   });
 
-  const lo = run(range.lo);
-  const hi = run(range.hi);
   const what = budgetName ?? 'a budget';
-  if (lo.fail === hi.fail) {
+  // The bracket so far: pass holds at p, fail at f.
+  let bracket: { p: Step; f: Step; rising: boolean } | null = null;
+  try {
+    const lo = await run(range.lo);
+    const hi = await run(range.hi);
+    if (lo.fail === hi.fail) {
+      return result({
+        direction: null, threshold: null, passing: lo.fail ? null : lo, failing: lo.fail ? lo : null, monotonic: true, warnings: [],
+        verdict: `no threshold in ${q.human(range.lo)}..${q.human(range.hi)}: ${lo.fail ? `${what} fails` : `${budgetName ?? 'every budget'} holds`} at both ends`,
+      });
+    }
+    const rising = !lo.fail;
+    bracket = { p: rising ? lo : hi, f: rising ? hi : lo, rising };
+    while (Math.abs(bracket.f.value - bracket.p.value) > precision) {
+      const mid = await run((bracket.p.value + bracket.f.value) / 2);
+      if (mid.value === bracket.p.value || mid.value === bracket.f.value) break;
+      bracket = mid.fail ? { ...bracket, f: mid } : { ...bracket, p: mid };
+    }
+    const { p, f } = bracket;
+    // Monotonicity: one more run inside each outer part of the range.
+    const warnings: string[] = [];
+    const outerPass = await run((p.value + (rising ? range.lo : range.hi)) / 2);
+    const outerFail = await run((f.value + (rising ? range.hi : range.lo)) / 2);
+    if (outerPass.fail) warnings.push(`not monotonic: ${what} fails at ${outerPass.human}, on the passing side of the threshold`);
+    if (!outerFail.fail) warnings.push(`not monotonic: ${what} holds at ${outerFail.human}, on the failing side of the threshold`);
+    const threshold = { value: f.value, text: f.text, human: f.human };
+    const verdict = rising
+      ? `${what} fails from ${opts.param} = ${f.human} upward (smallest failing value; holds at ${p.human}), to within ${q.human(precision)}`
+      : `${what} fails up to ${opts.param} = ${f.human} (largest failing value; holds at ${p.human}), to within ${q.human(precision)}`;
+    return result({ direction: rising ? 'rising' : 'falling', threshold, passing: p, failing: f, monotonic: warnings.length === 0, warnings, verdict });
+  } catch (e) {
+    if (e !== STOP) throw e;
+    const interrupted: Interruption = { signal: interrupts!.received()!, done: steps.length, total: null };
+    const b = bracket as { p: Step; f: Step; rising: boolean } | null;
     return result({
-      direction: null, threshold: null, passing: lo.fail ? null : lo, failing: lo.fail ? lo : null, monotonic: true, warnings: [],
-      verdict: `no threshold in ${q.human(range.lo)}..${q.human(range.hi)}: ${lo.fail ? `${what} fails` : `${budgetName ?? 'every budget'} holds`} at both ends`,
-    });
+      direction: b ? (b.rising ? 'rising' : 'falling') : null, threshold: null, passing: b?.p ?? null, failing: b?.f ?? null, monotonic: null, warnings: [],
+      verdict: `${interruptionText(interrupted, 'runs')}: ${b ? `${what} holds at ${b.p.human} and fails at ${b.f.human}; the threshold is between` : 'no bracket yet'}`,
+    }, interrupted);
   }
-  const rising = !lo.fail;
-  // Invariant: pass holds at p, fail at f.
-  let p = rising ? lo : hi;
-  let f = rising ? hi : lo;
-  while (Math.abs(f.value - p.value) > precision) {
-    const mid = run((p.value + f.value) / 2);
-    if (mid.value === p.value || mid.value === f.value) break;
-    if (mid.fail) f = mid;
-    else p = mid;
-  }
-  // Monotonicity: one more run inside each outer part of the range.
-  const warnings: string[] = [];
-  const outerPass = run((p.value + (rising ? range.lo : range.hi)) / 2);
-  const outerFail = run((f.value + (rising ? range.hi : range.lo)) / 2);
-  if (outerPass.fail) warnings.push(`not monotonic: ${what} fails at ${outerPass.human}, on the passing side of the threshold`);
-  if (!outerFail.fail) warnings.push(`not monotonic: ${what} holds at ${outerFail.human}, on the failing side of the threshold`);
-  const threshold = { value: f.value, text: f.text, human: f.human };
-  const verdict = rising
-    ? `${what} fails from ${opts.param} = ${f.human} upward (smallest failing value; holds at ${p.human}), to within ${q.human(precision)}`
-    : `${what} fails up to ${opts.param} = ${f.human} (largest failing value; holds at ${p.human}), to within ${q.human(precision)}`;
-  return result({ direction: rising ? 'rising' : 'falling', threshold, passing: p, failing: f, monotonic: warnings.length === 0, warnings, verdict });
+}
+
+/** `ok`, or `FAIL (max_downtime) [liveness]`. */
+function stepVerdict(s: Step): string {
+  return `${s.fail ? 'FAIL' : 'ok'}${s.failed.length > 0 ? ` (${s.failed.join(', ')})` : ''}${s.outcome !== 'ok' ? ` [${s.outcome}]` : ''}`;
 }
 
 function metricsLine(s: Step): string {
@@ -257,7 +292,7 @@ function budgetsLine(s: Step): string {
 export function bisectParamText(b: ParamBisection): string {
   const out: string[] = [];
   out.push(`bisect-param ${b.param} over ${b.range.lo}..${b.range.hi} (precision ${b.precision}), ${b.budget ?? 'all budgets'}, seed ${b.seed}:`);
-  for (const s of b.steps) out.push(`  ${s.human.padStart(12)}: ${s.fail ? 'FAIL' : 'ok  '}${s.failed.length > 0 ? ` (${s.failed.join(', ')})` : ''}${s.outcome !== 'ok' ? ` [${s.outcome}]` : ''}`);
+  for (const s of b.steps) out.push(`  ${s.human.padStart(12)}: ${stepVerdict(s).padEnd(4)}`.trimEnd());
   out.push('', b.verdict);
   for (const w of b.warnings) out.push(`warning: ${w}`);
   for (const [label, s] of [['holds', b.passing], ['fails', b.failing]] as const) {
@@ -265,6 +300,7 @@ export function bisectParamText(b: ParamBisection): string {
     out.push(`  ${label} at ${s.human}: ${metricsLine(s)}`);
     if (s.metrics.budgets.length > 0) out.push(`    budgets: ${budgetsLine(s)}`);
   }
+  if (b.interrupted) out.push(`bisect-param: ${interruptionText(b.interrupted, 'runs')}; the search did not end`);
   return out.join('\n');
 }
 
@@ -273,8 +309,10 @@ PATH is a field of the scenario as in latsim sweep --set: migration.flush_timeou
 devices.blk[0].flush, guest.workloads[0].dirty.rate. LO, HI and --precision are
 in the parameter's units (1ms..60s, 64MiB..4GiB, 100/s..50000/s, 8..64).
 Without --budget, a run fails when any budget fails or it ends in a liveness
-or invariant failure. Exit code: 0 a threshold was found, 1 both ends pass or
-both fail, 2 bad input.
+or invariant failure. Each run is logged on stderr as it ends. Exit code: 0 a
+threshold was found, 1 both ends pass or both fail, 2 bad input, 130
+interrupted (SIGINT, SIGTERM: the runs made and the bracket so far are printed,
+marked partial).
 
 Examples:
   latsim bisect-param scenarios/flush.yaml --param devices.blk[0].flush --range 1ms..60s --precision 10ms --budget max_downtime
@@ -293,16 +331,20 @@ export function registerBisectParam(program: Command): void {
     .option('--budget <name>', 'the budget to watch, e.g. max_downtime (default: all budgets and the run\'s outcome)')
     .option('--json', 'print the search as one JSON object')
     .addHelpText('after', HELP)
-    .action((file: string, opts: BisectParamOptions & { json?: boolean }) => {
+    .action(async (file: string, opts: BisectParamOptions & { json?: boolean }) => {
       let b: ParamBisection;
+      const interrupts = catchInterrupts();
       try {
-        b = bisectParam(file, opts);
+        b = await bisectParam(file, { ...opts, log: (l) => process.stderr.write(`bisect-param: ${l}\n`) }, interrupts);
       } catch (e) {
         // A value the scenario rejects (e.g. below a field's minimum) is the range's fault: say so.
         if (e instanceof ScenarioError && e.detail.includes('--param')) throw new UsageError(`${e.message}; narrow --range`);
         throw e;
+      } finally {
+        interrupts.dispose();
       }
       process.stdout.write(opts.json ? `${JSON.stringify(b, null, 2)}\n` : `${bisectParamText(b)}\n`);
-      process.exitCode = b.threshold ? 0 : 1;
+      if (opts.json && b.interrupted) process.stderr.write(`latsim bisect-param: ${interruptionText(b.interrupted, 'runs')}\n`);
+      process.exitCode = b.interrupted ? EXIT.interrupted : b.threshold ? 0 : 1;
     });
 }

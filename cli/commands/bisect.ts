@@ -9,7 +9,10 @@
 // 1 without a result) or a failed install are "skip", like git bisect's 125,
 // and the search goes around skipped commits. The result names the first bad
 // commit and shows `latsim diff` of the last good and first bad runs.
-// Worktrees and the temporary directory are removed however it ends.
+// Worktrees and the temporary directory are removed however it ends. SIGINT
+// or SIGTERM stops the child process in progress (its process group), removes
+// the worktrees and prints the commits tested so far, marked partial, exit
+// 130; a second signal removes them and exits at once.
 //
 // node_modules for a commit, in this order: --node-modules DIR (linked); a
 // link to the node_modules of the repository's checkout or of this latsim
@@ -19,14 +22,17 @@
 // Leaves out: merge-heavy histories are bisected along rev-list's order, which
 // is exact for linear history only; `git bisect run` (see the README) is the
 // tool for those.
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { UsageError, intOption } from '../errors.ts';
+import { UsageError } from '../errors.ts';
+import { parseInteger, parseSeed } from '../args.ts';
+import { catchInterrupts, interruptionText, type Interruption, type Interrupts } from '../interrupt.ts';
+import { EXIT } from '../exit-codes.ts';
 import { loadScenarioFile } from '../scenario-file.ts';
 import { diffRuns, diffText, type ResultJson, type RunDiff } from '../../reports/diff.ts';
 
@@ -62,6 +68,9 @@ export interface BisectResult {
   readonly last_good: { commit: string; subject: string } | null;
   readonly steps: readonly BisectStep[];
   readonly diff: RunDiff | null;
+  /** True when an interrupt stopped the search: steps are the commits tested so far. */
+  readonly partial: boolean;
+  readonly interrupted: Interruption | null;
 }
 
 export interface BisectOptions {
@@ -90,18 +99,92 @@ function sha256(file: string): string | null {
   return existsSync(file) ? createHash('sha256').update(readFileSync(file)).digest('hex') : null;
 }
 
-function tail(r: SpawnSyncReturns<string>): string {
+/** How a child process ended. */
+interface ChildRun {
+  readonly status: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** It could not start, or ran past the timeout. */
+  readonly error: Error | null;
+}
+
+function tail(r: ChildRun): string {
   if (r.error) return r.error.message;
-  const lines = `${r.stderr ?? ''}\n${r.stdout ?? ''}`.trim().split('\n').filter(Boolean);
+  const lines = `${r.stderr}\n${r.stdout}`.trim().split('\n').filter(Boolean);
   return lines.slice(-1)[0] ?? `exit ${r.status}`;
 }
 
-/** Runs the search; always removes the worktrees it made. */
-export function bisectCommits(scenarioFile: string, opts: BisectOptions): BisectResult {
+/** Output kept of a child at most (a run's JSON result with a long trace is large). */
+const CHILD_OUTPUT_MAX = 512 * 2 ** 20;
+
+/** Sends a signal to a child's whole process group (npm ci starts more processes). */
+function killGroup(pid: number | undefined, sig: NodeJS.Signals): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, sig);
+  } catch {
+    // Already gone.
+  }
+}
+
+/**
+ * Runs a child in its own process group without blocking this thread, so a
+ * signal handler can run; the timeout or an abort kill the group (SIGTERM,
+ * then SIGKILL after a grace period) and the promise settles once it exited.
+ * `current` holds the running child's pid for a cleanup on a second signal.
+ */
+function runChild(cmd: string, args: string[], o: { cwd: string; timeoutMs: number; signal?: AbortSignal; current: { pid?: number } }): Promise<ChildRun> {
+  return new Promise((resolvePromise) => {
+    const child = spawn(cmd, args, { cwd: o.cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    o.current.pid = child.pid;
+    let stdout = '';
+    let stderr = '';
+    let error: Error | null = null;
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      if (stdout.length < CHILD_OUTPUT_MAX) stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      if (stderr.length < CHILD_OUTPUT_MAX) stderr += d;
+    });
+    let grace: NodeJS.Timeout | null = null;
+    const stop = (why: Error) => {
+      error ??= why;
+      killGroup(child.pid, 'SIGTERM');
+      grace ??= setTimeout(() => killGroup(child.pid, 'SIGKILL'), 5000);
+    };
+    const timer = setTimeout(() => stop(new Error(`timed out after ${o.timeoutMs / 1000} s`)), o.timeoutMs);
+    const onAbort = () => stop(new Error('interrupted'));
+    o.signal?.addEventListener('abort', onAbort, { once: true });
+    if (o.signal?.aborted) onAbort();
+    child.on('error', (e) => {
+      error ??= e;
+    });
+    child.on('close', (status, signal) => {
+      clearTimeout(timer);
+      if (grace) clearTimeout(grace);
+      o.signal?.removeEventListener('abort', onAbort);
+      // Whatever the child left running in its group goes too.
+      killGroup(child.pid, 'SIGKILL');
+      o.current.pid = undefined;
+      resolvePromise({ status, signal, stdout, stderr, error });
+    });
+  });
+}
+
+/** Thrown when an interrupt stops the search. */
+const STOP = Symbol('interrupted');
+
+/** Runs the search; always removes the worktrees it made. An interrupt ends it with the commits tested so far. */
+export async function bisectCommits(scenarioFile: string, opts: BisectOptions, interrupts?: Pick<Interrupts, 'signal' | 'received' | 'onForce'>): Promise<BisectResult> {
   const log = opts.log ?? (() => {});
+  const seed = opts.seed === undefined ? null : parseSeed('--seed', opts.seed);
+  const timeoutMs = (opts.timeout === undefined ? DEFAULT_TIMEOUT_S : parseInteger('--timeout', opts.timeout, 1, 7 * 86_400)) * 1000;
   // The scenario comes from the current tree and must be valid here.
   loadScenarioFile(scenarioFile);
-  const repo = git(resolve(opts.repo ?? '.'), ['rev-parse', '--show-toplevel']);
+  const repoDir = resolve(opts.repo ?? '.');
+  if (!existsSync(repoDir) || !statSync(repoDir).isDirectory()) throw new UsageError(`--repo ${opts.repo ?? '.'}: no such directory`);
+  const repo = git(repoDir, ['rev-parse', '--show-toplevel']);
   const good = git(repo, ['rev-parse', '--verify', `${opts.good}^{commit}`]);
   const bad = git(repo, ['rev-parse', '--verify', `${opts.bad}^{commit}`]);
   if (good === bad) throw new UsageError(`--good and --bad are the same commit (${good.slice(0, 12)})`);
@@ -109,11 +192,11 @@ export function bisectCommits(scenarioFile: string, opts: BisectOptions): Bisect
     throw new UsageError(`--good ${opts.good} is not an ancestor of --bad ${opts.bad}`);
   }
   const path = git(repo, ['rev-list', '--ancestry-path', '--topo-order', '--reverse', `${good}..${bad}`]).split('\n').filter(Boolean);
-  const seed = opts.seed === undefined ? null : intOption('--seed', opts.seed);
-  const timeoutMs = (opts.timeout === undefined ? DEFAULT_TIMEOUT_S : intOption('--timeout', opts.timeout, 1)) * 1000;
   const nodeModules = opts.nodeModules === undefined ? null : resolve(opts.nodeModules);
   if (nodeModules !== null && !existsSync(nodeModules)) throw new UsageError(`--node-modules ${opts.nodeModules}: no such directory`);
   const scenarioName = basename(scenarioFile);
+  const signal = interrupts?.signal;
+  const current: { pid?: number } = {};
 
   const tmp = mkdtempSync(join(tmpdir(), 'latsim-bisect-'));
   const worktrees: string[] = [];
@@ -129,15 +212,14 @@ export function bisectCommits(scenarioFile: string, opts: BisectOptions): Bisect
     tryGit(repo, ['worktree', 'prune']);
     rmSync(tmp, { recursive: true, force: true });
   };
-  const onSignal = (sig: NodeJS.Signals) => {
+  // A second signal: no waiting for the child to exit.
+  const unforce = interrupts?.onForce(() => {
+    killGroup(current.pid, 'SIGKILL');
     cleanup();
-    process.kill(process.pid, sig);
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  });
 
   /** Gives the worktree a node_modules; returns how, or null with a reason to skip. */
-  const provide = (wt: string): { how: string } | { skip: string } => {
+  const provide = async (wt: string): Promise<{ how: string } | { skip: string }> => {
     if (!existsSync(join(wt, 'package.json'))) return { skip: 'no package.json at this commit' };
     const target = join(wt, 'node_modules');
     if (nodeModules !== null) {
@@ -160,7 +242,8 @@ export function bisectCommits(scenarioFile: string, opts: BisectOptions): Bisect
     }
     const args = lock !== null ? ['ci', '--no-audit', '--no-fund', '--prefer-offline'] : ['install', '--no-audit', '--no-fund', '--prefer-offline'];
     log(`  npm ${args.join(' ')} in ${wt}`);
-    const r = spawnSync('npm', args, { cwd: wt, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 * 2 ** 20 });
+    const r = await runChild('npm', args, { cwd: wt, timeoutMs, ...(signal ? { signal } : {}), current });
+    if (signal?.aborted) throw STOP;
     if (r.status !== 0) return { skip: `npm ${args[0]} failed: ${tail(r)}` };
     if (lock !== null) {
       const keep = join(tmp, `node_modules-${lock.slice(0, 16)}`);
@@ -171,16 +254,17 @@ export function bisectCommits(scenarioFile: string, opts: BisectOptions): Bisect
     return { how: `npm ${args[0]}` };
   };
 
-  const test = (commit: string): Verdict => {
+  const test = async (commit: string): Promise<Verdict> => {
     const done = steps.find((s) => s.commit === commit);
     if (done) return done.verdict;
+    if (signal?.aborted) throw STOP;
     const subj = subject(commit);
     const wt = join(tmp, `wt-${commit.slice(0, 12)}`);
     git(repo, ['worktree', 'add', '--detach', '--quiet', wt, commit]);
     worktrees.push(wt);
     let step: BisectStep;
     try {
-      const p = provide(wt);
+      const p = await provide(wt);
       if ('skip' in p) {
         step = { commit, subject: subj, verdict: 'skip', exit_code: null, note: p.skip, install: 'none' };
       } else if (!existsSync(join(wt, 'bin', 'latsim.mjs'))) {
@@ -190,7 +274,8 @@ export function bisectCommits(scenarioFile: string, opts: BisectOptions): Bisect
         const rel = join('.latsim-bisect', scenarioName);
         copyFileSync(scenarioFile, join(wt, rel));
         const args = ['bin/latsim.mjs', 'run', rel, '--json', ...(seed === null ? [] : ['--seed', String(seed)])];
-        const r = spawnSync(process.execPath, args, { cwd: wt, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 512 * 2 ** 20 });
+        const r = await runChild(process.execPath, args, { cwd: wt, timeoutMs, ...(signal ? { signal } : {}), current });
+        if (signal?.aborted) throw STOP;
         const code = r.status;
         try {
           const j = JSON.parse(r.stdout) as ResultJson;
@@ -215,14 +300,27 @@ export function bisectCommits(scenarioFile: string, opts: BisectOptions): Bisect
     return step.verdict;
   };
 
+  // Binary search on path: path[lo] is good (or lo = -1: the good commit), path[hi] is bad.
+  let lo = -1;
+  let hi = path.length - 1;
+  let searching = false;
+  /** The commits tested so far and, once both ends are known, the commits the first bad one is among. */
+  const partial = (): BisectResult => {
+    const lastGood = lo < 0 ? good : path[lo]!;
+    return {
+      repo, scenario: scenarioFile, good, bad, candidates: path.length, first_bad: null,
+      possible: searching ? path.slice(lo + 1, hi + 1).map((c) => ({ commit: c, subject: subject(c) })) : [],
+      last_good: searching ? { commit: lastGood, subject: subject(lastGood) } : null,
+      steps, diff: null, partial: true, interrupted: { signal: interrupts!.received()!, done: steps.length, total: null },
+    };
+  };
+
   try {
-    const g = test(good);
+    const g = await test(good);
     if (g !== 'good') throw new UsageError(`--good ${opts.good} (${good.slice(0, 12)}) is not good: ${describe(steps[steps.length - 1]!)}`);
-    const b = test(bad);
+    const b = await test(bad);
     if (b !== 'bad') throw new UsageError(`--bad ${opts.bad} (${bad.slice(0, 12)}) is not bad: ${describe(steps[steps.length - 1]!)}`);
-    // Binary search on path: path[lo] is good (or lo = -1: the good commit), path[hi] is bad.
-    let lo = -1;
-    let hi = path.length - 1;
+    searching = true;
     const skipped = new Set<number>();
     while (hi - lo > 1) {
       const mid = Math.floor((lo + hi) / 2);
@@ -235,7 +333,7 @@ export function bisectCommits(scenarioFile: string, opts: BisectOptions): Bisect
         if (pick >= 0) break;
       }
       if (pick < 0) break;
-      const v = test(path[pick]!);
+      const v = await test(path[pick]!);
       if (v === 'good') lo = pick;
       else if (v === 'bad') hi = pick;
       else skipped.add(pick);
@@ -256,10 +354,14 @@ export function bisectCommits(scenarioFile: string, opts: BisectOptions): Bisect
       last_good: { commit: lastGood, subject: subject(lastGood) },
       steps,
       diff: found && ra && rb ? diffRuns({ file: `${lastGood.slice(0, 12)} (last good)`, result: ra, trace: null }, { file: `${path[hi]!.slice(0, 12)} (first bad)`, result: rb, trace: null }) : null,
+      partial: false,
+      interrupted: null,
     };
+  } catch (e) {
+    if (e === STOP) return partial();
+    throw e;
   } finally {
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
+    unforce?.();
     cleanup();
   }
 }
@@ -281,6 +383,12 @@ export function bisectText(r: BisectResult): string {
     out.push(`first bad commit: ${r.first_bad.commit} ${r.first_bad.subject}`);
     if (r.last_good) out.push(`last good commit:  ${r.last_good.commit} ${r.last_good.subject}`);
     if (r.diff) out.push('', `latsim diff (last good -> first bad):`, diffText(r.diff).split('\n').map((l) => `  ${l}`).join('\n'));
+  } else if (r.interrupted) {
+    if (r.possible.length > 0) {
+      out.push('so far, the first bad commit is one of:');
+      for (const c of r.possible) out.push(`  ${c.commit} ${c.subject}`);
+    }
+    out.push(`bisect: ${interruptionText(r.interrupted, 'commits tested')}; the search did not end`);
   } else {
     out.push('skipped commits hide the first bad commit; it is one of:');
     for (const c of r.possible) out.push(`  ${c.commit} ${c.subject}`);
@@ -297,7 +405,9 @@ commit (like git bisect's 125). node_modules: --node-modules DIR if given, else
 a link to the repository's or this latsim's node_modules when package-lock.json
 is identical, else npm ci --prefer-offline. Exit code: 0 the first bad commit
 was found, 1 skipped commits hide it, 2 bad input (including a --good commit
-that is not good or a --bad commit that is not bad).
+that is not good or a --bad commit that is not bad), 130 interrupted (SIGINT,
+SIGTERM: the run in progress is stopped, the worktrees removed, the commits
+tested so far printed, marked partial).
 
 In place, with git itself (exit codes mapped by --bisect: 0 good, 1 bad, 125 skip):
   cp scenarios/x.yaml /tmp/x.yaml
@@ -317,9 +427,16 @@ export function registerBisect(program: Command): void {
     .option('--timeout <s>', `seconds one install or run may take before the commit is skipped (default ${DEFAULT_TIMEOUT_S})`)
     .option('--json', 'print the result as one JSON object')
     .addHelpText('after', HELP)
-    .action((file: string, opts: BisectOptions & { json?: boolean }) => {
-      const r = bisectCommits(file, { ...opts, log: (l) => process.stderr.write(`${l}\n`) });
+    .action(async (file: string, opts: BisectOptions & { json?: boolean }) => {
+      const interrupts = catchInterrupts();
+      let r: BisectResult;
+      try {
+        r = await bisectCommits(file, { ...opts, log: (l) => process.stderr.write(`${l}\n`) }, interrupts);
+      } finally {
+        interrupts.dispose();
+      }
       process.stdout.write(opts.json ? `${JSON.stringify(r, null, 2)}\n` : `${bisectText(r)}\n`);
-      process.exitCode = r.first_bad ? 0 : 1;
+      if (opts.json && r.interrupted) process.stderr.write(`latsim bisect: ${interruptionText(r.interrupted, 'commits tested')}\n`);
+      process.exitCode = r.interrupted ? EXIT.interrupted : r.first_bad ? 0 : 1;
     });
 }

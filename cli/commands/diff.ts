@@ -1,6 +1,7 @@
 // `latsim diff A B`: compares two runs. Each side is a result (`latsim run
 // --json` output or result.json), a Perfetto trace (`--trace` output), or a
-// `--report` directory (its result.json and trace.json together). Exit 0 when
+// `--report` directory (its result.json and trace.json together; a warning
+// when its manifest says it is not complete). Exit 0 when
 // the runs are identical, 1 when they differ, 2 for input that is none of these.
 // The comparison itself is reports/diff.ts.
 import { existsSync, readFileSync, statSync } from 'node:fs';
@@ -53,6 +54,14 @@ export function loadRunInput(file: string): RunInput {
   throw new UsageError(`${file}: neither a latsim result (latsim run --json, result.json) nor a trace (latsim run --trace)`);
 }
 
+/** The warning for a report directory whose manifest says it is not complete (an interrupted or failed write); null otherwise. */
+export function incompleteReport(file: string): string | null {
+  const mf = join(file, 'manifest.json');
+  if (!existsSync(file) || !statSync(file).isDirectory() || !existsSync(mf)) return null;
+  const m = readJson(mf) as { complete?: unknown; reason?: unknown };
+  return m.complete === false ? `${file}: the report directory is not complete (${typeof m.reason === 'string' ? m.reason : 'no reason given'})` : null;
+}
+
 /** Checks that the two sides can be compared: both have a result, or both a trace. */
 export function comparable(a: RunInput, b: RunInput): void {
   if ((a.result && b.result) || (a.trace && b.trace)) return;
@@ -70,6 +79,10 @@ export function registerDiff(program: Command): void {
     .action((fa: string, fb: string, opts: { json?: boolean }) => {
       const a = loadRunInput(fa);
       const b = loadRunInput(fb);
+      for (const f of [fa, fb]) {
+        const w = incompleteReport(f);
+        if (w) process.stderr.write(`latsim: warning: ${w}\n`);
+      }
       comparable(a, b);
       // A report directory on one side only: compare what both sides have.
       const both = (x: RunInput, y: RunInput): RunInput => ({

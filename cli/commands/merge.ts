@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { UsageError } from '../errors.ts';
+import { formatOption } from '../args.ts';
 import { campaignDocument, campaignExitCode } from '../campaign.ts';
 import { formatCampaign, type CampaignDocument, type CampaignSpec, type Shard } from '../../reports/campaign.ts';
 import { fuzzDocument, fuzzExitCode, fuzzText, type FuzzDocument } from '../fuzz/document.ts';
@@ -40,6 +41,10 @@ function joinRows<R extends { index: number }>(files: readonly string[], docs: r
     if (d.format !== first.format) throw new UsageError(`${files[i]} is a ${d.format} output, ${files[0]} a ${first.format} output: they do not merge`);
     if (identity(d) !== identity(first)) {
       throw new UsageError(`${files[i]} belongs to another campaign than ${files[0]}: ${JSON.stringify(d.campaign)} vs ${JSON.stringify(first.campaign)}`);
+    }
+    const cut = (d as { interrupted?: { signal: string; done: number; total: number | null } | null }).interrupted;
+    if (cut) {
+      throw new UsageError(`${files[i]} (${shardText(d.shard)}) was interrupted by ${cut.signal} after ${cut.done}${cut.total === null ? '' : ` of ${cut.total}`}; run that shard again`);
     }
     if (d.format === 'latsim-fuzz' && d.not_run > 0) {
       throw new UsageError(`${files[i]} (${shardText(d.shard)}) stopped at its --time budget with ${d.not_run} seeds not run; rerun it with --seeds instead of --time`);
@@ -111,7 +116,7 @@ export function registerMerge(program: Command): void {
     .option('--format <format>', 'sweep: table, csv or json; fuzz: text or json')
     .option('--json', 'same as --format json')
     .action((files: string[], opts: { format?: string; json?: boolean }) => {
-      const { output, exitCode } = mergeFiles(files, opts.json ? 'json' : opts.format ?? null);
+      const { output, exitCode } = mergeFiles(files, formatOption(opts));
       process.stdout.write(output);
       process.exitCode = exitCode;
     });

@@ -7,10 +7,11 @@
 //   incoming  the destination process of `migrate` (started by it)
 // Without KVM, the addon or the guest payload, every one of them prints one
 // line and exits 6; a guest that fails (triple fault) exits 7; a destination
-// process that fails, or a broken migration stream, exits 8.
+// process that fails, or a broken migration stream, exits 8: before the
+// switchover the result says the migration failed and the guest keeps
+// running on the source, after it that the guest is lost on both sides.
 // Leaves out: --seed (a real run is not reproducible) and fingerprint checks.
-import { writeFileSync } from 'node:fs';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { loadScenarioFile } from '../scenario-file.ts';
 import { UsageError } from '../errors.ts';
 import { parseDuration, parseSize } from '../../sim/scenario/units.ts';
@@ -20,6 +21,7 @@ import { textReport } from '../../reports/text.ts';
 import { resultJson } from '../../reports/json.ts';
 import { perfettoTrace } from '../../reports/perfetto.ts';
 import { writeReports } from '../../reports/write.ts';
+import { writeAll, writeFileAtomic } from '../output.ts';
 import { probeKvm, DEFAULT_ADDON_PATH, DEFAULT_KVM_DEVICE, type CapName } from '../../real/kvm/index.ts';
 import { PAYLOAD_PATH } from '../../real/guest/loader.ts';
 import { existsSync } from 'node:fs';
@@ -27,6 +29,7 @@ import { adaptScenario } from '../../real/scenario.ts';
 import { ensurePayload, openKvm } from '../../real/world.ts';
 import { realRun, type RealInfo, type RealRun } from '../../real/run.ts';
 import { realIncoming, realMigrate, type DestinationInfo } from '../../real/migrate.ts';
+import { FAULT_POINTS, parseFault, type DestinationFault } from '../../real/incoming.ts';
 import { compareResults, compareTable } from '../../real/compare.ts';
 import { simulate } from '../../sim/run.ts';
 import { classify, REAL_EXIT, RealError } from '../../real/errors.ts';
@@ -37,7 +40,10 @@ Exit codes (besides those of latsim run):
   6  real mode unavailable: no /dev/kvm or no permission, KVM API version other
      than 12, a missing capability, the addon or the guest payload not built
   7  the guest failed: triple fault, failed VM entry, KVM internal error
-  8  migrate: the destination process failed or the migration stream broke
+  8  migrate: the destination process failed, the migration stream broke or
+     stopped moving for migration.stream_timeout (default 10s); the migration
+     failed and the guest keeps running on the source, or, after the
+     switchover, the guest is lost on both sides
 `;
 
 interface CommonOptions {
@@ -81,15 +87,18 @@ async function guarded(action: () => Promise<number> | number): Promise<void> {
 /** Prints a real run as `latsim run` prints a simulated one, plus its `real` section. */
 export function printRun(run: RealRun, o: CommonOptions, extra: Record<string, unknown> = {}): void {
   const r = run.result;
-  if (o.trace) writeFileSync(o.trace, JSON.stringify(perfettoTrace(run.world.machine.trace.records, r)));
-  // The report writers read only the result and the trace records of the world.
-  if (o.report) writeReports(o.report, { result: r, world: run.world as unknown as World, error: run.error });
+  // The report first: a file that cannot be written does not cost it.
   if (o.json) {
     process.stdout.write(`${JSON.stringify({ ...resultJson(r), real: { ...run.real, ...extra } }, null, 2)}\n`);
   } else {
     process.stdout.write(`${textReport(r)}\n\n${realText(run.real)}\n`);
   }
   if (r.error) process.stderr.write(`latsim: ${r.error}\n`);
+  writeAll([
+    () => o.trace !== undefined && writeFileAtomic(o.trace, JSON.stringify(perfettoTrace(run.world.machine.trace.records, r))),
+    // The report writers read only the result and the trace records of the world.
+    () => o.report !== undefined && writeReports(o.report, { result: r, world: run.world as unknown as World, error: run.error }, 'real run'),
+  ]);
 }
 
 /** The text lines of the `real` section. */
@@ -159,7 +168,7 @@ function checkNsOf(text: string | undefined): number {
   return d;
 }
 
-/** The lines about the destination. */
+/** The lines about the destination, and where the guest is after a fault. */
 export function destinationText(d: DestinationInfo): string {
   const r = d.report;
   const out = ['destination (second process):'];
@@ -170,22 +179,54 @@ export function destinationText(d: DestinationInfo): string {
   } else {
     out.push('  no report from the destination');
   }
-  out.push(`  exit code ${d.exit_code ?? '(still running)'}`);
+  const ended = d.exit_signal ? `killed by ${d.exit_signal}` : d.exit_code === null ? 'still running' : `exit code ${d.exit_code}`;
+  out.push(`  process ${d.pid ?? '-'}: ${ended}`);
+  if (d.error) out.push(`  error: ${d.error}`);
+  const a = d.source_after_failure;
+  if (a) {
+    out.push(`  on the source after the failure: ${a.running ? 'running' : 'NOT running'}, ` +
+      `heartbeat ${a.heartbeat_before} -> ${a.heartbeat_after} in ${a.window_ms} ms after the failure`);
+  }
+  if (d.guest === 'lost' && !d.error?.startsWith('the guest is lost')) out.push('  the guest is lost on both sides');
   return out.join('\n');
 }
 
-async function migrateAction(file: string, o: CommonOptions & { check?: string }): Promise<number> {
+/** The one line a migration that failed under a fault leaves on stderr, or null. */
+export function faultLine(d: DestinationInfo): string | null {
+  if (!d.error) return null;
+  if (d.guest === 'lost') return d.error.startsWith('the guest is lost') ? d.error : `the guest is lost on both sides: ${d.error}`;
+  const runs = d.source_after_failure?.running ?? false;
+  return `the migration failed: ${d.error}; the guest ${runs ? 'keeps running on' : 'stays, not running, on'} the source`;
+}
+
+async function migrateAction(file: string, o: CommonOptions & { check?: string; destinationFault?: DestinationFault }): Promise<number> {
   const scenario = scenarioOf(file, o);
   const run = await realMigrate(scenario, {
-    file, passArgs: passArgs(o), keepTrace: Boolean(o.trace || o.report), checkNs: checkNsOf(o.check),
+    file, passArgs: passArgs(o), keepTrace: Boolean(o.trace || o.report), checkNs: checkNsOf(o.check), fault: o.destinationFault ?? null,
   });
-  printRun(run, o, { destination: run.destination });
-  if (!o.json) process.stdout.write(`${destinationText(run.destination)}\n`);
-  let code = exitCodeOf(run.result);
   const d = run.destination;
+  printRun(run, o, { destination: d });
+  if (!o.json) process.stdout.write(`${destinationText(d)}\n`);
+  let code = exitCodeOf(run.result);
   // The guest must keep running on the destination.
   if (run.result.migration?.status === 'completed' && (!d.report || d.report.heartbeat_after <= d.report.heartbeat_before)) code = Math.max(code, 1);
+  const line = faultLine(d);
+  if (line !== null && code !== 4) {
+    process.stderr.write(`latsim: real: ${line}\n`);
+    code = REAL_EXIT.peer;
+  }
   return code;
+}
+
+/** --destination-fault / --fault: `kill@ram`, `stop@eos`, ... */
+function faultOption(flag: string): Option {
+  return new Option(`${flag} <signal@point>`, `tests: the destination sends itself SIGKILL (kill) or SIGSTOP (stop) at ${FAULT_POINTS.join(', ')}`)
+    .hideHelp()
+    .argParser((v: string) => {
+      const f = parseFault(v);
+      if (!f) throw new UsageError(`${flag}: expected kill or stop, @, and one of ${FAULT_POINTS.join(', ')}; got ${JSON.stringify(v)}`);
+      return f;
+    });
 }
 
 async function compareAction(file: string, o: CommonOptions & { check?: string }): Promise<number> {
@@ -246,10 +287,11 @@ export function registerReal(program: Command): void {
     .option('--json', 'print the result as one JSON object')
     .option('--duration <d>', 'end the run after this long at most (e.g. 10s)')
     .option('--memory <size>', 'give the guest this much memory instead (e.g. 64MiB)')
-    .option('--check <d>', 'how long the guest runs on the destination before it reports (default 500ms)')
+    .option('--check <d>', 'how long the guest runs on the destination before it reports, or on the source after a failed migration (default 500ms)')
     .option('--trace <file>', 'write a Perfetto / Chrome trace-event JSON file')
     .option('--report <dir>', 'write report.txt, result.json, trace.json and report.html to a directory')
-    .action((file: string, o: CommonOptions & { check?: string }) => guarded(() => migrateAction(file, o)));
+    .addOption(faultOption('--destination-fault'))
+    .action((file: string, o: CommonOptions & { check?: string; destinationFault?: DestinationFault }) => guarded(() => migrateAction(file, o)));
 
   real.command('compare')
     .description('run the scenario on the simulator and on KVM and print dirty-sync-count, pages, iterations and downtime side by side')
@@ -267,11 +309,12 @@ export function registerReal(program: Command): void {
     .option('--duration <d>', 'as given to migrate')
     .option('--memory <size>', 'as given to migrate')
     .option('--check <d>', 'how long the guest runs here before the report (default 500ms)')
-    .action((file: string, o: CommonOptions & { port: string; check?: string }) => guarded(() => {
+    .addOption(faultOption('--fault'))
+    .action((file: string, o: CommonOptions & { port: string; check?: string; fault?: DestinationFault }) => guarded(() => {
       const scenario = scenarioOf(file, o);
       const port = Number(o.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port: expected a TCP port, got ${JSON.stringify(o.port)}`);
-      return realIncoming(scenario, { port, checkNs: checkNsOf(o.check), limitNs: scenario.duration_ns + 120_000_000_000 });
+      return realIncoming(scenario, { port, checkNs: checkNsOf(o.check), limitNs: scenario.duration_ns + 120_000_000_000, fault: o.fault ?? null });
     }));
 
   for (const c of real.commands) c.exitOverride().configureOutput({ outputError: () => {} });

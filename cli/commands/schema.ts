@@ -1,9 +1,9 @@
 // `latsim schema`: prints (or writes) the scenario JSON Schema for editors.
-import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { scenarioSchema } from '../../sim/scenario/schema.ts';
+import { writeFileAtomic } from '../output.ts';
 
 export const SCHEMA_FILE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'scenarios', 'latsim.schema.json');
 
@@ -17,7 +17,7 @@ export function registerSchema(program: Command): void {
     .description('print the scenario JSON Schema (--write updates scenarios/latsim.schema.json)')
     .option('--write', 'write scenarios/latsim.schema.json')
     .action((opts: { write?: boolean }) => {
-      if (opts.write) writeFileSync(SCHEMA_FILE, schemaText());
+      if (opts.write) writeFileAtomic(SCHEMA_FILE, schemaText());
       else process.stdout.write(schemaText());
     });
 }

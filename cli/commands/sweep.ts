@@ -3,19 +3,26 @@
 // table, CSV or JSON). Every grid point is checked before the first run, so
 // a bad value is one ScenarioError (exit 2) naming the file, line and path.
 // The grid, sharding and worker pool live in cli/campaign.ts.
+// SIGINT or SIGTERM stops the workers; the rows finished are printed, marked
+// partial (JSON: "partial": true and "interrupted"; a table: a last line;
+// JSON and CSV: a line on stderr), the --report directory is written with a manifest that
+// says it is not complete, and the exit code is 130.
 // Leaves out: joining shard outputs (latsim merge reads the JSON form).
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Command } from 'commander';
 import { parseScenario, readScenarioText } from '../scenario-file.ts';
 import { UsageError } from '../errors.ts';
+import { formatOption, parseSeeds } from '../args.ts';
 import {
-  campaignDocument, campaignExitCode, campaignSpec, expandGrid, gridCombinations, overridesOf, parseSeeds, parseSet,
-  parseShard, parseWorkers, POINT_JOB, pointLabel, progressBar, runJobs, shardPoints,
-  type PointInput, type PointOutput, type Progress,
+  campaignDocument, campaignExitCode, campaignSpec, expandGrid, gridCombinations, overridesOf, parseSet,
+  parseProgress, parseShard, parseWorkers, POINT_JOB, pointLabel, POINTS_MAX, progressBar, runJobs, shardPoints,
+  type CampaignOutput, type PointInput, type PointOutput, type Progress,
 } from '../campaign.ts';
-import { CAMPAIGN_FORMATS as FORMATS, formatCampaign, type CampaignDocument, type CampaignFormat as Format, type GridAxis } from '../../reports/campaign.ts';
+import { catchInterrupts, interruptionText, type Interrupts } from '../interrupt.ts';
+import { EXIT } from '../exit-codes.ts';
+import { checkWritable } from '../output.ts';
+import { CAMPAIGN_FORMATS as FORMATS, formatCampaign, type CampaignFormat as Format, type GridAxis } from '../../reports/campaign.ts';
 import { htmlReport } from '../../reports/html.ts';
+import { writeReportDirectory } from '../../reports/write.ts';
 import type { RunResult } from '../../sim/results.ts';
 
 
@@ -27,6 +34,7 @@ export interface SweepOptions {
   report?: string;
   workers?: string;
   shard?: string;
+  progress?: string;
 }
 
 const SWEEP_HELP = `
@@ -34,7 +42,10 @@ Values are YAML, substituted into the scenario before it is checked; commas
 inside [...] or {...} do not split. Runs are numbered with the first --set
 outermost and seeds innermost; --shard i/n keeps runs whose number mod n is
 i-1, so n shards cover the campaign exactly once. Rows are the same whatever
---workers is. Exit code: the worst of the runs' (as latsim run), 2 for bad input.
+--workers is. Exit code: the worst of the runs' (as latsim run), 2 for bad
+input, 9 for a --report that cannot be written, 130 interrupted (SIGINT,
+SIGTERM: the rows finished are printed, marked partial, and --report's
+manifest.json says complete: false).
 
 Examples:
   latsim sweep my-scenario.yaml --set migration.flush_timeout=250ms,1s,4s --seeds 1..10
@@ -43,7 +54,7 @@ Examples:
 `;
 
 export interface SweepRun {
-  readonly doc: CampaignDocument;
+  readonly doc: CampaignOutput;
   /** Full results (with keepResults), for the HTML report; runs that threw have none. */
   readonly results: RunResult[];
   /** One label per result: its grid values and seed. */
@@ -51,10 +62,14 @@ export interface SweepRun {
 }
 
 /** Runs a sweep: checks every grid point, then runs this shard's points. */
-export async function sweep(file: string, opts: SweepOptions, run: { keepResults?: boolean; progress?: (total: number) => Progress } = {}): Promise<SweepRun> {
+export async function sweep(file: string, opts: SweepOptions, run: {
+  keepResults?: boolean;
+  progress?: (total: number) => Progress;
+  interrupts?: Pick<Interrupts, 'signal' | 'received'>;
+} = {}): Promise<SweepRun> {
   const text = readScenarioText(file);
   const axes = opts.set ?? [];
-  const seeds = opts.seeds === undefined ? null : parseSeeds(opts.seeds);
+  const seeds = opts.seeds === undefined ? null : parseSeeds('--seeds', opts.seeds, POINTS_MAX);
   const shard = opts.shard === undefined ? null : parseShard(opts.shard);
   const workers = opts.workers === undefined ? 1 : parseWorkers(opts.workers);
   const spec = campaignSpec(file, text, axes, seeds);
@@ -74,17 +89,20 @@ export async function sweep(file: string, opts: SweepOptions, run: { keepResults
     keepResult: run.keepResults ?? false,
   }));
   const bar = run.progress?.(inputs.length);
-  let outputs: PointOutput[];
+  const signal = run.interrupts?.signal;
+  let jobs;
   try {
-    outputs = await runJobs<PointInput, PointOutput>(POINT_JOB, inputs, { workers, onDone: (done) => bar?.update(done) });
+    jobs = await runJobs<PointInput, PointOutput>(POINT_JOB, inputs, { workers, onDone: (done) => bar?.update(done), ...(signal ? { signal } : {}) });
   } finally {
     bar?.stop();
   }
-  const doc = campaignDocument('sweep', spec, shard, outputs.map((o) => o.row));
+  const received = run.interrupts?.received() ?? null;
+  const interrupted = received !== null && jobs.done < inputs.length ? { signal: received, done: jobs.done, total: inputs.length } : null;
+  const doc = campaignDocument('sweep', spec, shard, jobs.outputs.flatMap((o) => (o ? [o.row] : [])), interrupted);
   const results: RunResult[] = [];
   const labels: string[] = [];
-  outputs.forEach((o, i) => {
-    if (!o.result) return;
+  jobs.outputs.forEach((o, i) => {
+    if (!o?.result) return;
     results.push(o.result);
     labels.push(pointLabel(spec, points[i]!, o.result.seed));
   });
@@ -92,12 +110,10 @@ export async function sweep(file: string, opts: SweepOptions, run: { keepResults
 }
 
 function formatOf(opts: SweepOptions): Format {
-  if (opts.json) return 'json';
-  const f = opts.format ?? 'table';
+  const f = formatOption(opts) ?? 'table';
   if (!(FORMATS as readonly string[]).includes(f)) throw new UsageError(`--format: expected one of ${FORMATS.join(', ')}, got ${JSON.stringify(f)}`);
   return f as Format;
 }
-
 
 export function registerSweep(program: Command): void {
   program
@@ -106,26 +122,44 @@ export function registerSweep(program: Command): void {
     .argument('<scenario>', 'scenario file (YAML)')
     .option('--set <path=v1,v2,...>', 'a grid axis: a field path and its values (repeatable)', (v: string, prev: GridAxis[] = []) => [...prev, parseSet(v)])
     .option('--seeds <A..B>', 'seeds to run every grid point with: A..B, A,B,C or A (default: the scenario\'s seed)')
-    .option('--format <format>', 'table, csv or json', 'table')
+    .option('--format <format>', 'table, csv or json (default: table)')
     .option('--json', 'same as --format json')
-    .option('--report <dir>', 'also write report.html (runs side by side), sweep.json and sweep.csv to a directory')
+    .option('--report <dir>', 'also write report.html (runs side by side), sweep.json, sweep.csv and manifest.json to a directory')
     .option('--workers <n>', 'worker threads, or "auto" for one per core', '1')
     .option('--shard <i/n>', 'run only shard i of n (runs whose number mod n is i-1)')
+    .option('--progress <mode>', 'auto (a bar on a terminal), lines (a line on stderr per finished run, for logs) or none')
     .addHelpText('after', SWEEP_HELP)
     .action(async (file: string, opts: SweepOptions) => {
       const format = formatOf(opts);
-      const { doc, results, labels } = await sweep(file, opts, {
-        keepResults: Boolean(opts.report),
-        progress: (total) => progressBar(total, 'sweep'),
-      });
-      process.stdout.write(formatCampaign(doc, format));
-      if (opts.report) {
-        mkdirSync(opts.report, { recursive: true });
-        const title = `latsim sweep: ${results[0]?.scenario ?? file}`;
-        writeFileSync(join(opts.report, 'report.html'), htmlReport(results, { title, labels }));
-        writeFileSync(join(opts.report, 'sweep.json'), formatCampaign(doc, 'json'));
-        writeFileSync(join(opts.report, 'sweep.csv'), formatCampaign(doc, 'csv'));
+      const progress = parseProgress(opts.progress);
+      // A --report that cannot be written is said before the campaign runs, not after.
+      if (opts.report !== undefined) checkWritable(opts.report, 'directory');
+      const interrupts = catchInterrupts();
+      let swept: SweepRun;
+      try {
+        swept = await sweep(file, opts, {
+          keepResults: Boolean(opts.report),
+          progress: (total) => progressBar(total, 'sweep', progress),
+          interrupts,
+        });
+      } finally {
+        interrupts.dispose();
       }
-      process.exitCode = campaignExitCode(doc.rows);
+      const { doc, results, labels } = swept;
+      const note = doc.interrupted ? `latsim sweep: ${interruptionText(doc.interrupted, 'runs')}; the rows are the runs that finished` : null;
+      process.stdout.write(formatCampaign(doc, format));
+      if (note) {
+        if (format === 'table') process.stdout.write(`${note}\n`);
+        else process.stderr.write(`${note}\n`);
+      }
+      process.exitCode = doc.interrupted ? EXIT.interrupted : campaignExitCode(doc.rows);
+      if (opts.report !== undefined) {
+        const title = `latsim sweep: ${results[0]?.scenario ?? file}`;
+        writeReportDirectory(opts.report, 'sweep', [
+          { name: 'report.html', text: htmlReport(results, { title, labels }) },
+          { name: 'sweep.json', text: formatCampaign(doc, 'json') },
+          { name: 'sweep.csv', text: formatCampaign(doc, 'csv') },
+        ], doc.interrupted ? interruptionText(doc.interrupted, 'runs') : null);
+      }
     });
 }

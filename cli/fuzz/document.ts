@@ -2,6 +2,7 @@
 // its exit code and its text form; `latsim fuzz` writes it, `latsim merge`
 // joins shards of it.
 import type { Shard } from '../../reports/campaign.ts';
+import { interruptionText, type Interruption } from '../interrupt.ts';
 import type { Plant } from './scenario.ts';
 
 /** What a fuzz campaign is, independent of how it is split or run. */
@@ -45,12 +46,25 @@ export interface FuzzDocument {
   readonly passed: number;
   /** Seeds not started because the --time budget ran out. */
   readonly not_run: number;
+  /** True when an interrupt cut the campaign short: seeds not run, or failures not shrunk. */
+  readonly partial: boolean;
+  readonly interrupted: FuzzInterruption | null;
   readonly failures: readonly FuzzFailure[];
   readonly rows: readonly FuzzRow[];
 }
 
+/**
+ * Where an interrupt stopped a fuzz campaign. stage seeds: done and total
+ * count seeds; stage shrinking (every seed ran): they count failures shrunk,
+ * and the others keep their seed's own scenario as regression file.
+ */
+export interface FuzzInterruption extends Interruption {
+  readonly stage: 'seeds' | 'shrinking';
+}
+
 /** The document for rows and failures, in campaign order. */
-export function fuzzDocument(campaign: FuzzCampaign, shard: Shard | null, rows: readonly FuzzRow[], failures: readonly FuzzFailure[], notRun: number): FuzzDocument {
+export function fuzzDocument(campaign: FuzzCampaign, shard: Shard | null, rows: readonly FuzzRow[], failures: readonly FuzzFailure[], notRun: number,
+  interrupted: FuzzInterruption | null = null): FuzzDocument {
   const sorted = [...rows].sort((a, b) => a.index - b.index);
   return {
     format: 'latsim-fuzz',
@@ -60,6 +74,8 @@ export function fuzzDocument(campaign: FuzzCampaign, shard: Shard | null, rows: 
     seeds: sorted.length,
     passed: sorted.filter((r) => r.pass).length,
     not_run: notRun,
+    partial: interrupted !== null,
+    interrupted,
     failures: [...failures].sort((a, b) => a.seed - b.seed),
     rows: sorted,
   };
@@ -75,7 +91,7 @@ export function fuzzText(doc: FuzzDocument): string {
   const out: string[] = [];
   for (const f of doc.failures) {
     out.push(`seed ${f.seed}: ${f.phase} phase: ${f.class}: ${f.error}`);
-    if (f.shrunk_file) out.push(`  shrunk (${f.shrink_runs} runs): ${f.shrunk_file}`, `  replay: ${f.replay}`);
+    if (f.shrunk_file) out.push(f.shrink_runs > 0 ? `  shrunk (${f.shrink_runs} runs): ${f.shrunk_file}` : `  not shrunk: ${f.shrunk_file}`, `  replay: ${f.replay}`);
     out.push(`  seed:   ${f.seed_command}`);
   }
   const c = doc.campaign;
@@ -85,5 +101,16 @@ export function fuzzText(doc: FuzzDocument): string {
   out.push(`fuzz: ${doc.seeds} seeds run of ${range}${doc.shard ? ` (shard ${doc.shard.index}/${doc.shard.count})` : ''}` +
     `${c.plant ? `, planted bug ${c.plant}` : ''}: ${doc.passed} passed, ${doc.failures.length} failed` +
     ` (${safety} safety, ${liveness} liveness)${doc.not_run > 0 ? `; ${doc.not_run} not run (--time budget)` : ''}`);
+  const interrupted = interruptedLine(doc);
+  if (interrupted) out.push(interrupted);
   return out.join('\n');
+}
+
+/** The last line of an interrupted campaign's text (null when it was not). */
+export function interruptedLine(doc: FuzzDocument): string | null {
+  const i = doc.interrupted;
+  if (!i) return null;
+  return i.stage === 'seeds'
+    ? `fuzz: ${interruptionText(i, 'seeds')}; the rows and failures are those of the seeds that finished`
+    : `fuzz: ${interruptionText(i, 'failures shrunk')}; the others keep their seed's own scenario`;
 }

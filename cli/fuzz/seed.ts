@@ -1,10 +1,12 @@
-// One fuzz seed, start to end: draw the knobs, run the safety phase (faults
-// on), then, if it held, the liveness phase (faults off); if a phase failed,
-// shrink the knobs to the smallest that fail the same way (same phase, same
-// failure class) and render that scenario as a regression file, with a
-// header that says the seed, what failed and how to replay it. A job for the
-// campaign pool (cli/campaign.ts): input and output are plain data, and the
-// file is written by the caller.
+// One fuzz seed, in two jobs for the campaign pool (cli/campaign.ts).
+// fuzzSeed draws the knobs, runs the safety phase (faults on), then, if it
+// held, the liveness phase (faults off); a failing seed comes back with its
+// regression file as the seed drew it. shrinkSeed then shrinks the knobs to
+// the smallest that fail the same way (same phase, same failure class) and
+// renders that scenario. Two jobs, so that a failure is known, and its file
+// written, before shrinking starts: an interrupt while shrinking keeps it.
+// A regression file has a header that says the seed, what failed and how to
+// replay it. Inputs and outputs are plain data; the caller writes the files.
 // Leaves out: sharding, workers, progress and output (cli/commands/fuzz.ts).
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,8 +20,6 @@ export interface SeedInput {
   readonly plant: Plant | null;
   /** Directory the regression file will be written to (for its header and replay command). */
   readonly out: string;
-  /** Property runs shrinking may spend; 0: do not shrink. */
-  readonly shrink_runs: number;
   /** Wall-clock deadline (ms since the epoch) after which the seed is not started; null: none. */
   readonly deadline_ms: number | null;
 }
@@ -31,8 +31,25 @@ export interface SeedRun {
   /** Final MigrationStatus of the safety phase (null: skipped, or the run threw). */
   readonly safety_status: string | null;
   readonly failure: Failure | null;
-  /** The regression file, when the seed failed. */
-  readonly regression: { readonly file: string; readonly text: string; readonly shrink_runs: number; readonly shrink_steps: number } | null;
+  /** The regression file, when the seed failed (not shrunk yet). */
+  readonly regression: Regression | null;
+}
+
+export interface Regression {
+  readonly file: string;
+  readonly text: string;
+  readonly shrink_runs: number;
+  readonly shrink_steps: number;
+}
+
+/** What shrinkSeed needs: the seed and how it failed. */
+export interface ShrinkInput {
+  readonly seed: number;
+  readonly plant: Plant | null;
+  readonly out: string;
+  /** Property runs shrinking may spend. */
+  readonly shrink_runs: number;
+  readonly failure: Failure;
 }
 
 const SCHEMA = fileURLToPath(new URL('../../scenarios/latsim.schema.json', import.meta.url));
@@ -48,7 +65,7 @@ function runKnobs(k: Knobs, seed: number, plant: Plant | null): Failure | null {
   return runPhase(buildScenario(k, { seed, phase: 'liveness', plant }).text, `fuzz-${seed}-liveness.yaml`, 'liveness').failure;
 }
 
-/** Runs one seed (the pool's job). */
+/** Runs one seed (the pool's job); a failure comes back with the unshrunk regression file. */
 export function fuzzSeed(input: SeedInput): SeedRun {
   const { seed, plant } = input;
   if (input.deadline_ms !== null && Date.now() > input.deadline_ms) {
@@ -60,19 +77,22 @@ export function fuzzSeed(input: SeedInput): SeedRun {
   const failure = safety.failure ??
     runPhase(buildScenario(knobs, { seed, phase: 'liveness', plant }).text, `fuzz-${seed}-liveness.yaml`, 'liveness').failure;
   if (!failure) return { seed, status: 'pass', safety_status: safetyStatus, failure: null, regression: null };
-
-  // Shrink to the smallest knobs that fail in the same phase with the same class.
-  const same = (f: Failure | null) => f !== null && f.phase === failure.phase && f.class === failure.class;
-  const shrunk = input.shrink_runs > 0
-    ? shrinkKnobs(knobs, (k) => same(runKnobs(k, seed, plant)), input.shrink_runs)
-    : { knobs, runs: 0, steps: 0 };
-  // The shrunk scenario's own failure (another page, say), for its header.
-  const now = shrunk.runs > 1 ? runKnobs(shrunk.knobs, seed, plant) : failure;
-  const regression = regressionFile(shrunk.knobs, knobs, failure, same(now) ? now! : failure, input, shrunk.runs, shrunk.steps);
+  const regression = regressionFile(knobs, knobs, failure, failure, input, 0, 0);
   return { seed, status: 'fail', safety_status: safetyStatus, failure, regression };
 }
 
-function regressionFile(k: Knobs, original: Knobs, failure: Failure, shrunkFailure: Failure, input: SeedInput, runs: number, steps: number): NonNullable<SeedRun['regression']> {
+/** Shrinks a failed seed's knobs to the smallest that fail in the same phase with the same class (the pool's job). */
+export function shrinkSeed(input: ShrinkInput): Regression {
+  const { seed, plant, failure } = input;
+  const knobs = knobsOf(seed);
+  const same = (f: Failure | null) => f !== null && f.phase === failure.phase && f.class === failure.class;
+  const shrunk = shrinkKnobs(knobs, (k) => same(runKnobs(k, seed, plant)), input.shrink_runs);
+  // The shrunk scenario's own failure (another page, say), for its header.
+  const now = shrunk.runs > 1 ? runKnobs(shrunk.knobs, seed, plant) : failure;
+  return regressionFile(shrunk.knobs, knobs, failure, same(now) ? now! : failure, input, shrunk.runs, shrunk.steps);
+}
+
+function regressionFile(k: Knobs, original: Knobs, failure: Failure, shrunkFailure: Failure, input: { seed: number; plant: Plant | null; out: string }, runs: number, steps: number): Regression {
   const { seed, plant } = input;
   const name = `fuzz-${failure.class}-${seed}`;
   const file = join(input.out, `${name}.yaml`);
@@ -86,7 +106,8 @@ function regressionFile(k: Knobs, original: Knobs, failure: Failure, shrunkFailu
     `${name}: found by latsim fuzz (knobs v${KNOBS_VERSION}), seed ${seed}${plant ? `, planted bug ${plant}` : ''}.`,
     `Failed in the ${failure.phase} phase (${failure.phase === 'safety' ? 'faults on' : 'faults off'}): ${failure.class}:`,
     ...wrap(failure.error, 76).map((l) => `  ${l}`),
-    `Shrunk with fast-check in ${runs} runs (${steps} steps; ${changed} knobs changed from the seed's); this scenario:`,
+    runs === 0 ? 'Not shrunk; this is the seed\'s own scenario:'
+      : `Shrunk with fast-check in ${runs} runs (${steps} steps; ${changed} knobs changed from the seed's); this scenario:`,
     ...wrap(shrunkFailure.error, 76).map((l) => `  ${l}`),
     `Replay: latsim run ${file}`,
     `The seed's campaign run: ${seedCommand(seed, plant)}`,

@@ -4,7 +4,8 @@
 // acknowledged must be on the flushed (shared) disk; the first difference is
 // an invariant violation naming the page or sector. MigrationDestination is
 // what the source's migration code talks to; on KVM it is a second process
-// at the end of a TCP stream (real/migration-stream.ts).
+// at the end of a TCP stream (real/migration-stream.ts), whose sends and
+// waits throw MigrationStreamError when the stream breaks or stops moving.
 import { HOST_COSTS_DEFAULT, type HostCosts } from '../scenario/qemu.ts';
 import { bitmapNew, testAndSetBit } from '../util/bitmap.ts';
 import type { GuestRam } from '../guest/ram.ts';
@@ -17,6 +18,20 @@ import type { MigrationLink, MigrationWire } from './link.ts';
 
 /** Destination's time to load device state and start its vCPUs (not in QEMU's downtime, which ends at the source's last write). */
 export const DEST_START_NS = 1_000_000;
+
+/**
+ * The stream to the destination broke or stopped moving (QEMU: an error on
+ * the migration QEMUFile, which migration_detect_error and migrate_set_error
+ * turn into MIGRATION_STATUS_FAILED). `lost`: it happened after the source
+ * told the destination to start, so the guest may run there and the source
+ * must not resume it; before that the source resumes.
+ */
+export class MigrationStreamError extends Error {
+  constructor(message: string, readonly lost = false) {
+    super(message);
+    this.name = 'MigrationStreamError';
+  }
+}
 
 /** The far end of the migration stream, as the source sees it. */
 export interface MigrationDestination extends PageSink {

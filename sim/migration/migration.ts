@@ -15,6 +15,10 @@
 // legacy waits forever; flush-timeout gives up and rolls back to active;
 // min-interval holds off the next attempt; abort-on-downtime fails the
 // migration and the source resumes; auto-converge throttles vCPUs.
+// A stream that breaks (a MigrationStreamError from the destination, on KVM
+// only) fails the migration as QEMU's migrate_set_error does; if the VM was
+// stopped for completion it runs again, as after QEMU's
+// migration_iteration_finish, unless the destination had been told to start.
 // The destination is an interface: in simulation a model in this process, on
 // KVM a second process at the end of a TCP stream (the same code drives both).
 // Leaves out: postcopy, multifd, return path, cancellation from QMP.
@@ -27,7 +31,7 @@ import type { MigrationSpec, QemuSpec } from '../scenario/scenario.ts';
 import { TIMEOUT } from '../block/block-layer.ts';
 import { InvariantError } from '../invariant.ts';
 import { QEMUClockType, type QEMUTimer } from '../main-loop/timer.ts';
-import { DEST_START_NS, Destination, type MigrationDestination } from './destination.ts';
+import { DEST_START_NS, Destination, MigrationStreamError, type MigrationDestination } from './destination.ts';
 import { BUFFER_DELAY_NS, MigrationLink } from './link.ts';
 import { RamState } from './ram.ts';
 import {
@@ -196,16 +200,32 @@ export class Migration<D extends MigrationDestination = Destination> {
 
   /** QEMU: migration_thread (migration/migration.c) */
   private *threadFn(): Co<void> {
-    yield* this.setup('migration_thread');
-    while (!this.finished) {
-      if (!this.link.rateExceeded()) {
-        const progressed = yield* this.iterationRun();
-        if (this.finished) break;
-        if (!progressed) yield* this.p.sleep(Math.max(1, this.link.windowLeftNs()));
+    try {
+      yield* this.setup('migration_thread');
+      while (!this.finished) {
+        if (!this.link.rateExceeded()) {
+          const progressed = yield* this.iterationRun();
+          if (this.finished) break;
+          if (!progressed) yield* this.p.sleep(Math.max(1, this.link.windowLeftNs()));
+        }
+        yield* this.rateLimit();
       }
-      yield* this.rateLimit();
+    } catch (e) {
+      this.streamFailed(e);
     }
     this.ram.cleanup();
+  }
+
+  /**
+   * QEMU: migration_detect_error -> migrate_set_error, then
+   * MIGRATION_STATUS_FAILED. Outside completion the VM is still running
+   * (migration_completion handles a break while it is stopped). Rethrows
+   * anything that is not a broken stream.
+   */
+  private streamFailed(e: unknown): void {
+    if (!(e instanceof MigrationStreamError)) throw e;
+    this.machine.trace.event(this.p.current().name, 'migrate_set_error', { error: e.message });
+    this.fail(e.message);
   }
 
   /** 2012's migrate_fd_put_ready from the buffered file's timer, on the main loop under the BQL. */
@@ -214,18 +234,22 @@ export class Migration<D extends MigrationDestination = Destination> {
     if (this.status === 'setup') yield* this.setup(null);
     if (this.qemu.profile.convergence === 'expected-time' && !this.link.socketFull()) this.link.resetWindow();
     this.updateCountersIfDue();
-    if (this.qemu.profile.convergence === 'expected-time') {
-      // QEMU 1.1: one migrate_fd_put_ready -> ram_save_live(stage 2) per tick or writable socket.
-      yield* this.putReady11();
-    } else {
-      // QEMU 1.2: migrate_fd_put_ready iterates until the rate limit or MAX_WAIT.
-      const t0 = this.p.nowNs();
-      const attempts = this.attempts.length;
-      while (!this.link.rateExceeded() && !this.finished && this.p.nowNs() - t0 < WAIT_NS_MAX) {
-        if (!(yield* this.iterationRun())) break;
-        // After a completion attempt the main loop gets to run before the next tick.
-        if (this.attempts.length !== attempts) break;
+    try {
+      if (this.qemu.profile.convergence === 'expected-time') {
+        // QEMU 1.1: one migrate_fd_put_ready -> ram_save_live(stage 2) per tick or writable socket.
+        yield* this.putReady11();
+      } else {
+        // QEMU 1.2: migrate_fd_put_ready iterates until the rate limit or MAX_WAIT.
+        const t0 = this.p.nowNs();
+        const attempts = this.attempts.length;
+        while (!this.link.rateExceeded() && !this.finished && this.p.nowNs() - t0 < WAIT_NS_MAX) {
+          if (!(yield* this.iterationRun())) break;
+          // After a completion attempt the main loop gets to run before the next tick.
+          if (this.attempts.length !== attempts) break;
+        }
       }
+    } catch (e) {
+      this.streamFailed(e);
     }
     if (this.finished) {
       this.ram.cleanup();
@@ -416,7 +440,7 @@ export class Migration<D extends MigrationDestination = Destination> {
     const zero = { final_ram_ns: 0, device_state_ns: 0, resume_ns: 0 };
     const stopPhases = { stop_ns: stop.stop_ns, drain_ns: stop.drain_ns, flush_ns: stop.flush_ns };
 
-    const giveUp = (reason: string, timedOut: boolean) => {
+    const giveUp = (reason: string, timedOut: boolean, sent: typeof zero = zero) => {
       // The source resumes; nothing reached the destination's start.
       m.vmStart();
       if (!locked) m.bql.unlock();
@@ -424,10 +448,25 @@ export class Migration<D extends MigrationDestination = Destination> {
       const rollback = timedOut && this.policy.has('flush-timeout') && reason === 'flush timeout';
       this.attempts.push({
         n, at_ns: downtimeStart, outcome: rollback ? 'rollback' : 'failed', downtime_ns: downtime,
-        phases: { ...stopPhases, ...zero }, reason,
+        phases: { ...stopPhases, ...sent }, reason,
       });
       if (rollback) this.send('COMPLETION_TIMEOUT');
       else this.fail(reason);
+    };
+    // The stream broke: QEMU's migration_completion_failed, then
+    // migration_iteration_finish runs vm_start (the VM ran when completion
+    // began), unless the destination may run the guest already (`lost`). The
+    // BQL is held when `held` (or `locked`); `sent`: the phases that ran.
+    const streamBroke = (e: MigrationStreamError, held: boolean, sent: typeof zero) => {
+      m.trace.event(p.current().name, 'migrate_set_error', { error: e.message });
+      this.link.rateLimit = this.spec.max_bandwidth > 0 ? this.spec.max_bandwidth : Infinity;
+      if (!e.lost) return giveUp(e.message, false, sent);
+      if (held && !locked) m.bql.unlock();
+      this.attempts.push({
+        n, at_ns: downtimeStart, outcome: 'failed', downtime_ns: p.nowNs() - downtimeStart,
+        phases: { ...stopPhases, ...sent }, reason: e.message,
+      });
+      this.fail(e.message);
     };
 
     if (stop.error === TIMEOUT) {
@@ -456,25 +495,40 @@ export class Migration<D extends MigrationDestination = Destination> {
         return;
       }
     }
-    yield* this.ram.saveAll(this.link, SEND_CHUNK_BYTES * 16);
-    this.ram.transferred += EOS_BYTES;
-    yield* this.link.send(EOS_BYTES);
-    const t1 = p.nowNs();
-    // Every device's vmstate; saving asserts the drain left no request in flight.
-    this.devices.saveState();
-    // vm_stop's and the device state's fixed costs: the downtime with nothing to send.
-    yield* p.cpu(this.qemu.host.downtime_floor_ns);
-    yield* this.dest.sendDeviceState(this.link, this.spec.device_state_bytes);
+    let t1 = 0;
+    try {
+      yield* this.ram.saveAll(this.link, SEND_CHUNK_BYTES * 16);
+      this.ram.transferred += EOS_BYTES;
+      yield* this.link.send(EOS_BYTES);
+      t1 = p.nowNs();
+      // Every device's vmstate; saving asserts the drain left no request in flight.
+      this.devices.saveState();
+      // vm_stop's and the device state's fixed costs: the downtime with nothing to send.
+      yield* p.cpu(this.qemu.host.downtime_floor_ns);
+      yield* this.dest.sendDeviceState(this.link, this.spec.device_state_bytes);
+    } catch (e) {
+      if (!(e instanceof MigrationStreamError)) throw e;
+      const now = p.nowNs();
+      streamBroke(e, true, t1 === 0
+        ? { ...zero, final_ram_ns: now - t0 }
+        : { ...zero, final_ram_ns: t1 - t0, device_state_ns: now - t1 });
+      return;
+    }
     const t2 = p.nowNs();
-    // QEMU: migration_calculate_complete: downtime ends on the source, at the last write.
-    this.downtimeNs = t2 - downtimeStart;
     m.runstate.set('postmigrate');
     this.ram.cleanup();
-    this.send('COMPLETED');
     if (!locked) m.bql.unlock();
 
     // The last byte reaches the destination, which loads and checks, then starts.
-    const checkNs = yield* this.dest.arrive(this.guest.ram, this.devices.blk, this.link);
+    let checkNs: number;
+    try {
+      checkNs = yield* this.dest.arrive(this.guest.ram, this.devices.blk, this.link);
+    } catch (e) {
+      if (!(e instanceof MigrationStreamError)) throw e;
+      if (!e.lost && !locked) yield* m.bql.lock('migration_iteration_finish');
+      streamBroke(e, !e.lost, { ...zero, final_ram_ns: t1 - t0, device_state_ns: t2 - t1 });
+      return;
+    }
     this.verified = true;
     if (!locked) yield* m.bql.lock('process_incoming_migration_bh');
     if (m.runstate.running) throw new InvariantError('split-brain', 'the source runs while the destination starts');
@@ -485,9 +539,13 @@ export class Migration<D extends MigrationDestination = Destination> {
     const phases: DowntimePhases = {
       ...stopPhases, final_ram_ns: t1 - t0, device_state_ns: t2 - t1, resume_ns: t3 - t2 - checkNs,
     };
+    // QEMU: migration_calculate_complete: downtime and total-time end on the source, at its last write.
+    this.downtimeNs = t2 - downtimeStart;
     this.guestDowntimeNs = t3 - downtimeStart - checkNs;
     this.downtimePhases = phases;
     this.attempts.push({ n, at_ns: downtimeStart, outcome: 'completed', downtime_ns: this.downtimeNs, phases, reason: '' });
+    this.send('COMPLETED');
+    this.endNs = t2;
     this.snapshot();
   }
 

@@ -116,6 +116,12 @@ export const HOST_COSTS_DEFAULT: HostCosts = {
   dest_page_ns: 300, downtime_floor_ns: 2_000_000, guest_dirty_rate_max: 0, loopback: 0,
 };
 
+/** No modelled cost at all: a real backend pays its host's costs for real. */
+export const HOST_COSTS_NONE: HostCosts = {
+  zero_page_scan_ns: 0, page_send_ns: 0, dirty_sync_ns_per_gib: 0, dest_first_touch_ns: 0, dest_page_ns: 0,
+  downtime_floor_ns: 0, guest_dirty_rate_max: 0, loopback: 0,
+};
+
 export function qemuSchema(): Schema {
   return obj({
     version: {

@@ -8,8 +8,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
-  campaignSpec, expandGrid, parsePath, parseSeeds, parseSet, parseShard, parseWorkers, pointCount, shardPoints,
+  campaignSpec, expandGrid, parsePath, parseSet, parseShard, parseWorkers, pointCount, shardPoints,
 } from '../../cli/campaign.ts';
+import { parseSeeds } from '../../cli/args.ts';
 import type { CampaignDocument, GridAxis } from '../../reports/campaign.ts';
 import { UsageError } from '../../cli/errors.ts';
 import { runCli, tempDir } from './helpers.ts';
@@ -37,13 +38,13 @@ describe('parsing the command line', () => {
   });
 
   it('--seeds takes a range, a list or one seed', () => {
-    expect(parseSeeds('1..4')).toEqual([1, 2, 3, 4]);
-    expect(parseSeeds('7')).toEqual([7]);
-    expect(parseSeeds('5,1,3')).toEqual([5, 1, 3]);
+    expect(parseSeeds('--seeds', '1..4', 100)).toEqual([1, 2, 3, 4]);
+    expect(parseSeeds('--seeds', '7', 100)).toEqual([7]);
+    expect(parseSeeds('--seeds', '5,1,3', 100)).toEqual([5, 1, 3]);
   });
 
-  it.each(['3..1', 'x', '-1', '1,1', '2147483648', '1..', '1.5'])('--seeds %j is a usage error', (text) => {
-    expect(() => parseSeeds(text)).toThrow(UsageError);
+  it.each(['3..1', 'x', '-1', '1,1', '4294967296', '1..', '1.5'])('--seeds %j is a usage error', (text) => {
+    expect(() => parseSeeds('--seeds', text, 100)).toThrow(UsageError);
   });
 
   it('--shard is i/n with 1 <= i <= n', () => {

@@ -2,7 +2,8 @@
  * The real Platform's semantics, against the real clock and real fds: sleep and
  * timed waits, waits woken by an in-process notifier and by an eventfd through
  * epoll, a loop that blocks (no spinning) while nothing is due, cpu(ns) holding
- * every other coroutine off, FIFO mutex hand-off, socket readiness, and block
+ * every other coroutine off, FIFO mutex hand-off, socket readiness, stop()
+ * while threads keep each other due, and block
  * I/O on a file with a fault delay. Needs the addon, not /dev/kvm; skips without it.
  * Leaves out: vCPUs (test/real/cli/real.test.ts runs whole guests).
  */
@@ -182,6 +183,28 @@ describe('RealPlatform', () => {
       p.releaseFd(fd);
       io.close(fd);
     }
+  });
+
+  it('stops from inside a stretch of due work: two threads that keep waking each other', (ctx) => {
+    const p = platform(ctx);
+    const ping = p.createNotifier('ping');
+    const pong = p.createNotifier('pong');
+    let rounds = 0;
+    // Each wake is due at once, so the loop never gets to look at the clock or epoll in between
+    // (as a destination's handler woken again and again by a socket at end of stream).
+    const player = (mine: Notifier, theirs: Notifier) => function* (): Co<void> {
+      // Bounded, so that a stop() that does not stop fails the test instead of hanging it.
+      while (rounds < 100_000) {
+        theirs.set();
+        yield* p.wait([mine], -1);
+        mine.read();
+        if (++rounds === 1000) p.stop();
+      }
+    };
+    p.spawn('a', player(ping, pong));
+    p.spawn('b', player(pong, ping));
+    expect(p.run(p.nowNs() + 60_000 * MS)).toBe('stopped');
+    expect(rounds).toBe(1000);
   });
 
   it('performs block I/O on a file and completes it after the fault delay', (ctx) => {

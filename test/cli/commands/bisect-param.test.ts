@@ -48,8 +48,8 @@ function downtimeHolds(flushNs: number): boolean {
 }
 
 describe('latsim bisect-param', () => {
-  it('finds the flush latency at which max_downtime 300ms starts to fail, within the precision', () => {
-    const b = bisectParam(file, { param: 'devices.blk[0].flush', range: '1ms..60s', precision: '10ms', budget: 'max_downtime' });
+  it('finds the flush latency at which max_downtime 300ms starts to fail, within the precision', async () => {
+    const b = await bisectParam(file, { param: 'devices.blk[0].flush', range: '1ms..60s', precision: '10ms', budget: 'max_downtime' });
     expect(b.direction).toBe('rising');
     expect(b.monotonic).toBe(true);
     const t = b.threshold!.value;
@@ -66,8 +66,8 @@ describe('latsim bisect-param', () => {
     expect(b.steps.length).toBeLessThan(25);
   });
 
-  it('finds the largest failing value when the low end fails', () => {
-    const b = bisectParam(file, { param: 'migration.max_bandwidth', range: '2MiB/s..128MiB/s', precision: '1MiB/s', budget: 'max_migration_time' });
+  it('finds the largest failing value when the low end fails', async () => {
+    const b = await bisectParam(file, { param: 'migration.max_bandwidth', range: '2MiB/s..128MiB/s', precision: '1MiB/s', budget: 'max_migration_time' });
     expect(b.direction).toBe('falling');
     expect(b.threshold!.value).toBeLessThan(b.passing!.value);
     expect(b.passing!.value - b.threshold!.value).toBeLessThanOrEqual(2 ** 20);
@@ -75,7 +75,7 @@ describe('latsim bisect-param', () => {
     expect(b.failing!.failed).toContain('max_migration_time');
   });
 
-  it('prints the threshold and exits 0; exits 1 without a threshold and 2 for bad input', () => {
+  it('prints the threshold and exits 0; exits 1 without a threshold and 2 for bad input', async () => {
     const r = latsim('bisect-param', file, '--param', 'devices.blk[0].flush', '--range', '1ms..2s', '--precision', '50ms', '--json');
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout);
@@ -87,10 +87,10 @@ describe('latsim bisect-param', () => {
     expect(none.stdout).toContain('no threshold in 1 ms..10 ms');
 
     const flush = { param: 'devices.blk[0].flush', range: '1ms..1s' };
-    expect(() => bisectParam(file, { ...flush, range: '10ms..1ms' })).toThrow('HI must be above LO');
-    expect(() => bisectParam(file, { ...flush, range: '1ms..5GiB' })).toThrow('is not a duration like');
-    expect(() => bisectParam(file, { ...flush, budget: 'max_ping_lost' })).toThrow('has no such budget; it has max_downtime, max_migration_time');
-    expect(() => bisectParam(file, { ...flush, param: 'devices..x' })).toThrow('expected a field path');
+    await expect(bisectParam(file, { ...flush, range: '10ms..1ms' })).rejects.toThrow('HI must be above LO');
+    await expect(bisectParam(file, { ...flush, range: '1ms..5GiB' })).rejects.toThrow('is not a duration like');
+    await expect(bisectParam(file, { ...flush, budget: 'max_ping_lost' })).rejects.toThrow('has no such budget; it has max_downtime, max_migration_time');
+    await expect(bisectParam(file, { ...flush, param: 'devices..x' })).rejects.toThrow('expected a field path');
     const bad = latsim('bisect-param', file, '--param', 'devices.blk[0].flush', '--range', 'soon..later');
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--range: "soon" is not a duration');

@@ -3,13 +3,16 @@
 // (skipped), its fix, the planted regression (a default of the scenario format grows the
 // device state sent during downtime from 512 KiB to 512 MiB, so max_downtime
 // fails), and a neutral commit. Bisect must name the regression, go around the
-// broken commit, show the diff, and leave no worktree behind. Also the exit
-// codes of `latsim run --bisect` for `git bisect run`.
+// broken commit, show the diff, and leave no worktree behind; interrupted,
+// print the commits tested so far and leave no worktree, temporary directory
+// or process behind. Also the exit codes of `latsim run --bisect` for
+// `git bisect run`.
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { processesIn, spawnCli } from '../helpers.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'latsim-bisect-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -99,6 +102,26 @@ describe('latsim bisect', () => {
     // Every worktree is gone.
     expect(git('worktree', 'list').split('\n')).toHaveLength(1);
     expect(r.stderr).toContain('skip');
+  });
+
+  it('SIGINT: prints the commits tested so far, marked partial, exits 130 and leaves nothing behind', async () => {
+    // Its own temporary directory, to see that the worktrees, node_modules and children in it are gone.
+    const tmp = join(dir, 'tmp');
+    mkdirSync(tmp);
+    const p = spawnCli(['bisect', scenario, '--good', commits.good!, '--bad', commits.bad!, '--repo', repo, '--json'], { env: { ...process.env, TMPDIR: tmp } });
+    // The good commit is tested; the bad one is being tested (a child latsim run in a worktree).
+    await p.waitForStderr(/^[0-9a-f]{12} good /m);
+    p.child.kill('SIGINT');
+    const r = await p.exited;
+    expect(r.code, r.stderr).toBe(130);
+    const j = JSON.parse(r.stdout);
+    expect(j).toMatchObject({ partial: true, first_bad: null, diff: null, interrupted: { signal: 'SIGINT', total: null } });
+    expect(j.steps[0]).toMatchObject({ commit: commits.good, verdict: 'good' });
+    expect(j.interrupted.done).toBe(j.steps.length);
+    expect(r.stderr.trimEnd().split('\n').at(-1)).toBe(`latsim bisect: interrupted by SIGINT after ${j.steps.length} commits tested`);
+    expect(git('worktree', 'list').split('\n')).toHaveLength(1);
+    expect(readdirSync(tmp).filter((n) => n.startsWith('latsim-bisect-'))).toEqual([]);
+    expect(processesIn(tmp)).toEqual([]);
   });
 
   it('exits 2 when the --good commit is not good', () => {

@@ -2,9 +2,10 @@
 // flushes and one with 2 s flushes, each written with --report (result.json
 // and trace.json). The diff of a run with itself is empty; the diff of the two
 // names the first divergent event, the flush handler and the downtime phase
-// that grew, and says B is worse. Bad input exits 2.
+// that grew, and says B is worse. A report directory whose manifest says it
+// is not complete is compared with a warning. Bad input exits 2.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -109,6 +110,18 @@ describe('latsim diff', () => {
     expect(both.first_divergence.source).toBe('trace');
     expect(both.first_divergence.index).toBe(fd.index);
     expect(both.migration.downtime_phases_ns.flush.delta).toBe(1_900_000_000);
+  });
+
+  it('warns about a report directory whose manifest says it is not complete', () => {
+    const cut = join(dir, 'cut');
+    cpSync(A, cut, { recursive: true });
+    const manifest = JSON.parse(readFileSync(join(cut, 'manifest.json'), 'utf8'));
+    expect(manifest.complete).toBe(true);
+    writeFileSync(join(cut, 'manifest.json'), JSON.stringify({ ...manifest, complete: false, reason: 'trace.json could not be written' }));
+    const r = latsim('diff', A, cut);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe(`latsim: warning: ${cut}: the report directory is not complete (trace.json could not be written)\n`);
+    expect(latsim('diff', A, A).stderr).toBe('');
   });
 
   it('exits 2 for input that is not a run, and for a result against a trace', () => {
