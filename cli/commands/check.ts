@@ -1,6 +1,6 @@
 // `latsim check <files...>`: validates scenario files without running them.
 import type { Command } from 'commander';
-import { loadScenarioFile, ScenarioError } from '../scenario-file.ts';
+import { loadScenarioFile, MAX_MEMORY_HELP, maxMemoryOption, printableName, ScenarioError } from '../scenario-file.ts';
 
 export function registerCheck(program: Command): void {
   program
@@ -8,14 +8,16 @@ export function registerCheck(program: Command): void {
     .description('validate scenario files (exit 2 on the first mistake in each)')
     .argument('<files...>', 'scenario files')
     .option('--json', 'print one JSON object per file')
-    .action((files: string[], opts: { json?: boolean }) => {
+    .option('--max-memory <size>', MAX_MEMORY_HELP)
+    .action((files: string[], opts: { json?: boolean; maxMemory?: string }) => {
+      const memory = { maxMemoryBytes: maxMemoryOption(opts.maxMemory) };
       let bad = 0;
       const results: { file: string; ok: boolean; error: string | null }[] = [];
       for (const f of files) {
         try {
-          loadScenarioFile(f);
+          loadScenarioFile(f, memory);
           results.push({ file: f, ok: true, error: null });
-          if (!opts.json) process.stdout.write(`${f}: ok\n`);
+          if (!opts.json) process.stdout.write(`${printableName(f)}: ok\n`);
         } catch (e) {
           if (!(e instanceof ScenarioError)) throw e;
           bad++;

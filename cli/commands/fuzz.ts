@@ -24,8 +24,9 @@ import type { OutputError } from '../errors.ts';
 import { throwOutputErrors } from '../../reports/write.ts';
 import { SEED_MAX } from '../../sim/scenario/scenario.ts';
 import { fuzzDocument, fuzzExitCode, fuzzText, interruptedLine, type FuzzCampaign, type FuzzDocument, type FuzzFailure, type FuzzInterruption, type FuzzRow } from '../fuzz/document.ts';
-import { KNOBS_VERSION } from '../fuzz/knobs.ts';
-import { PLANTS, type Plant } from '../fuzz/scenario.ts';
+import { KNOB_TABLE, KNOBS_VERSION, type Knobs } from '../fuzz/knobs.ts';
+import { buildScenario, PLANTS, type Plant } from '../fuzz/scenario.ts';
+import { MAX_MEMORY_HELP, maxMemoryOption, memoryProblem, parseScenario } from '../scenario-file.ts';
 import { DEFAULT_SHRINK_RUNS } from '../fuzz/shrink.ts';
 import { seedCommand, type Regression, type SeedInput, type SeedRun, type ShrinkInput } from '../fuzz/seed.ts';
 
@@ -50,6 +51,7 @@ export interface FuzzOptions {
   shrinkRuns?: string;
   json?: boolean;
   progress?: string;
+  maxMemory?: string;
 }
 
 export interface FuzzRun {
@@ -109,6 +111,7 @@ export async function fuzz(opts: FuzzOptions, run: { progress?: ProgressMode; in
       errors.push(...o);
     }
   };
+  checkFuzzMemory(maxMemoryOption(opts.maxMemory), workers, campaign.plant);
 
   const points = shardPoints(Array.from({ length: seeds }, (_, index) => ({ index, seed: seedStart + index })), shard);
   const deadline = timeNs === null ? null : Date.now() + timeNs / 1e6;
@@ -170,6 +173,16 @@ export async function fuzz(opts: FuzzOptions, run: { progress?: ProgressMode; in
 }
 
 
+/** Refuses a campaign whose largest scenario (every knob at its highest), once per worker, would not fit maxMemoryBytes. */
+function checkFuzzMemory(maxMemoryBytes: number, workers: number, plant: Plant | null): void {
+  const largest = Object.fromEntries(KNOB_TABLE.map(([name, , hi]) => [name, hi])) as Knobs;
+  for (const phase of ['safety', 'liveness'] as const) {
+    const s = parseScenario(buildScenario(largest, { seed: 1, phase, plant }).text, `fuzz-largest-${phase}`);
+    const problem = memoryProblem(s, { maxMemoryBytes, runsAtOnce: workers });
+    if (problem) throw new UsageError(`--max-memory: the largest fuzz scenario (${phase} phase): ${problem.detail}`);
+  }
+}
+
 const FUZZ_HELP = `
 Each seed draws its knobs from a seeded stream, so a seed always means the same
 scenario. A failing seed is shrunk with fast-check to a small scenario, written
@@ -203,6 +216,7 @@ export function registerFuzz(program: Command): void {
     .option('--shrink-runs <n>', 'runs shrinking may spend per failing seed (0: do not shrink)', String(DEFAULT_SHRINK_RUNS))
     .option('--json', 'print the result as one JSON object')
     .option('--progress <mode>', 'auto (a bar on a terminal), lines (a line on stderr per finished seed, for logs) or none')
+    .option('--max-memory <size>', `${MAX_MEMORY_HELP}; --workers runs count once each`)
     .addHelpText('after', FUZZ_HELP)
     .action(async (opts: FuzzOptions) => {
       const progress = parseProgress(opts.progress);

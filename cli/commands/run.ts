@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { loadScenarioFile, ScenarioError } from '../scenario-file.ts';
+import { loadScenarioFile, MAX_MEMORY_HELP, maxMemoryOption, printableName, ScenarioError } from '../scenario-file.ts';
 import { UsageError } from '../errors.ts';
 import { conflict, parseSeed } from '../args.ts';
 import { outputErrorsOf, writeAll, writeFileAtomic } from '../output.ts';
@@ -38,6 +38,7 @@ export function registerRun(program: Command): void {
     .option('--report <dir>', 'write report.txt, result.json, trace.json, report.html and manifest.json (last) to a directory')
     .option('--update-fingerprint', 'record this run\'s trace fingerprint in the scenario file')
     .option('--check-fingerprint', 'exit 1 when the trace fingerprint differs from the recorded one')
+    .option('--max-memory <size>', MAX_MEMORY_HELP)
     .option('--bisect', 'exit codes for git bisect run: 0 good; 1 bad (budget, liveness, invariant); 125 skip (bad input, internal error)')
     .action((file: string, opts: RunOptions) => {
       // A misuse of the options is exit 2 even with --bisect: it is not the commit's fault.
@@ -66,6 +67,7 @@ interface RunOptions {
   updateFingerprint?: boolean;
   checkFingerprint?: boolean;
   bisect?: boolean;
+  maxMemory?: string;
 }
 
 /** Options that exclude each other, or outputs that would overwrite the scenario or each other. */
@@ -81,7 +83,7 @@ function checkOptions(file: string, opts: RunOptions): void {
 }
 
 function runAction(file: string, opts: RunOptions): void {
-  const scenario = loadScenarioFile(file);
+  const scenario = loadScenarioFile(file, { maxMemoryBytes: maxMemoryOption(opts.maxMemory), keepTrace: Boolean(opts.trace || opts.report) });
   const seed = opts.seed === undefined ? undefined : parseSeed('--seed', opts.seed);
   if (opts.updateFingerprint && seed !== undefined && seed !== scenario.seed) {
     throw conflict(`--seed ${seed}`, '--update-fingerprint', `the fingerprint recorded is that of the scenario's own seed, ${scenario.seed}`);
@@ -102,7 +104,7 @@ function runAction(file: string, opts: RunOptions): void {
   }
   if (opts.json) process.stdout.write(`${JSON.stringify(resultJson(r), null, 2)}\n`);
   else process.stdout.write(`${textReport(r)}\n`);
-  if (r.error) process.stderr.write(`latsim: ${r.error}\nreplay: latsim run ${file} --seed ${r.seed}\n`);
+  if (r.error) process.stderr.write(`latsim: ${r.error}\nreplay: latsim run ${printableName(file)} --seed ${r.seed}\n`);
   process.exitCode = code;
   writeAll([
     () => opts.trace !== undefined && writeFileAtomic(opts.trace, JSON.stringify(perfettoTrace(run.world.machine.trace.records, r))),

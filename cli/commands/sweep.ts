@@ -9,7 +9,7 @@
 // says it is not complete, and the exit code is 130.
 // Leaves out: joining shard outputs (latsim merge reads the JSON form).
 import type { Command } from 'commander';
-import { parseScenario, readScenarioText } from '../scenario-file.ts';
+import { MAX_MEMORY_HELP, maxMemoryOption, parseScenario, readScenarioText } from '../scenario-file.ts';
 import { UsageError } from '../errors.ts';
 import { formatOption, parseSeeds } from '../args.ts';
 import {
@@ -35,6 +35,7 @@ export interface SweepOptions {
   workers?: string;
   shard?: string;
   progress?: string;
+  maxMemory?: string;
 }
 
 const SWEEP_HELP = `
@@ -75,8 +76,9 @@ export async function sweep(file: string, opts: SweepOptions, run: {
   const spec = campaignSpec(file, text, axes, seeds);
 
   // Check the file, then every grid point, before running anything.
-  parseScenario(text, file);
-  for (const values of gridCombinations(spec)) parseScenario(text, file, overridesOf(spec, values));
+  const memory = { maxMemoryBytes: maxMemoryOption(opts.maxMemory), runsAtOnce: workers };
+  parseScenario(text, file, [], memory);
+  for (const values of gridCombinations(spec)) parseScenario(text, file, overridesOf(spec, values), memory);
 
   const points = shardPoints(expandGrid(spec), shard);
   const inputs: PointInput[] = points.map((p) => ({
@@ -128,6 +130,7 @@ export function registerSweep(program: Command): void {
     .option('--workers <n>', 'worker threads, or "auto" for one per core', '1')
     .option('--shard <i/n>', 'run only shard i of n (runs whose number mod n is i-1)')
     .option('--progress <mode>', 'auto (a bar on a terminal), lines (a line on stderr per finished run, for logs) or none')
+    .option('--max-memory <size>', `${MAX_MEMORY_HELP}; --workers runs count once each`)
     .addHelpText('after', SWEEP_HELP)
     .action(async (file: string, opts: SweepOptions) => {
       const format = formatOf(opts);

@@ -2,6 +2,7 @@
 // max_ or min_ bound on one of the run's figures; the handlers that must show
 // up over the threshold; and the MigrationStatus the run must end in.
 import type { Fields, Raw } from './fields.ts';
+import { BOUND_LIMIT } from './limits.ts';
 import { duration, int, list, name, obj, oneOfWords, type Schema } from './schema-kit.ts';
 
 export type BudgetKey =
@@ -46,6 +47,9 @@ export const BUDGET_KINDS: Record<BudgetKey, [string, 'duration' | 'count']> = {
 
 export const MIGRATION_STATUSES = ['none', 'setup', 'active', 'device', 'completed', 'failed', 'cancelling', 'cancelled'] as const;
 
+/** Handler names `slow_handlers` may list at most. */
+const SLOW_HANDLERS_MAX = 256;
+
 const NEEDS_MIGRATION: readonly BudgetKey[] = ['downtime', 'migration_time', 'completion_attempts', 'rollbacks'];
 const NEEDS_NET: readonly BudgetKey[] = ['ping_rtt_p99', 'ping_lost'];
 
@@ -54,12 +58,12 @@ export function expectSchema(): Schema {
   for (const [key, [what, kind]] of Object.entries(BUDGET_KINDS)) {
     for (const bound of ['max', 'min'] as const) {
       const d = `${bound === 'max' ? 'at most' : 'at least'}: ${what}`;
-      props[`${bound}_${key}`] = kind === 'duration' ? duration(d) : int(0, Number.MAX_SAFE_INTEGER, d);
+      props[`${bound}_${key}`] = kind === 'duration' ? duration(d, BOUND_LIMIT) : int(0, Number.MAX_SAFE_INTEGER, d);
     }
   }
-  props.slow_handlers = list(name('handler name (or part of it)'), 'handlers that must be reported over the threshold');
+  props.slow_handlers = list(name('handler name (or part of it)'), 'handlers that must be reported over the threshold', SLOW_HANDLERS_MAX, 'handler names');
   props.migration_status = oneOfWords(MIGRATION_STATUSES, 'MigrationStatus the run must end in');
-  return obj(props, 'budgets: a run passes (exit 0) only if all hold');
+  return obj(props, 'budgets: a run passes (exit 0) only if all hold; a min_ above its max_ can never hold');
 }
 
 export interface ExpectSpec {
@@ -79,9 +83,15 @@ export function checkExpect(e: Raw, has: { migration: boolean; net: boolean }, f
     if (NEEDS_NET.includes(key) && !has.net) f.fail(['expect', k], `${k} needs a virtio-net device`, true);
     budgets.push({
       name: k, key, bound,
-      limit: kind === 'duration' ? f.duration(['expect', k], v, 0) : (v as number),
+      limit: kind === 'duration' ? f.duration(['expect', k], v, 0, BOUND_LIMIT) : (v as number),
       unit: kind === 'duration' ? 'ns' : 'count',
     });
+  }
+  for (const lo of budgets) {
+    const hi = budgets.find((b) => b.bound === 'max' && b.key === lo.key);
+    if (lo.bound === 'min' && hi && lo.limit > hi.limit) {
+      f.fail(['expect', lo.name], `${lo.name} ${String(e[lo.name])} is above ${hi.name} ${String(e[hi.name])}: no run can hold both`, true);
+    }
   }
   if (e.migration_status !== undefined && !has.migration) f.fail(['expect', 'migration_status'], 'needs a migration section', true);
   return {

@@ -3,8 +3,9 @@
 // uninterrupted run time, the model's time slice and the ping reply cost.
 import type { Dist } from '../util/dist.ts';
 import { fixed, items, section, type Fields, type Path, type Raw } from './fields.ts';
+import { COST_LIMIT, limit } from './limits.ts';
 import { dist, duration, int, list, obj, oneOfWords, percent, rate, size, type Schema } from './schema-kit.ts';
-import type { VmSpec } from './vm.ts';
+import { MEMORY_LIMIT, type VmSpec } from './vm.ts';
 
 export type DirtyPattern = 'uniform' | 'hotset' | 'sequential' | 'increment';
 
@@ -39,31 +40,51 @@ const DEFAULT_COLD_FRACTION = 0.05;
 /** A PIO/MMIO exit's handler time under the BQL when none is given. */
 const DEFAULT_EXIT_COST_NS = 20_000;
 
+/** Workloads a scenario may declare at most, and vCPU indices per workload (the vCPU limit). */
+export const WORKLOADS_MAX = 256;
+const VCPUS_MAX = 1024;
+/**
+ * Pages a vCPU writes per second: at most 1e8 (400 GB/s of 4 KiB pages,
+ * beyond any memory bus). Writes beyond what the range can absorb saturate
+ * (sim/guest/dirtier.ts), so the cost of a slice is bounded by pages anyway.
+ */
+const DIRTY_RATE_LIMIT = limit.rate('0/s', '1e8/s');
+/** Offsets and lengths within guest memory. */
+const OFFSET_LIMIT = limit.size('0B', MEMORY_LIMIT.maxText);
+/** Exits to userspace: each one a round trip of a few microseconds at least. */
+const EXIT_RATE_LIMIT = limit.rate('0/s', '1e6/s');
+/** Userspace needs at least 10 us per unit of progress: each unit is a sample kept for the report. */
+const QUANTUM_LIMIT = limit.duration('10us', '1h');
+const TOLERANCE_LIMIT = limit.duration('0s', '1h');
+/** The model's slice: from 10 us (events) to 100 ms (writes per slice). */
+const SLICE_LIMIT = limit.duration('10us', '100ms');
+const PING_REPLY_COST_LIMIT = limit.duration('0s', '1s');
+
 export function guestSchema(): Schema {
   const workload = obj({
-    vcpus: { oneOf: [list(int(0, 1023, 'vCPU index'), 'vCPU indices'), { const: 'all' }], description: 'vCPUs running this workload ("all" or indices)', 'x-expected': '"all" or a list of vCPU indices' },
+    vcpus: { oneOf: [list(int(0, 1023, 'vCPU index'), 'vCPU indices, each once', VCPUS_MAX, 'vCPUs'), { const: 'all' }], description: 'vCPUs running this workload ("all" or indices)', 'x-expected': '"all" or a list of vCPU indices' },
     dirty: obj({
-      rate: rate('pages written per second, per vCPU'),
+      rate: rate('pages written per second, per vCPU', DIRTY_RATE_LIMIT),
       pattern: oneOfWords(['uniform', 'hotset', 'sequential', 'increment'], 'which pages get written'),
-      start: size('start of the written range in guest memory'),
-      size: size('length of the written range (default: all memory)'),
-      hot_set: size('size of the hot set (hotset pattern)'),
+      start: size('start of the written range in guest memory', OFFSET_LIMIT),
+      size: size('length of the written range (default: all memory)', MEMORY_LIMIT),
+      hot_set: size('size of the hot set (hotset pattern)', OFFSET_LIMIT),
       cold: percent('share of writes outside the hot set (hotset pattern)'),
     }, 'page dirtying', ['rate', 'pattern']),
     exits: obj({
-      rate: rate('exits to userspace per second'),
-      cost: dist('handler time under the BQL'),
+      rate: rate('exits to userspace per second, greater than zero', EXIT_RATE_LIMIT),
+      cost: dist('handler time under the BQL', COST_LIMIT),
       kind: oneOfWords(['pio', 'mmio'], 'exit kind'),
     }, 'PIO/MMIO exits that take the BQL', ['rate']),
   }, 'what vCPUs run', ['vcpus']);
   return obj({
-    workloads: list(workload, 'workloads'),
+    workloads: list(workload, 'workloads', WORKLOADS_MAX, 'workloads'),
     userspace: obj({
-      quantum: duration('uninterrupted run time guest userspace needs for one unit of progress'),
-      tolerance: duration('stalls up to this do not interrupt a run'),
+      quantum: duration('uninterrupted run time guest userspace needs for one unit of progress', QUANTUM_LIMIT),
+      tolerance: duration('stalls up to this do not interrupt a run', TOLERANCE_LIMIT),
     }, 'guest userspace'),
-    slice: duration('model granularity of guest execution'),
-    ping_reply_cost: duration('guest kernel time to answer a ping'),
+    slice: duration('model granularity of guest execution', SLICE_LIMIT),
+    ping_reply_cost: duration('guest kernel time to answer a ping', PING_REPLY_COST_LIMIT),
   }, 'the guest');
 }
 
@@ -75,21 +96,22 @@ export function checkGuest(guest: Raw, vm: VmSpec, vcpuAt: VcpuAt, f: Fields): G
     const path = ['guest', 'workloads', i];
     const vcpus = w.vcpus === 'all' ? [...Array(vm.vcpus).keys()] : (w.vcpus as number[]);
     vcpus.forEach((v, j) => vcpuAt([...path, 'vcpus', j], v));
+    f.distinct([...path, 'vcpus'], vcpus, 'vCPU');
     let dirty: WorkloadSpec['dirty'] = null;
     if (w.dirty) {
       const d = w.dirty as Raw;
       const dp = [...path, 'dirty'];
-      const start = f.size([...dp, 'start'], d.start, 0);
-      const bytes = f.size([...dp, 'size'], d.size, memory - start);
+      const start = f.size([...dp, 'start'], d.start, 0, OFFSET_LIMIT);
+      const bytes = f.size([...dp, 'size'], d.size, memory - start, MEMORY_LIMIT);
       if (start + bytes > memory) f.fail([...dp, 'size'], 'the range goes past the end of guest memory');
       const rangePages = Math.floor(bytes / pageSize);
       if (rangePages < 1) f.fail([...dp, 'size'], 'the range holds no whole page');
-      const hot = Math.floor(f.size([...dp, 'hot_set'], d.hot_set, Math.min(bytes, DEFAULT_HOT_PAGES * pageSize)) / pageSize);
+      const hot = Math.floor(f.size([...dp, 'hot_set'], d.hot_set, Math.min(bytes, DEFAULT_HOT_PAGES * pageSize), OFFSET_LIMIT) / pageSize);
       if (hot > rangePages) f.fail([...dp, 'hot_set'], 'the hot set is larger than the range');
       const cold = f.percent(d.cold, DEFAULT_COLD_FRACTION);
       if (cold > 1) f.fail([...dp, 'cold'], 'cold share above 100%');
       dirty = {
-        rate: f.rate([...dp, 'rate'], d.rate, 0),
+        rate: f.rate([...dp, 'rate'], d.rate, 0, DIRTY_RATE_LIMIT),
         pattern: d.pattern as DirtyPattern,
         first_page: Math.floor(start / pageSize),
         pages: rangePages,
@@ -102,20 +124,20 @@ export function checkGuest(guest: Raw, vm: VmSpec, vcpuAt: VcpuAt, f: Fields): G
       const e = w.exits as Raw;
       const ep = [...path, 'exits'];
       exits = {
-        rate: f.positive([...ep, 'rate'], f.rate([...ep, 'rate'], e.rate, 0), 'exit rate'),
-        cost: f.dist([...ep, 'cost'], e.cost, fixed(DEFAULT_EXIT_COST_NS)),
+        rate: f.positive([...ep, 'rate'], f.rate([...ep, 'rate'], e.rate, 0, EXIT_RATE_LIMIT), 'exit rate'),
+        cost: f.dist([...ep, 'cost'], e.cost, fixed(DEFAULT_EXIT_COST_NS), COST_LIMIT),
         kind: (e.kind as 'pio' | 'mmio' | undefined) ?? 'pio',
       };
     }
     return { vcpus, dirty, exits };
   });
   const us = section(guest, 'userspace');
-  const quantum = f.positive(['guest', 'userspace', 'quantum'], f.duration(['guest', 'userspace', 'quantum'], us.quantum, 10_000_000), 'quantum');
-  const slice = f.positive(['guest', 'slice'], f.duration(['guest', 'slice'], guest.slice, 1_000_000), 'slice');
+  const quantum = f.duration(['guest', 'userspace', 'quantum'], us.quantum, 10_000_000, QUANTUM_LIMIT);
+  const slice = f.duration(['guest', 'slice'], guest.slice, 1_000_000, SLICE_LIMIT);
   return {
     workloads,
-    userspace: { quantum_ns: quantum, tolerance_ns: f.duration(['guest', 'userspace', 'tolerance'], us.tolerance, 1_000_000) },
+    userspace: { quantum_ns: quantum, tolerance_ns: f.duration(['guest', 'userspace', 'tolerance'], us.tolerance, 1_000_000, TOLERANCE_LIMIT) },
     slice_ns: slice,
-    ping_reply_cost_ns: f.duration(['guest', 'ping_reply_cost'], guest.ping_reply_cost, 20_000),
+    ping_reply_cost_ns: f.duration(['guest', 'ping_reply_cost'], guest.ping_reply_cost, 20_000, PING_REPLY_COST_LIMIT),
   };
 }

@@ -5,6 +5,7 @@
 // defaults are the scenario's QEMU version profile's (qemu.ts); the others
 // are QEMU 7.2's.
 import { section, type Fields, type Raw } from './fields.ts';
+import { INSTANT_LIMIT, limit } from './limits.ts';
 import { bandwidth, duration, int, list, obj, oneOfWords, size, type Schema } from './schema-kit.ts';
 import type { QemuProfile } from './qemu.ts';
 
@@ -47,44 +48,57 @@ export const DEFAULT_AUTO_CONVERGE = { initial: 20, increment: 10, max: 99, trig
 /** Real mode's stream timeout when the scenario gives none. */
 export const DEFAULT_STREAM_TIMEOUT_NS = 10_000_000_000;
 
+/** Rate limit and link: from 1 Kbit/s to 1 Tbit/s (today's fastest NICs are 800 Gbit/s). */
+const BANDWIDTH_LIMIT = limit.bandwidth('1Kbit/s', '1000Gbit/s');
+/** QEMU: MAX_MIGRATE_DOWNTIME_SECONDS, 2000 s (migration/options.c), the largest downtime-limit QEMU accepts. */
+const DOWNTIME_LIMIT_LIMIT = limit.duration('1ns', '2000s');
+const LINK_LATENCY_LIMIT = limit.duration('0s', '10s');
+const TIMEOUT_LIMIT = limit.duration('1ns', '1h');
+const INTERVAL_LIMIT = limit.duration('0s', '1h');
+/** Device state: up to 64 GiB (a VFIO GPU's state is gigabytes; a small VM's a few hundred KiB). */
+const DEVICE_STATE_LIMIT = limit.size('0B', '64GiB');
+const PAGE_HEADER_LIMIT = limit.size('0B', '64KiB');
+
 export function migrationSchema(): Schema {
   return obj({
-    start: duration('when migration starts'),
+    start: duration('when migration starts', INSTANT_LIMIT),
     policy: {
-      oneOf: [oneOfWords(POLICIES, 'policy'), list(oneOfWords(POLICIES, 'policy'), 'policies')],
+      oneOf: [oneOfWords(POLICIES, 'policy'), list(oneOfWords(POLICIES, 'policy'), 'policies', POLICIES.length, 'policies')],
       'x-expected': `one of ${POLICIES.join(', ')}, or a list of them`,
-      description: 'completion policy',
+      description: 'completion policy: one, or a non-empty list of different ones',
     },
     mode: oneOfWords(['thread', 'main-loop'], 'migration thread (QEMU >= 1.3) or main-loop timer (2012); default: the QEMU version\'s'),
-    max_bandwidth: bandwidth('rate limit (default: the QEMU version\'s, 128MiB/s in 7.2, 32MiB/s in 1.1)'),
-    downtime_limit: duration('downtime-limit (default: the QEMU version\'s, 300ms in 7.2, 30ms in 1.1)'),
+    max_bandwidth: bandwidth('rate limit (default: the QEMU version\'s, 128MiB/s in 7.2, 32MiB/s in 1.1)', BANDWIDTH_LIMIT),
+    downtime_limit: duration('downtime-limit (default: the QEMU version\'s, 300ms in 7.2, 30ms in 1.1; QEMU accepts up to 2000s)', DOWNTIME_LIMIT_LIMIT),
     link: obj({
-      bandwidth: bandwidth('link bandwidth'),
-      latency: duration('one-way latency'),
+      bandwidth: bandwidth('link bandwidth', BANDWIDTH_LIMIT),
+      latency: duration('one-way latency', LINK_LATENCY_LIMIT),
     }, 'the link to the destination'),
     max_iterations: int(0, 1_000_000, 'complete after this many dirty syncs regardless (0: no cap)'),
-    flush_timeout: duration('flush-timeout policy: give up the completion after this'),
-    min_interval: duration('min-interval policy: no completion attempt this soon after a rollback'),
-    abort_downtime: duration('abort-on-downtime policy: fail and resume the source past this downtime'),
+    flush_timeout: duration('flush-timeout policy: give up the completion after this', TIMEOUT_LIMIT),
+    min_interval: duration('min-interval policy: no completion attempt this soon after a rollback', INTERVAL_LIMIT),
+    abort_downtime: duration('abort-on-downtime policy: fail and resume the source past this downtime', TIMEOUT_LIMIT),
     auto_converge: obj({
       initial: int(1, 99, 'cpu-throttle-initial'),
       increment: int(1, 99, 'cpu-throttle-increment'),
       max: int(1, 99, 'max-cpu-throttle'),
       trigger: int(1, 100, 'throttle-trigger-threshold (percent)'),
     }, 'auto-converge parameters'),
-    device_state: size('device state sent during downtime'),
-    page_header: size('bytes of header per page'),
-    stream_timeout: duration('real mode: fail the migration when the stream does not move for this long (default 10s)'),
+    device_state: size('device state sent during downtime', DEVICE_STATE_LIMIT),
+    page_header: size('bytes of header per page', PAGE_HEADER_LIMIT),
+    stream_timeout: duration('real mode: fail the migration when the stream does not move for this long (default 10s)', TIMEOUT_LIMIT),
     bug: oneOfWords(['none', 'sync-drops-new-bits', 'skip-final-flush'], 'planted fault, to check the checkers'),
   }, 'live migration');
 }
 
 export function checkMigration(m: Raw, durationNs: number, profile: QemuProfile, f: Fields): MigrationSpec {
-  const start = f.duration(['migration', 'start'], m.start, 1_000_000_000);
+  const start = f.duration(['migration', 'start'], m.start, 1_000_000_000, INSTANT_LIMIT);
   if (start >= durationNs) f.fail(['migration', 'start'], 'migration starts at or after the end of the run');
   const link = section(m, 'link');
   const ac = section(m, 'auto_converge');
   const policy = (m.policy === undefined ? ['legacy'] : Array.isArray(m.policy) ? m.policy : [m.policy]) as MigrationPolicy[];
+  if (policy.length === 0) f.fail(['migration', 'policy'], `an empty policy list: give one of ${POLICIES.join(', ')}, or a list of them`);
+  f.distinct(['migration', 'policy'], policy, 'policy');
   if (policy.includes('legacy') && policy.length > 1) f.fail(['migration', 'policy'], 'legacy cannot be combined with other policies');
   if (policy.includes('min-interval') && !policy.includes('flush-timeout')) {
     f.fail(['migration', 'policy'], 'min-interval acts after a rollback: combine it with flush-timeout');
@@ -99,16 +113,16 @@ export function checkMigration(m: Raw, durationNs: number, profile: QemuProfile,
     start_ns: start,
     policy,
     mode: (m.mode as 'thread' | 'main-loop' | undefined) ?? profile.mode,
-    max_bandwidth: f.bandwidth(['migration', 'max_bandwidth'], m.max_bandwidth, profile.max_bandwidth),
-    downtime_limit_ns: f.positive(['migration', 'downtime_limit'], f.duration(['migration', 'downtime_limit'], m.downtime_limit, profile.downtime_limit_ns), 'downtime limit'),
+    max_bandwidth: f.bandwidth(['migration', 'max_bandwidth'], m.max_bandwidth, profile.max_bandwidth, BANDWIDTH_LIMIT),
+    downtime_limit_ns: f.duration(['migration', 'downtime_limit'], m.downtime_limit, profile.downtime_limit_ns, DOWNTIME_LIMIT_LIMIT),
     link: {
-      bandwidth: f.bandwidth(['migration', 'link', 'bandwidth'], link.bandwidth, 10e9 / 8),
-      latency_ns: f.duration(['migration', 'link', 'latency'], link.latency, 100_000),
+      bandwidth: f.bandwidth(['migration', 'link', 'bandwidth'], link.bandwidth, 10e9 / 8, BANDWIDTH_LIMIT),
+      latency_ns: f.duration(['migration', 'link', 'latency'], link.latency, 100_000, LINK_LATENCY_LIMIT),
     },
     max_iterations: (m.max_iterations as number | undefined) ?? 0,
-    flush_timeout_ns: f.positive(['migration', 'flush_timeout'], f.duration(['migration', 'flush_timeout'], m.flush_timeout, 1_000_000_000), 'flush timeout'),
-    min_interval_ns: f.duration(['migration', 'min_interval'], m.min_interval, 5_000_000_000),
-    abort_downtime_ns: f.positive(['migration', 'abort_downtime'], f.duration(['migration', 'abort_downtime'], m.abort_downtime, 2_000_000_000), 'abort downtime'),
+    flush_timeout_ns: f.duration(['migration', 'flush_timeout'], m.flush_timeout, 1_000_000_000, TIMEOUT_LIMIT),
+    min_interval_ns: f.duration(['migration', 'min_interval'], m.min_interval, 5_000_000_000, INTERVAL_LIMIT),
+    abort_downtime_ns: f.duration(['migration', 'abort_downtime'], m.abort_downtime, 2_000_000_000, TIMEOUT_LIMIT),
     auto_converge: {
       initial: acInitial,
       increment: (ac.increment as number | undefined) ?? DEFAULT_AUTO_CONVERGE.increment,
@@ -116,10 +130,10 @@ export function checkMigration(m: Raw, durationNs: number, profile: QemuProfile,
       trigger: (ac.trigger as number | undefined) ?? DEFAULT_AUTO_CONVERGE.trigger,
     },
     // QEMU's device state (vmstate of every device) of a small VM is a few hundred KiB.
-    device_state_bytes: f.size(['migration', 'device_state'], m.device_state, 512 * 1024),
+    device_state_bytes: f.size(['migration', 'device_state'], m.device_state, 512 * 1024, DEVICE_STATE_LIMIT),
     // QEMU: the be64 page address with its RAM_SAVE_FLAG_* bits, before each page.
-    page_header_bytes: f.size(['migration', 'page_header'], m.page_header, 8),
-    stream_timeout_ns: f.positive(['migration', 'stream_timeout'], f.duration(['migration', 'stream_timeout'], m.stream_timeout, DEFAULT_STREAM_TIMEOUT_NS), 'stream timeout'),
+    page_header_bytes: f.size(['migration', 'page_header'], m.page_header, 8, PAGE_HEADER_LIMIT),
+    stream_timeout_ns: f.duration(['migration', 'stream_timeout'], m.stream_timeout, DEFAULT_STREAM_TIMEOUT_NS, TIMEOUT_LIMIT),
     bug: (m.bug as MigrationSpec['bug'] | undefined) ?? 'none',
   };
 }

@@ -7,6 +7,7 @@
 // Leaves out: versions between the profiles (a scenario names the nearest).
 import type { Fields, Raw } from './fields.ts';
 import { bandwidth, duration, obj, rate, type Schema } from './schema-kit.ts';
+import { limit } from './limits.ts';
 
 /** The modelled QEMU versions, oldest first. */
 export const QEMU_VERSIONS = ['1.1', '2.12', '5.2', '7.2', '9.2'] as const;
@@ -122,6 +123,13 @@ export const HOST_COSTS_NONE: HostCosts = {
   downtime_floor_ns: 0, guest_dirty_rate_max: 0, loopback: 0,
 };
 
+/** A per-page or per-sync cost: up to a second (under emulation a page fault can take tens of us). */
+const PAGE_COST_LIMIT = limit.duration('0s', '1s');
+const SYNC_COST_LIMIT = limit.duration('0s', '10s');
+const FLOOR_LIMIT = limit.duration('0s', '10s');
+const GUEST_RATE_LIMIT = limit.rate('0/s', '1e8/s');
+const LOOPBACK_LIMIT = limit.bandwidth('0bit/s', '1000Gbit/s');
+
 export function qemuSchema(): Schema {
   return obj({
     version: {
@@ -130,14 +138,14 @@ export function qemuSchema(): Schema {
       description: `the QEMU version whose defaults and behaviours to follow (default ${QEMU_VERSION_DEFAULT}, the newest modelled)`,
     },
     host: obj({
-      zero_page_scan: duration('migration thread time to find a page is all zeroes'),
-      page_send: duration('migration thread time to copy a normal page into the stream'),
-      dirty_sync_per_gib: duration('KVM_GET_DIRTY_LOG + KVM_CLEAR_DIRTY_LOG time per GiB of guest memory, under the BQL'),
-      dest_first_touch: duration('destination time to receive a page into memory it never touched'),
-      dest_page: duration('destination time to receive a page it already has'),
-      downtime_floor: duration('vm_stop and device state save/load: the downtime with nothing to send'),
-      guest_dirty_rate_max: rate('the fastest a vCPU dirties pages; a workload paced below it catches up after throttling (default: CPU-bound)'),
-      loopback: bandwidth('measured loopback TCP throughput'),
+      zero_page_scan: duration('migration thread time to find a page is all zeroes', PAGE_COST_LIMIT),
+      page_send: duration('migration thread time to copy a normal page into the stream', PAGE_COST_LIMIT),
+      dirty_sync_per_gib: duration('KVM_GET_DIRTY_LOG + KVM_CLEAR_DIRTY_LOG time per GiB of guest memory, under the BQL', SYNC_COST_LIMIT),
+      dest_first_touch: duration('destination time to receive a page into memory it never touched', PAGE_COST_LIMIT),
+      dest_page: duration('destination time to receive a page it already has', PAGE_COST_LIMIT),
+      downtime_floor: duration('vm_stop and device state save/load: the downtime with nothing to send', FLOOR_LIMIT),
+      guest_dirty_rate_max: rate('the fastest a vCPU dirties pages; a workload paced below it catches up after throttling (default: CPU-bound)', GUEST_RATE_LIMIT),
+      loopback: bandwidth('measured loopback TCP throughput', LOOPBACK_LIMIT),
     }, 'costs of the host QEMU runs on (latsim qemu calibrate writes them)'),
   }, 'the QEMU this scenario follows');
 }
@@ -151,14 +159,14 @@ export function checkQemu(q: Raw, f: Fields): QemuSpec {
   return {
     profile: QEMU_PROFILES[version],
     host: {
-      zero_page_scan_ns: f.duration(at('zero_page_scan'), h.zero_page_scan, d.zero_page_scan_ns),
-      page_send_ns: f.duration(at('page_send'), h.page_send, d.page_send_ns),
-      dirty_sync_ns_per_gib: f.duration(at('dirty_sync_per_gib'), h.dirty_sync_per_gib, d.dirty_sync_ns_per_gib),
-      dest_first_touch_ns: f.duration(at('dest_first_touch'), h.dest_first_touch, d.dest_first_touch_ns),
-      dest_page_ns: f.duration(at('dest_page'), h.dest_page, d.dest_page_ns),
-      downtime_floor_ns: f.duration(at('downtime_floor'), h.downtime_floor, d.downtime_floor_ns),
-      guest_dirty_rate_max: f.rate(at('guest_dirty_rate_max'), h.guest_dirty_rate_max, d.guest_dirty_rate_max),
-      loopback: f.bandwidth(at('loopback'), h.loopback, d.loopback),
+      zero_page_scan_ns: f.duration(at('zero_page_scan'), h.zero_page_scan, d.zero_page_scan_ns, PAGE_COST_LIMIT),
+      page_send_ns: f.duration(at('page_send'), h.page_send, d.page_send_ns, PAGE_COST_LIMIT),
+      dirty_sync_ns_per_gib: f.duration(at('dirty_sync_per_gib'), h.dirty_sync_per_gib, d.dirty_sync_ns_per_gib, SYNC_COST_LIMIT),
+      dest_first_touch_ns: f.duration(at('dest_first_touch'), h.dest_first_touch, d.dest_first_touch_ns, PAGE_COST_LIMIT),
+      dest_page_ns: f.duration(at('dest_page'), h.dest_page, d.dest_page_ns, PAGE_COST_LIMIT),
+      downtime_floor_ns: f.duration(at('downtime_floor'), h.downtime_floor, d.downtime_floor_ns, FLOOR_LIMIT),
+      guest_dirty_rate_max: f.rate(at('guest_dirty_rate_max'), h.guest_dirty_rate_max, d.guest_dirty_rate_max, GUEST_RATE_LIMIT),
+      loopback: f.bandwidth(at('loopback'), h.loopback, d.loopback, LOOPBACK_LIMIT),
     },
   };
 }

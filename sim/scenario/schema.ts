@@ -11,7 +11,11 @@ import { migrationSchema } from './migration.ts';
 import { distDefinition, duration, int, name, obj, type Schema } from './schema-kit.ts';
 import { vmSchema } from './vm.ts';
 import { qemuSchema } from './qemu.ts';
-import { SEED_MAX } from './scenario.ts';
+import { EVENTS_MAX_DEFAULT, SEED_MAX, THRESHOLD_LIMIT } from './scenario.ts';
+import { BOUND_LIMIT, DURATION_LIMIT } from './limits.ts';
+
+/** Characters a scenario's description may have at most. */
+const DESCRIPTION_CHARS_MAX = 65_536;
 
 export function scenarioSchema(): Schema {
   return {
@@ -26,13 +30,13 @@ export function scenarioSchema(): Schema {
     $defs: { dist: distDefinition() },
     properties: {
       name: name('scenario name'),
-      description: { type: 'string', description: 'what the scenario shows' },
+      description: { type: 'string', maxLength: DESCRIPTION_CHARS_MAX, 'x-expected': `text of at most ${DESCRIPTION_CHARS_MAX} characters`, description: 'what the scenario shows' },
       seed: int(0, SEED_MAX, 'the seed of every random stream'),
-      duration: duration('simulated time to run'),
-      threshold: duration('threshold reporter: report handlers slower than this (default 100ms)'),
+      duration: duration('simulated time to run', DURATION_LIMIT),
+      threshold: duration('threshold reporter: report handlers slower than this (default 100ms)', THRESHOLD_LIMIT),
       limits: obj({
-        max_events: int(1, 1e12, 'liveness bound on events'),
-        max_time: duration('liveness bound in simulated time'),
+        max_events: int(1, 1e12, `liveness bound on events (default ${EVENTS_MAX_DEFAULT.toLocaleString('en-US')}, about a minute of wall time)`),
+        max_time: duration('liveness bound in simulated time (default: the duration)', BOUND_LIMIT),
       }, 'hard bounds; crossing one is a liveness failure (exit 3)'),
       qemu: qemuSchema(),
       vm: vmSchema(),

@@ -3,8 +3,12 @@
 // ("100/s", "5/ms") and percentages ("50%"). Each parser returns the value in
 // the model's unit (ns, bytes, bytes/s, per second, fraction) or null when the
 // text is not in that form; the regular expressions are also the JSON Schema
-// patterns, so editors flag the same mistakes.
+// patterns, so editors flag the same mistakes. Only ASCII spaces may surround
+// the number and the unit: a tab or a no-break space (which JavaScript's \s
+// matches) is a mistake, not a separator.
 
+/** Spaces allowed around the number and the unit: ASCII spaces only. */
+const SP = ' *';
 const NUM = '(?:\\d+(?:\\.\\d+)?|\\.\\d+)(?:[eE][+-]?\\d+)?';
 
 const DURATION_UNITS: Record<string, number> = {
@@ -28,11 +32,11 @@ function alternation(units: Record<string, number>): string {
     .join('|');
 }
 
-export const DURATION_PATTERN = `^\\s*${NUM}\\s*(?:${alternation(DURATION_UNITS)})\\s*$`;
-export const SIZE_PATTERN = `^\\s*${NUM}\\s*(?:${alternation(SIZE_UNITS)})\\s*$`;
-export const BANDWIDTH_PATTERN = `^\\s*${NUM}\\s*(?:${alternation(BW_UNITS)})\\s*$`;
-export const RATE_PATTERN = `^\\s*${NUM}\\s*(?:${alternation(RATE_UNITS)})\\s*$`;
-export const PERCENT_PATTERN = `^\\s*${NUM}\\s*%\\s*$`;
+export const DURATION_PATTERN = `^${SP}${NUM}${SP}(?:${alternation(DURATION_UNITS)})${SP}$`;
+export const SIZE_PATTERN = `^${SP}${NUM}${SP}(?:${alternation(SIZE_UNITS)})${SP}$`;
+export const BANDWIDTH_PATTERN = `^${SP}${NUM}${SP}(?:${alternation(BW_UNITS)})${SP}$`;
+export const RATE_PATTERN = `^${SP}${NUM}${SP}(?:${alternation(RATE_UNITS)})${SP}$`;
+export const PERCENT_PATTERN = `^${SP}${NUM}${SP}%${SP}$`;
 
 /** Each unit table's capturing pattern, built once. */
 const CAPTURE = new Map<Record<string, number>, RegExp>();
@@ -40,7 +44,7 @@ const CAPTURE = new Map<Record<string, number>, RegExp>();
 function parseWith(text: string, units: Record<string, number>): number | null {
   let re = CAPTURE.get(units);
   if (!re) {
-    re = new RegExp(`^\\s*(${NUM})\\s*(${alternation(units)})\\s*$`);
+    re = new RegExp(`^${SP}(${NUM})${SP}(${alternation(units)})${SP}$`);
     CAPTURE.set(units, re);
   }
   const m = re.exec(text);
@@ -72,7 +76,7 @@ export function parseRate(text: string): number | null {
 }
 
 /** "50%" -> 0.5. */
-const PERCENT = new RegExp(`^\\s*(${NUM})\\s*%\\s*$`);
+const PERCENT = new RegExp(`^${SP}(${NUM})${SP}%${SP}$`);
 
 export function parsePercent(text: string): number | null {
   const m = PERCENT.exec(text);

@@ -2,6 +2,7 @@
 // state and how much of RAM holds data at start.
 import type { RunState } from '../runstate.ts';
 import { type Fields, type Path, type Raw } from './fields.ts';
+import { limit } from './limits.ts';
 import { int, obj, oneOfWords, percent, size, type Schema } from './schema-kit.ts';
 
 export interface VmSpec {
@@ -17,15 +18,21 @@ export interface VmSpec {
 export const DEFAULT_MEMORY_BYTES = 2 ** 30;
 /** x86's TARGET_PAGE_SIZE. */
 export const DEFAULT_PAGE_SIZE = 4096;
-/** Largest page size a scenario may give (a 1 GiB huge page). */
-const PAGE_SIZE_MAX = 2 ** 30;
 /** Page numbers stay below 2^32, as the bitmaps require. */
 const PAGES_MAX = 2 ** 32;
+/**
+ * Guest RAM: up to 4 TiB (QEMU runs larger guests, but past a few TiB the
+ * model's 8.25 B per page is tens of GiB of the host; --max-memory judges
+ * what fits this machine).
+ */
+export const MEMORY_LIMIT = limit.size('1B', '4TiB');
+/** A page: up to a 1 GiB huge page. */
+const PAGE_SIZE_LIMIT = limit.size('1B', '1GiB');
 
 export function vmSchema(): Schema {
   return obj({
-    memory: size('guest RAM'),
-    page_size: size('target page size (a power of two, default 4KiB)'),
+    memory: size('guest RAM', MEMORY_LIMIT),
+    page_size: size('target page size (a power of two, default 4KiB)', PAGE_SIZE_LIMIT),
     vcpus: int(1, 1024, 'vCPU count'),
     run_state: oneOfWords(['running', 'paused', 'prelaunch'], 'initial run state'),
     populated: percent('share of guest memory holding data at start; the rest are zero pages (default 100%)'),
@@ -33,11 +40,11 @@ export function vmSchema(): Schema {
 }
 
 export function checkVm(vm: Raw, f: Fields): VmSpec {
-  const page_size = f.size(['vm', 'page_size'], vm.page_size, DEFAULT_PAGE_SIZE);
-  if (page_size <= 0 || (page_size & (page_size - 1)) !== 0 || page_size > PAGE_SIZE_MAX) {
+  const page_size = f.size(['vm', 'page_size'], vm.page_size, DEFAULT_PAGE_SIZE, PAGE_SIZE_LIMIT);
+  if (page_size <= 0 || (page_size & (page_size - 1)) !== 0) {
     f.fail(['vm', 'page_size'], `page size ${String(vm.page_size)} is not a power of two between 1 B and 1 GiB`);
   }
-  const memory_bytes = f.size(['vm', 'memory'], vm.memory, DEFAULT_MEMORY_BYTES);
+  const memory_bytes = f.size(['vm', 'memory'], vm.memory, DEFAULT_MEMORY_BYTES, MEMORY_LIMIT);
   if (memory_bytes < page_size) f.fail(['vm', 'memory'], 'memory must hold at least one page');
   if (Math.ceil(memory_bytes / page_size) > PAGES_MAX) f.fail(['vm', 'memory'], 'memory holds more than 2^32 pages');
   const populated = f.percent(vm.populated, 1);

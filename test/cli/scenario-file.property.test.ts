@@ -4,7 +4,11 @@
 // random YAML garbage) go through the real CLI entry, `latsim check FILE`, in
 // this process. Each must exit 2 with exactly one line on stderr naming the
 // file, line and column: never another exception, a stack trace or a hang.
-import { readFileSync } from 'node:fs';
+// Then: a value ten times its documented limit is refused naming the value
+// and the limit; and random mutations of every shipped scenario (values
+// scaled by up to 10^12, numbers changed, keys deleted) run to exit 0, 1 or 3,
+// or are refused in one line with exit 2, within the test's timeout.
+import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { parse, stringify } from 'yaml';
@@ -155,5 +159,97 @@ describe(`${Object.keys(families).length * RUNS_PER_FAMILY} malformed scenarios 
 
   it('covered at least 1,000 inputs', () => {
     expect([...seen.values()].reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(1000);
+  });
+});
+
+/** The schema node that describes the value at path (through $ref, oneOf and items), or undefined. */
+function schemaAt(path: Path): Record<string, unknown> | undefined {
+  const schema = scenarioSchema() as Record<string, unknown>;
+  const defs = schema.$defs as Record<string, Record<string, unknown>>;
+  let s: Record<string, unknown> | undefined = schema;
+  for (const p of path) {
+    if (!s) return undefined;
+    const ref = s.$ref as string | undefined;
+    const target: Record<string, unknown> = ref ? { ...defs[ref.split('/').pop()!]!, ...s } : s;
+    if (typeof p === 'number') {
+      s = (target.items ?? (target.oneOf as Record<string, unknown>[] | undefined)?.find((a) => a.items)?.items) as Record<string, unknown> | undefined;
+    } else {
+      s = (target.properties as Record<string, Record<string, unknown>> | undefined)?.[p];
+    }
+  }
+  return s;
+}
+
+describe('a value ten times its limit names the field, the value and the limit', () => {
+  const tmp = tempDir('limit');
+  afterAll(() => tmp.remove());
+  const RANGED = UNIT_LEAVES.filter((n) => / to /.test(String(schemaAt(n.path)?.['x-range'] ?? '')) && !String(n.value).includes('%'));
+  let n = 0;
+
+  it(`for each of the ${RANGED.length} unit fields of ${SHIPPED}`, async () => {
+    expect(RANGED.length).toBeGreaterThan(5);
+    await fc.assert(fc.asyncProperty(pick(RANGED), async (leaf) => {
+      const max = String(schemaAt(leaf.path)!['x-range']).split(' to ').pop()!;
+      const [, num, unit] = /^([\d.e+]+)(.*)$/.exec(max)!;
+      const value = `${Number(num) * 10}${unit}`;
+      const file = tmp.file(`limit-${n++}.yaml`, stringify(setAt(BASE, leaf.path, value)));
+      const run = await runCli(['check', file]);
+      const context = `${leaf.path.join('.')}=${value}\n${run.stderr}`;
+      expect(run.code, context).toBe(2);
+      expect(run.stderr, context).toMatch(/^latsim: \S+:\d+:\d+: \S+: .*\n$/);
+      expect(run.stderr, context).toContain(`${value} is above the limit of ${max} `);
+    }), { numRuns: Math.max(RANGED.length * 2, 30) });
+  });
+});
+
+describe('random mutations of every shipped scenario, run', () => {
+  const tmp = tempDir('mutate');
+  afterAll(() => tmp.remove());
+  const shipped = readdirSync('scenarios').filter((f) => f.endsWith('.yaml')).map((f) => parse(readFileSync(`scenarios/${f}`, 'utf8')) as Json);
+  /** A unit value scaled by 10^k, a number replaced, or a leaf deleted; the run capped at 300,000 events. */
+  const mutate = (doc: Json, picks: number[], ks: number[]): Json => {
+    let out = doc;
+    const leaves = nodes(doc).filter((x) => x.path.length > 0 && (x.value === null || typeof x.value !== 'object') && x.path[0] !== 'fingerprint' && x.path[0] !== 'name');
+    picks.forEach((p, i) => {
+      const leaf = leaves[p % leaves.length]!;
+      const k = ks[i]!;
+      if (typeof leaf.value === 'string' && UNIT.test(leaf.value)) {
+        out = setAt(out, leaf.path, leaf.value.replace(/^\s*([\d.eE+-]+)/, (m) => String(Number(m) * 10 ** k)));
+      } else if (typeof leaf.value === 'number') {
+        out = setAt(out, leaf.path, Math.round(leaf.value * 10 ** (k / 3)));
+      } else if (k < -6) {
+        out = setAt(out, leaf.path, undefined);
+      }
+    });
+    const limits = { ...((out as Record<string, Json>).limits as Record<string, Json> | undefined), max_events: 300_000 };
+    return { ...(out as Record<string, Json>), limits, fingerprint: null };
+  };
+  let n = 0;
+  const codes = new Map<number, number>();
+
+  it('exit 0, 1 or 3, or one line of exit 2: never an invariant, an internal error or a hang', { timeout: 600_000 }, async () => {
+    await fc.assert(fc.asyncProperty(
+      fc.integer({ min: 0, max: shipped.length - 1 }),
+      fc.array(fc.nat(), { minLength: 1, maxLength: 4 }),
+      fc.array(fc.integer({ min: -9, max: 12 }), { minLength: 4, maxLength: 4 }),
+      async (which, picks, ks) => {
+        const doc = mutate(shipped[which]!, picks, ks);
+        delete (doc as Record<string, Json>).fingerprint;
+        const file = tmp.file(`mutant-${n++}.yaml`, stringify(doc));
+        const run = await runCli(['run', file, '--json', '--max-memory', '2GiB']);
+        const context = `${JSON.stringify(doc)}\n${run.stderr}`;
+        codes.set(run.code, (codes.get(run.code) ?? 0) + 1);
+        expect([0, 1, 2, 3], context).toContain(run.code);
+        if (run.code === 2) {
+          expect(run.stderr, context).toMatch(/^latsim: \S+:\d+:\d+: \S.*\n$/);
+          expect(run.stdout, context).toBe('');
+        }
+        expect(run.stderr, context).not.toMatch(/internal error|\bat .*\(.*:\d+:\d+\)/);
+      }), { numRuns: Number(process.env.MUTANTS ?? 40) });
+  });
+
+  it('ran some mutants to the end, not only refused them', () => {
+    expect((codes.get(0) ?? 0) + (codes.get(1) ?? 0) + (codes.get(3) ?? 0)).toBeGreaterThan(0);
+    expect(codes.get(2) ?? 0).toBeGreaterThan(0);
   });
 });

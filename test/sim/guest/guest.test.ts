@@ -1,8 +1,9 @@
 // The guest: RAM as versions with a KVM-style dirty log, dirtying patterns,
 // and userspace progress that needs uninterrupted run time.
 import { describe, expect, it } from 'vitest';
-import { GuestRam } from '../../../sim/guest/ram.ts';
-import { Dirtier } from '../../../sim/guest/dirtier.ts';
+import fc from 'fast-check';
+import { GuestRam, RAM_BYTES_PER_PAGE } from '../../../sim/guest/ram.ts';
+import { Dirtier, SATURATION_WRITES_PER_PAGE } from '../../../sim/guest/dirtier.ts';
 import { UserspaceTracker } from '../../../sim/guest/guest.ts';
 import { Rng } from '../../../sim/scheduler/random.ts';
 import { countSetBits } from '../../../sim/util/bitmap.ts';
@@ -15,6 +16,39 @@ describe('GuestRam', () => {
     const ram = new GuestRam(2 ** 30, 4096);
     expect(ram.versions.byteLength / ram.pages).toBe(4);
     expect(ram.dirtyLog.byteLength * 8).toBeGreaterThanOrEqual(ram.pages);
+    // What the memory estimate (sim/estimate.ts) counts per page.
+    expect((ram.versions.byteLength + ram.dirtyLog.byteLength) / ram.pages).toBe(RAM_BYTES_PER_PAGE);
+  });
+
+  it('writeRounds is rounds calls of write() on each page, at the cost of one', () => {
+    const cycle = 2 ** 32 - 1;
+    fc.assert(fc.property(
+      fc.array(fc.oneof(fc.constant(0), fc.constant(1), fc.constant(cycle), fc.constant(cycle - 1), fc.integer({ min: 0, max: cycle })), { minLength: 40, maxLength: 40 }),
+      fc.integer({ min: 0, max: 39 }), fc.integer({ min: 0, max: 40 }), fc.integer({ min: 0, max: 5 }), fc.boolean(),
+      (versions, first, count, rounds, logging) => {
+        count = Math.min(count, 40 - first);
+        const a = new GuestRam(40 * 4096, 4096);
+        const b = new GuestRam(40 * 4096, 4096);
+        a.versions.set(versions);
+        b.versions.set(versions);
+        a.logging = b.logging = logging;
+        a.writeRounds(first, count, rounds);
+        for (let r = 0; r < rounds; r++) for (let p = first; p < first + count; p++) b.write(p);
+        expect([...a.versions]).toEqual([...b.versions]);
+        expect([...a.dirtyLog]).toEqual([...b.dirtyLog]);
+        expect(a.writes).toBe(b.writes);
+      }));
+  });
+
+  it('writeRounds of a trillion rounds wraps versions as write() does, past 0', () => {
+    const ram = new GuestRam(4 * 4096, 4096);
+    ram.versions.set([0, 1, 2 ** 32 - 1, 7]);
+    ram.writeRounds(0, 4, 2 ** 32 - 1);
+    // A whole cycle of 2^32 - 1 writes brings a written page back to its version; an unwritten one to its last.
+    expect([...ram.versions]).toEqual([2 ** 32 - 1, 1, 2 ** 32 - 1, 7]);
+    ram.writeRounds(0, 1, 1e12);
+    expect(ram.versions[0]).toBe(((2 ** 32 - 2 + 1e12) % (2 ** 32 - 1)) + 1);
+    expect(ram.writes).toBe(4 * (2 ** 32 - 1) + 1e12);
   });
 
   it('marks pages dirty only while logging, KVM style', () => {
@@ -100,6 +134,72 @@ describe('Dirtier', () => {
     expect(written(30_000)).toBeGreaterThanOrEqual(9900);
     // One that could write 15k/s recovers half of each sleep's writes in the next run (the last sleep stays owed).
     expect(written(15_000)).toBe(5000 + 49 * 50);
+  });
+
+  it('a sweep in one call is the same as one page at a time (sequential and increment)', () => {
+    fc.assert(fc.property(
+      fc.constantFrom('sequential' as const, 'increment' as const), fc.array(fc.integer({ min: 0, max: 300 }), { minLength: 1, maxLength: 6 }), fc.boolean(),
+      (pattern, ns, logging) => {
+        const bulk = new GuestRam(128 * 4096, 4096);
+        const single = new GuestRam(128 * 4096, 4096);
+        bulk.logging = single.logging = logging;
+        const a = new Dirtier(bulk, spec(pattern), new Rng('t'));
+        const b = new Dirtier(single, spec(pattern), new Rng('t'));
+        for (const n of ns) {
+          a.writeN(n);
+          for (let i = 0; i < n; i++) b.writeN(1);
+        }
+        expect([...bulk.versions]).toEqual([...single.versions]);
+        expect([...bulk.dirtyLog]).toEqual([...single.dirtyLog]);
+        expect(bulk.writes).toBe(single.writes);
+        expect(a.rounds).toBe(b.rounds);
+      }));
+  });
+
+  it('random writes up to 4 per page draw every page, as before', () => {
+    const ram = new GuestRam(128 * 4096, 4096);
+    const rng = new Rng('t');
+    const d = new Dirtier(ram, spec('uniform'), rng);
+    d.writeN(SATURATION_WRITES_PER_PAGE * 64);
+    expect(d.saturated).toBe(0);
+    expect(ram.writes).toBe(256);
+    // The same draws as a fresh stream making 256 of them.
+    const fresh = new Rng('t');
+    for (let i = 0; i < 256; i++) fresh.int(64);
+    expect(rng.next()).toBe(fresh.next());
+  });
+
+  it('a rate beyond what the pages absorb saturates: every page once, every write counted, nothing drawn', { timeout: 10_000 }, () => {
+    const ram = new GuestRam(128 * 4096, 4096);
+    ram.logging = true;
+    const rng = new Rng('t');
+    const d = new Dirtier(ram, spec('uniform', { rate: 1e30 }), rng);
+    d.advance(3_600e9); // an hour of guest time at 1e30 pages/s: one call, 64 page writes
+    expect(d.saturated).toBe(1);
+    expect(countSetBits(ram.dirtyLog)).toBe(64);
+    expect(ram.writes).toBe(1e30 * 3600);
+    expect([...ram.versions.keys()].filter((p) => ram.versions[p]! > 0)).toEqual([...Array(64).keys()].map((i) => i + 16));
+    expect(rng.next()).toBe(new Rng('t').next());
+  });
+
+  it('a saturated hot set without cold writes stays in the hot set', () => {
+    const ram = new GuestRam(128 * 4096, 4096);
+    const d = new Dirtier(ram, spec('hotset'), new Rng('t'));
+    d.writeN(1e15);
+    expect(d.saturated).toBe(1);
+    expect([...ram.versions.keys()].filter((p) => ram.versions[p]! > 0)).toEqual([16, 17, 18, 19]);
+    const cold = new GuestRam(128 * 4096, 4096);
+    new Dirtier(cold, spec('hotset', { cold_fraction: 0.1 }), new Rng('t')).writeN(1e15);
+    expect([...cold.versions.keys()].filter((p) => cold.versions[p]! > 0)).toHaveLength(64);
+  });
+
+  it('an increment workload at 1e8 pages/s over 64 GiB costs pages, not writes', { timeout: 20_000 }, () => {
+    const ram = new GuestRam(2 ** 36, 4096);
+    const d = new Dirtier(ram, { rate: 1e8, pattern: 'increment', first_page: 0, pages: ram.pages, hot_pages: 1, cold_fraction: 0 }, new Rng('t'));
+    d.advance(3_600e9); // 3.6e11 writes: 21,457 rounds of 2^24 pages, each page bumped once
+    expect(d.rounds).toBe(Math.floor(3.6e11 / 2 ** 24));
+    expect(ram.versions[0]).toBe(d.rounds + 1);
+    expect(ram.writes).toBe(3.6e11);
   });
 
   it('refuses a range past the end of memory', () => {

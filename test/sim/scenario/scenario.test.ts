@@ -48,4 +48,25 @@ describe('checkScenario', () => {
     expect(reported({ migration: { auto_converge: { initial: 50, max: 40 } } }).path).toEqual(['migration', 'auto_converge', 'initial']);
     expect(reported({ expect: { max_downtime: '1s' } }).detail).toBe('max_downtime needs a migration section');
   });
+
+  it('reports contradictions at the item that contradicts', () => {
+    const blk = { devices: { blk: [{ name: 'disk0' }] } };
+    const stall = (name: string) => ({ name, device: 'disk0', kind: 'stall', at: '1s', for: '1s' });
+    expect(reported({ migration: { policy: [] } }).path).toEqual(['migration', 'policy']);
+    expect(reported({ migration: { policy: ['flush-timeout', 'min-interval', 'flush-timeout'] } }).path).toEqual(['migration', 'policy', 2]);
+    expect(reported({ ...blk, faults: [stall('a'), stall('b'), stall('a')] }).path).toEqual(['faults', 2, 'name']);
+    expect(reported({ main_loop: { handlers: [{ name: 'h', type: 'bh', cost: '1us', interval: '0s' }] } }).path).toEqual(['main_loop', 'handlers', 0, 'interval']);
+    expect(reported({ main_loop: { handlers: [{ name: 'h', type: 'bh', cost: '1us', interval: { dist: 'uniform', min: '0s', max: '0s' } }] } }).detail)
+      .toMatch(/^an interval of 0 activates the handler forever/);
+    expect(reported({ ...blk, devices: { blk: [{ name: 'disk0', flush: { dist: 'exponential', mean: '0s' } }] } }).path).toEqual(['devices', 'blk', 0, 'flush', 'mean']);
+    expect(reported({ migration: {}, expect: { max_migration_time: '10s', min_migration_time: '11s' } }).path).toEqual(['expect', 'min_migration_time']);
+    expect(reported({ expect: { max_userspace_progress: 3, min_userspace_progress: 4 } }).detail).toBe('min_userspace_progress 4 is above max_userspace_progress 3: no run can hold both');
+  });
+
+  it('refuses values beyond their plausible range, naming value and limit', () => {
+    expect(reported({ vm: { memory: '16TiB' } }).detail).toBe('16TiB is above the limit of 4TiB (plausible: 1B to 4TiB)');
+    expect(reported({ guest: { workloads: [{ vcpus: 'all', dirty: { rate: '1e30/s', pattern: 'uniform' } }] } }).path).toEqual(['guest', 'workloads', 0, 'dirty', 'rate']);
+    expect(reported({ migration: { device_state: '1024TiB' } }).detail).toBe('1024TiB is above the limit of 64GiB (plausible: 0B to 64GiB)');
+    expect(reported({ migration: { link: { bandwidth: '1e300Gbit/s' } } }).detail).toMatch(/^1e300Gbit\/s is above the limit of 1000Gbit\/s/);
+  });
 });

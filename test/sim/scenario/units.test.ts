@@ -74,6 +74,20 @@ describe('rejections', () => {
   it.each(['50', '%', '-5%', 'half'])('percent %j', (text) => {
     expect(parsePercent(text)).toBeNull();
   });
+
+  // JavaScript's \s matches these; a unit is separated by plain spaces only.
+  it.each(['\t', '\u00a0', '\u202f', '\u2009', '\u3000', '\ufeff', '\n'])('any unit with %j inside or around it', (space) => {
+    for (const [parse, pattern, text] of [
+      [parseDuration, DURATION_PATTERN, '10s'], [parseSize, SIZE_PATTERN, '4GiB'], [parseBandwidth, BANDWIDTH_PATTERN, '1Gbit/s'],
+      [parseRate, RATE_PATTERN, '100/s'], [parsePercent, PERCENT_PATTERN, '50%'],
+    ] as const) {
+      const cut = text.search(/[^\d]/);
+      for (const odd of [`${text.slice(0, cut)}${space}${text.slice(cut)}`, `${space}${text}`, `${text}${space}`]) {
+        expect(parse(odd), JSON.stringify(odd)).toBeNull();
+        expect(new RegExp(pattern, 'u').test(odd), JSON.stringify(odd)).toBe(false);
+      }
+    }
+  });
 });
 
 describe('round trips', () => {
