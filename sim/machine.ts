@@ -2,6 +2,7 @@
 // and instruments, clocks, the BQL, the main loop, the run state and the
 // vCPUs; vm_stop and vm_start, which tie them together. Written against the
 // Platform only, so the same Machine runs on the simulator and on KVM.
+import { HOST_COSTS_DEFAULT, HOST_COSTS_NONE, QEMU_PROFILES, QEMU_VERSION_DEFAULT, type QemuSpec } from './scenario/qemu.ts';
 import type { Co, Notifier, Platform } from './platform.ts';
 import { Bql } from './main-loop/bql.ts';
 import { Instruments, DEFAULT_THRESHOLD_NS } from './instrument/instrument.ts';
@@ -28,6 +29,8 @@ export interface StopPhases {
 
 export interface MachineOptions {
   thresholdNs?: number;
+  /** The QEMU version profile and host costs (default: the newest profile, a bare-metal host). */
+  qemu?: QemuSpec;
   /** Keep trace records and poll records for the exporters. */
   keepTrace?: boolean;
   initialState?: RunState;
@@ -48,8 +51,14 @@ export class Machine implements VcpuHost {
   private stopRequest: RunState | null = null;
   private startRequest = false;
 
+  /** Which QEMU this process follows, and the costs of its host. */
+  readonly qemu: QemuSpec;
+
   constructor(readonly platform: Platform, options: MachineOptions = {}) {
     const keep = options.keepTrace ?? false;
+    const qemu = options.qemu ?? { profile: QEMU_PROFILES[QEMU_VERSION_DEFAULT], host: HOST_COSTS_DEFAULT };
+    // On a real backend the host's costs are paid for real: none is modelled on top.
+    this.qemu = platform.backend === 'real' ? { ...qemu, host: HOST_COSTS_NONE } : qemu;
     this.trace = new Trace(() => platform.nowNs(), keep);
     this.inst = new Instruments(platform, this.trace, options.thresholdNs ?? DEFAULT_THRESHOLD_NS);
     this.clocks = new QEMUClocks(platform);

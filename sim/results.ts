@@ -34,7 +34,14 @@ export interface MigrationResult {
   status: string;
   'total-time': number;
   'setup-time': number;
+  /** QEMU's downtime: the source's stop to its last write (ms). */
   downtime: number;
+  /** What the guest saw: the source's stop to the destination's start (ms; QEMU has no such field). */
+  guest_downtime: number;
+  /** The QEMU version the model followed. */
+  qemu_version: string;
+  /** Each auto-converge step: its time since the run's start and the percentage it set (cpu-throttle-percentage). */
+  throttle_steps: { at_ms: number; pct: number }[];
   'expected-downtime': number;
   ram: QueryMigrate['ram'];
   downtime_phases: Record<'stop' | 'drain' | 'flush' | 'final_ram' | 'device_state' | 'resume', number> | null;
@@ -196,6 +203,8 @@ function migrationResult(world: AnyWorld): MigrationResult {
     'total-time': mig.startNs < 0 ? 0 : q['total-time'],
     'setup-time': ms(mig.setupNs),
     downtime: ms(mig.downtimeNs),
+    guest_downtime: ms(mig.guestDowntimeNs),
+    qemu_version: world.machine.qemu.profile.version,
     'expected-downtime': q['expected-downtime'],
     ram: q.ram,
     downtime_phases: ph
@@ -211,6 +220,7 @@ function migrationResult(world: AnyWorld): MigrationResult {
     mode: mig.spec.mode,
     fail_reason: mig.failReason,
     cpu_throttle_percentage: mig.ram.throttlePct,
+    throttle_steps: mig.ram.throttleSteps.map((t) => ({ at_ms: Math.round(t.at_ns / 1e6), pct: t.pct })),
     attempts: [...mig.attempts],
     iterations: [...mig.ram.syncs],
     snapshots: [...mig.snapshots],

@@ -44,6 +44,7 @@ export function buildWorld<G extends GuestPort, D extends MigrationDestination>(
 ): World<GuestPort, MigrationDestination> {
   const machine = new Machine(platform, {
     thresholdNs: scenario.threshold_ns,
+    qemu: scenario.qemu,
     keepTrace,
     initialState: scenario.vm.run_state,
   });

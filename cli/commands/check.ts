@@ -1,6 +1,6 @@
 // `latsim check <files...>`: validates scenario files without running them.
 import type { Command } from 'commander';
-import { loadScenarioFile, MAX_MEMORY_HELP, maxMemoryOption, ScenarioError } from '../scenario-file.ts';
+import { loadScenarioFile, MAX_MEMORY_HELP, maxMemoryOption, printableName, ScenarioError } from '../scenario-file.ts';
 
 export function registerCheck(program: Command): void {
   program
@@ -17,7 +17,7 @@ export function registerCheck(program: Command): void {
         try {
           loadScenarioFile(f, memory);
           results.push({ file: f, ok: true, error: null });
-          if (!opts.json) process.stdout.write(`${f}: ok\n`);
+          if (!opts.json) process.stdout.write(`${printableName(f)}: ok\n`);
         } catch (e) {
           if (!(e instanceof ScenarioError)) throw e;
           bad++;

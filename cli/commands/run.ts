@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { loadScenarioFile, MAX_MEMORY_HELP, maxMemoryOption, ScenarioError } from '../scenario-file.ts';
+import { loadScenarioFile, MAX_MEMORY_HELP, maxMemoryOption, printableName, ScenarioError } from '../scenario-file.ts';
 import { UsageError } from '../errors.ts';
 import { conflict, parseSeed } from '../args.ts';
 import { outputErrorsOf, writeAll, writeFileAtomic } from '../output.ts';
@@ -104,7 +104,7 @@ function runAction(file: string, opts: RunOptions): void {
   }
   if (opts.json) process.stdout.write(`${JSON.stringify(resultJson(r), null, 2)}\n`);
   else process.stdout.write(`${textReport(r)}\n`);
-  if (r.error) process.stderr.write(`latsim: ${r.error}\nreplay: latsim run ${file} --seed ${r.seed}\n`);
+  if (r.error) process.stderr.write(`latsim: ${r.error}\nreplay: latsim run ${printableName(file)} --seed ${r.seed}\n`);
   process.exitCode = code;
   writeAll([
     () => opts.trace !== undefined && writeFileAtomic(opts.trace, JSON.stringify(perfettoTrace(run.world.machine.trace.records, r))),

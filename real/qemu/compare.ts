@@ -67,6 +67,8 @@ export interface CompareReport {
   readonly repeat: number;
   readonly qemu: { readonly version: string; readonly package: string; readonly binary: string };
   readonly link: LinkInfo;
+  /** The QEMU version profile the simulation followed (the scenario's qemu.version) and its host costs. */
+  readonly profile: { readonly simulated: string; readonly binary: string; readonly host: Scenario['qemu']['host'] };
   readonly rows: readonly CompareRow[];
   /** Throttle steps: the simulation's, and each QEMU run's (ms from time zero). */
   readonly throttle: { readonly sim: readonly ThrottleStep[]; readonly qemu: readonly (readonly ThrottleStep[])[] };
@@ -251,6 +253,7 @@ export async function compareOnQemu(s: Scenario, opts: CompareOptions = {}): Pro
       simulated_bandwidth: bandwidth,
       destination_prealloc: prealloc,
     },
+    profile: { simulated: s.qemu.profile.version, binary: first.qemu.version, host: s.qemu.host },
     rows,
     throttle: { sim: simThrottleSteps(sim), qemu: runs.map(qemuThrottleSteps) },
     outside: rows.filter((r) => r.within === false).map((r) => r.metric),

@@ -111,7 +111,8 @@ export function markdown(saved: readonly Saved[], meta: string): string {
     const c = s.report;
     if (!c) continue;
     out.push('', `### ${c.scenario.replace(/^fidelity-/, '')}`, '');
-    out.push(`\`${c.file}\`; ${c.repeat} QEMU runs; simulated link ${(c.link.simulated_bandwidth / 1e6).toFixed(1)} MB/s ` +
+    const profile = (c as Partial<CompareReport>).profile;
+    out.push(`\`${c.file}\`; ${c.repeat} QEMU runs${profile ? `; simulated as QEMU ${profile.simulated}` : ''}; simulated link ${(c.link.simulated_bandwidth / 1e6).toFixed(1)} MB/s ` +
       `(QEMU's unthrottled stream${c.link.qemu_stream ? `, measured: ${c.link.qemu_stream.mbps} Mbit/s` : ', given'}); ${Math.round(s.wall_ms / 1000)} s wall.`, '');
     out.push('| metric | unit | simulation | QEMU median [min..max] | gap | goal | within |');
     out.push('| --- | --- | ---: | ---: | ---: | --- | --- |');

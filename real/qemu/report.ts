@@ -136,6 +136,11 @@ export function compareText(c: CompareReport): string {
   out.push(`simulated link: migration.link.bandwidth overridden: ${mb(l.scenario_bandwidth)} in the file -> ${mb(l.simulated_bandwidth)} ` +
     `(${l.source === 'measured' ? 'measured QEMU stream' : 'given with --link'})`);
   if (!l.destination_prealloc) out.push('QEMU destinations not preallocated: their first touch of each page slows the first pass here');
+  const pr = c.profile;
+  const same = pr.binary.split('.').slice(0, 2).join('.') === pr.simulated;
+  out.push(`simulated QEMU: the ${pr.simulated} profile (the scenario's qemu.version)${same ? '' : `, compared with QEMU ${pr.binary}: set qemu.version to the nearest profile`}; ` +
+    `host costs: zero page ${pr.host.zero_page_scan_ns} ns, page ${pr.host.page_send_ns} ns, dirty log ${Math.round(pr.host.dirty_sync_ns_per_gib / 1e3)} us/GiB, ` +
+    `destination first touch ${pr.host.dest_first_touch_ns} ns, downtime floor ${Math.round(pr.host.downtime_floor_ns / 1e5) / 10} ms`);
   out.push('');
   out.push(table(['metric', 'unit', 'simulation', 'QEMU', 'gap', 'goal', 'within'], c.rows.map((r) => [
     r.metric, r.unit, cell(r.sim, r.unit), qemuCell(r), gapText(r.gap), r.goal, r.within === null ? '' : r.within ? 'yes' : 'NO',

@@ -39,6 +39,8 @@ interface Issued {
   readonly fault: string | null;
   /** Flush: the cache blocks and versions it makes stable. */
   readonly snapshot: Map<number, number> | null;
+  /** Flush: the write_gen when it was issued. */
+  readonly gen: number;
   error: string | null;
 }
 
@@ -51,6 +53,10 @@ export class BlockBackend {
   readonly stable: Uint32Array;
   readonly cache: Uint32Array;
   readonly counts = { read: 0, write: 0, flush: 0, errors: 0 };
+  /** QEMU: BlockDriverState.write_gen: bumped by every completed write. */
+  writeGen = 0;
+  /** QEMU: BlockDriverState.flushed_gen: the write_gen the last successful flush covered. */
+  flushedGen = 0;
   /** Requests a fault delayed: which fault, when issued, when done (at most DELAYS_MAX kept). */
   readonly delays: { fault: string; op: BlockOp; from_ns: number; to_ns: number }[] = [];
   private readonly dirty = new Set<number>();
@@ -85,6 +91,11 @@ export class BlockBackend {
     else this.issue(req);
   }
 
+  /** QEMU: bdrv_co_flush's early exit: nothing written since the last flush. */
+  get clean(): boolean {
+    return this.writeGen === this.flushedGen;
+  }
+
   /** Requests blocked by a stall or a slow flush right now. */
   get stalled(): number {
     return this.stalledNow;
@@ -106,7 +117,7 @@ export class BlockBackend {
     const stalled = faultNs > 0;
     const fault = stalled ? (slow?.latency ? slow.name : stall?.name ?? null) : null;
     const snapshot = req.op === 'flush' ? this.snapshotCache() : null;
-    const item: Issued = { req, issuedNs: now, stalled, fault, snapshot, error };
+    const item: Issued = { req, issuedNs: now, stalled, fault, snapshot, gen: this.writeGen, error };
     if (stalled) {
       this.stalledNow++;
       this.armRetry();
@@ -136,7 +147,9 @@ export class BlockBackend {
           this.cache[b] = req.versions[i]!;
           this.dirty.add(b);
         }
+        this.writeGen++;
       } else if (req.op === 'flush' && item.snapshot) {
+        this.flushedGen = Math.max(this.flushedGen, item.gen);
         for (const [b, v] of item.snapshot) {
           if (v > this.stable[b]!) this.stable[b] = v;
           if (this.cache[b] === this.stable[b]) this.dirty.delete(b);

@@ -36,7 +36,7 @@ export class Devices {
 
   constructor(machine: Machine, guest: GuestPort, spec: DevicesSpec, faults: readonly FaultSpec[], glue: DeviceGlue = {}) {
     this.faults = new FaultSchedule(faults);
-    this.block = new BlockLayer(machine.platform, machine.bql, machine.mainLoop.aioContext, machine.inst);
+    this.block = new BlockLayer(machine.platform, machine.bql, machine.mainLoop.aioContext, machine.inst, machine.qemu.profile.flush_skips_clean);
     machine.block = this.block;
     for (const b of spec.blk) this.blk.push(realizeVirtIOBlock(b, machine, guest, this.block, this.faults));
     for (const n of spec.net) this.net.push(realizeVirtIONet(n, machine, guest, this.faults, glue));

@@ -1,7 +1,11 @@
 // A page-dirtying workload on one vCPU: writes pages at a rate while the vCPU
 // runs guest code, in one of four patterns: uniform over a range, a hot set
-// plus a cold fraction, a sequential sweep, or QEMU migration-test's workload
-// (increment one byte in every page of a range, round after round).
+// plus a cold fraction outside it, a sequential sweep, or QEMU
+// migration-test's workload (increment one byte in every page of a range,
+// round after round; the byte wraps to zero every 256 rounds, see GuestRam).
+// Throttled by auto-converge, a CPU-bound workload loses the writes of the
+// time it slept; a paced one (its rate below the vCPU's fastest) catches up
+// with the spare speed once it runs again, as a timer-paced guest does.
 // The cost of a slice is bounded by the range's pages, not by the rate:
 // sequential sweeps write whole rounds at once (exactly the same result), and
 // random writes beyond SATURATION_WRITES_PER_PAGE per page the pattern can
@@ -28,21 +32,40 @@ export class Dirtier {
   saturated = 0;
   private carry = 0;
   private cursor = 0;
+  /** Throttle sleep the workload has not caught up on yet. */
+  private owedNs = 0;
+  /** Pages per second the vCPU could write at most (= rate: CPU-bound). */
+  private readonly maxRate: number;
   private readonly batch = new Uint32Array(WRITE_BATCH);
 
   constructor(
     private readonly ram: GuestRam,
     readonly spec: DirtySpec,
     private readonly rng: Rng,
+    /** The vCPU's fastest dirty rate; 0 or not above rate: CPU-bound. */
+    maxRate = 0,
   ) {
+    this.maxRate = Math.max(spec.rate, maxRate);
+    if (spec.pattern === 'increment') ram.addByteCounterRange(spec.first_page, spec.pages);
     if (spec.first_page + spec.pages > ram.pages) {
       throw new RangeError(`dirty range ends at page ${spec.first_page + spec.pages}, past the last page ${ram.pages}`);
     }
   }
 
-  /** Guest code ran for ns: write the pages it wrote in that time. */
+  /** The vCPU slept ns in cpu_throttle_thread; a paced workload owes that time's writes. */
+  throttled(ns: number): void {
+    if (this.maxRate > this.spec.rate) this.owedNs += ns;
+  }
+
+  /** Guest code ran for ns: write the pages it wrote in that time (and what it caught up on). */
   advance(ns: number): void {
-    const exact = (this.spec.rate * ns) / 1e9 + this.carry;
+    const rate = this.spec.rate;
+    let exact = (rate * ns) / 1e9 + this.carry;
+    if (this.owedNs > 0) {
+      const extra = Math.min(((this.maxRate - rate) * ns) / 1e9, (rate * this.owedNs) / 1e9);
+      exact += extra;
+      this.owedNs = Math.max(0, this.owedNs - (extra * 1e9) / rate);
+    }
     const n = Math.floor(exact);
     this.carry = exact - n;
     if (n > 0) this.writeN(n);
@@ -68,11 +91,16 @@ export class Dirtier {
       case 'hotset': {
         const hot = Math.min(this.spec.hot_pages, pages);
         const cold = this.spec.cold_fraction;
-        // With no cold writes only the hot set is reachable.
-        if (n > SATURATION_WRITES_PER_PAGE * (cold > 0 ? pages : hot)) return this.saturate(first, cold > 0 ? pages : hot, n);
+        // The pages the writes can reach: the hot set without cold writes, the rest of the range with only cold ones.
+        const hotOnly = cold <= 0 || hot >= pages;
+        const coldOnly = !hotOnly && cold >= 1;
+        const from = coldOnly ? first + hot : first;
+        const reach = hotOnly ? hot : coldOnly ? pages - hot : pages;
+        if (n > SATURATION_WRITES_PER_PAGE * reach) return this.saturate(from, reach, n);
         for (let done = 0; done < n; done += WRITE_BATCH) {
           const k = Math.min(WRITE_BATCH, n - done);
-          for (let i = 0; i < k; i++) batch[i] = first + (rng.next() < cold ? rng.int(pages) : rng.int(hot));
+          // Cold writes fall outside the hot set (anywhere when the hot set is the whole range).
+          for (let i = 0; i < k; i++) batch[i] = first + (rng.next() < cold && hot < pages ? hot + rng.int(pages - hot) : rng.int(hot));
           ram.writeMany(batch, k);
         }
         return;

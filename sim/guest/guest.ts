@@ -134,7 +134,7 @@ export class Guest implements GuestPort {
     const p = this.machine.platform;
     for (const v of w.vcpus) {
       const code = this.code[v]!;
-      if (w.dirty) code.dirtiers.push(new Dirtier(this.ram, w.dirty, p.random(`vcpu${v}.dirty`)));
+      if (w.dirty) code.dirtiers.push(new Dirtier(this.ram, w.dirty, p.random(`vcpu${v}.dirty`), this.machine.qemu.host.guest_dirty_rate_max));
       if (w.exits) {
         const exits = w.exits;
         const rng = p.random(`vcpu${v}.exits`);
@@ -247,6 +247,7 @@ export class VcpuGuest implements GuestCode {
   private throttleExit(): VcpuExit {
     const pct = this.throttlePct / 100;
     const sleepNs = Math.round((pct / (1 - pct)) * CPU_THROTTLE_TIMESLICE_NS);
+    for (const d of this.dirtiers) d.throttled(sleepNs);
     const p = this.guest.machine.platform;
     return { name: 'cpu_throttle_thread', kind: 'throttle', needsBql: false, handle: () => p.sleep(sleepNs) };
   }

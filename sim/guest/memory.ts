@@ -38,4 +38,6 @@ export interface PageSink {
    * returns how many of them were zero pages. Same effect as savePage on each.
    */
   saveRun?(first: number, count: number): number;
+  /** The destination's time to load the pages saved since the last call (a model of its cost), then 0 again. */
+  takeLoadCostNs?(): number;
 }

@@ -82,8 +82,25 @@ export function attribute(world: AnyWorld): AttributionChain[] {
     if (chains.length < CHAINS_MAX) chains.push({ subject, at_ns: at, duration_ns: dur, chain, text: chain.join(', ') });
   };
 
+  // Downtimes first: they are few and must not be crowded out by vCPU stalls.
+  for (const a of migration?.attempts ?? []) {
+    if (a.downtime_ns <= threshold) continue;
+    const p = a.phases;
+    const phases: [string, number][] = [
+      ['stopping the vCPUs', p.stop_ns], ['bdrv_drain_all', p.drain_ns], ['bdrv_flush_all', p.flush_ns],
+      ['the final RAM pass', p.final_ram_ns], ['device state', p.device_state_ns], ['the destination start', p.resume_ns],
+    ];
+    const [phase, ns] = phases.reduce((m, x) => (x[1] > m[1] ? x : m));
+    const stop = machine.stops.find((x) => x.at_ns >= a.at_ns && x.at_ns <= a.at_ns + a.downtime_ns);
+    const chain = [`downtime ${formatNs(a.downtime_ns)} of completion attempt ${a.n} (${a.outcome}${a.reason ? `: ${a.reason}` : ''})`,
+      `${formatNs(ns)} of it in ${phase}`];
+    if (stop) chain.push(...explain('on', stop.thread, a.at_ns, a.at_ns + a.downtime_ns));
+    push('downtime', a.at_ns, a.downtime_ns, chain);
+  }
   const stalls = machine.vcpus.flatMap((v) => v.stalls).sort((a, b) => a.from_ns - b.from_ns || (a.vcpu < b.vcpu ? -1 : 1));
   for (const s of stalls) {
+    // Bounded work: past CHAINS_MAX chains no more are explained (each explanation scans the slow runs).
+    if (chains.length >= CHAINS_MAX) break;
     const dur = s.to_ns - s.from_ns;
     if (s.stopped_ns >= s.bql_wait_ns) {
       const stop = [...machine.stops].reverse().find((x) => x.at_ns <= s.from_ns + s.stopped_ns && x.at_ns >= s.from_ns - threshold)
@@ -99,19 +116,5 @@ export function attribute(world: AnyWorld): AttributionChain[] {
     }
   }
 
-  for (const a of migration?.attempts ?? []) {
-    if (a.downtime_ns <= threshold) continue;
-    const p = a.phases;
-    const phases: [string, number][] = [
-      ['stopping the vCPUs', p.stop_ns], ['bdrv_drain_all', p.drain_ns], ['bdrv_flush_all', p.flush_ns],
-      ['the final RAM pass', p.final_ram_ns], ['device state', p.device_state_ns], ['the destination start', p.resume_ns],
-    ];
-    const [phase, ns] = phases.reduce((m, x) => (x[1] > m[1] ? x : m));
-    const stop = machine.stops.find((x) => x.at_ns >= a.at_ns && x.at_ns <= a.at_ns + a.downtime_ns);
-    const chain = [`downtime ${formatNs(a.downtime_ns)} of completion attempt ${a.n} (${a.outcome}${a.reason ? `: ${a.reason}` : ''})`,
-      `${formatNs(ns)} of it in ${phase}`];
-    if (stop) chain.push(...explain('on', stop.thread, a.at_ns, a.at_ns + a.downtime_ns));
-    push('downtime', a.at_ns, a.downtime_ns, chain);
-  }
   return chains.sort((x, y) => x.at_ns - y.at_ns);
 }

@@ -6,6 +6,8 @@
 // what the source's migration code talks to; on KVM it is a second process
 // at the end of a TCP stream (real/migration-stream.ts), whose sends and
 // waits throw MigrationStreamError when the stream breaks or stops moving.
+import { HOST_COSTS_DEFAULT, type HostCosts } from '../scenario/qemu.ts';
+import { bitmapNew, testAndSetBit } from '../util/bitmap.ts';
 import type { GuestRam } from '../guest/ram.ts';
 import type { GuestMemory, PageSink } from '../guest/memory.ts';
 import type { BlkDevice } from '../devices/devices.ts';
@@ -14,7 +16,7 @@ import type { Co, Platform } from '../platform.ts';
 import { InvariantError } from '../invariant.ts';
 import type { MigrationLink, MigrationWire } from './link.ts';
 
-/** Destination's time to load device state and start its vCPUs. */
+/** Destination's time to load device state and start its vCPUs (not in QEMU's downtime, which ends at the source's last write). */
 export const DEST_START_NS = 1_000_000;
 
 /**
@@ -58,15 +60,26 @@ export class Destination implements MigrationDestination {
   pagesReceived = 0;
   running = false;
 
-  constructor(private readonly platform: Platform, readonly src: GuestRam) {
+  /** Pages the destination has written (a page fault and zeroing the first time; zero pages leave memory untouched). */
+  private readonly touched: Uint32Array;
+  private loadCostNs = 0;
+
+  constructor(private readonly platform: Platform, readonly src: GuestRam, private readonly host: HostCosts = HOST_COSTS_DEFAULT) {
     this.pages = src.pages;
     this.versions = new Uint32Array(this.pages);
+    this.touched = bitmapNew(this.pages);
   }
 
-  /** A page arrives with the content the source has when it sends it. */
-  savePage(page: number, _zero: boolean): void {
+  /**
+   * A page arrives with the content the source has when it sends it. QEMU's
+   * ram_load writes a normal page (its first write to a page it never touched
+   * faults it in); a zero page into untouched memory is only checked
+   * (ram_handle_compressed skips the memset when buffer_is_zero).
+   */
+  savePage(page: number, zero: boolean): void {
     this.versions[page] = this.src.versions[page]!;
     this.pagesReceived++;
+    this.loadCostNs += zero || testAndSetBit(this.touched, page) ? this.host.dest_page_ns : this.host.dest_first_touch_ns;
   }
 
   /** A run of pages arrives (the first pass sends whole words of them); returns the zero pages among them. */
@@ -74,18 +87,29 @@ export class Destination implements MigrationDestination {
     const src = this.src.versions;
     this.versions.set(src.subarray(first, first + count), first);
     let zeros = 0;
-    for (let p = first, end = first + count; p < end; p++) if (src[p] === 0) zeros++;
+    let fresh = 0;
+    for (let p = first, end = first + count; p < end; p++) {
+      if (src[p] === 0 || this.src.isZeroPage(p)) zeros++;
+      else if (!testAndSetBit(this.touched, p)) fresh++;
+    }
     this.pagesReceived += count;
+    this.loadCostNs += fresh * this.host.dest_first_touch_ns + (count - fresh) * this.host.dest_page_ns;
     return zeros;
+  }
+
+  takeLoadCostNs(): number {
+    const ns = this.loadCostNs;
+    this.loadCostNs = 0;
+    return ns;
   }
 
   *sendDeviceState(link: MigrationLink, bytes: number): Co<void> {
     yield* link.send(bytes);
   }
 
-  /** The last byte takes the link's latency to arrive; loading and starting take DEST_START_NS. */
+  /** The last byte leaves the socket and takes the link's latency to arrive; loading and starting take DEST_START_NS. */
   *arrive(_src: GuestMemory, disks: readonly BlkDevice[], link: MigrationLink): Co<number> {
-    yield* this.platform.sleep(link.latencyNs + DEST_START_NS);
+    yield* this.platform.sleep(link.arrivalNs() + DEST_START_NS);
     this.verify(this.src, disks);
     return 0;
   }

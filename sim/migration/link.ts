@@ -1,9 +1,16 @@
 // The migration stream's link to the destination: a bandwidth and a one-way
 // latency, with QEMU's rate limit on top (max-bandwidth, enforced per
 // BUFFER_DELAY window of 100 ms) and the bandwidth estimate QEMU derives from
-// what a window transferred (migration_update_counters). On KVM a real
-// socket carries the bytes (a MigrationWire) and the time they take is its own.
-// Leaves out: TCP dynamics, multifd channels, compression.
+// what a window transferred (migration_update_counters). The link is a pipe:
+// bytes written go into the socket's send buffer and drain at the wire's
+// speed or the destination's, whichever is slower (a destination that
+// touches its pages for the first time loads much slower than it receives);
+// a blocking writer (the migration thread's qemu_fflush) waits only while the
+// buffer is full, so its CPU work overlaps the wire. A non-blocking writer
+// (QEMU 1.1's buffered file on the main loop) never waits: it stops writing
+// when the buffer is full. On KVM a real socket carries the bytes (a
+// MigrationWire) and the time they take is its own.
+// Leaves out: TCP dynamics (slow start, windows), multifd channels, compression.
 import type { Co, Platform } from '../platform.ts';
 
 /** A real carrier of the stream: transmit() returns once the bytes left (QEMU: qemu_fflush). */
@@ -13,6 +20,18 @@ export interface MigrationWire {
 
 /** QEMU: BUFFER_DELAY (migration/migration.h): the rate-limit and counter window. */
 export const BUFFER_DELAY_NS = 100_000_000;
+/** The socket's send buffer (Linux autotunes loopback TCP up to about 4 MiB). */
+export const SOCKET_BUFFER_BYTES = 4 * 2 ** 20;
+
+/** What one write costs besides its bytes on the wire. */
+export interface SendCost {
+  /** CPU time of the writing thread before the bytes are written (scanning and copying pages). */
+  readonly cpuNs?: number;
+  /** The destination's time to load what the bytes carry. */
+  readonly destNs?: number;
+  /** false: a non-blocking socket; the writer never waits for the buffer. */
+  readonly blocking?: boolean;
+}
 
 export class MigrationLink {
   /** Bytes put on the wire in total. */
@@ -21,6 +40,9 @@ export class MigrationLink {
   rateLimit: number;
   windowStartNs = 0;
   windowBytes = 0;
+  /** When the wire and the destination have taken everything written so far. */
+  drainedAtNs = 0;
+  private readonly bufferNs: number;
 
   constructor(
     private readonly platform: Platform,
@@ -30,6 +52,7 @@ export class MigrationLink {
     private readonly wire: MigrationWire | null = null,
   ) {
     this.rateLimit = maxBandwidth > 0 ? maxBandwidth : Infinity;
+    this.bufferNs = (SOCKET_BUFFER_BYTES * 1e9) / bandwidth;
   }
 
   /** Bytes the current window still allows. */
@@ -43,13 +66,39 @@ export class MigrationLink {
     return this.windowBudget() <= 0;
   }
 
-  /** Sends bytes: the sending thread is busy for their time on the wire. */
-  *send(bytes: number): Co<void> {
+  /**
+   * Writes bytes into the stream (QEMU: qemu_put_buffer + qemu_fflush): the
+   * thread spends cost.cpuNs first, then the bytes queue behind what the
+   * socket holds; a blocking writer returns once they are in the buffer.
+   */
+  *send(bytes: number, cost: SendCost = {}): Co<void> {
+    if (cost.cpuNs) yield* this.platform.cpu(cost.cpuNs);
     if (bytes <= 0) return;
     this.transferred += bytes;
     this.windowBytes += bytes;
     if (this.wire) return yield* this.wire.transmit(bytes);
-    yield* this.platform.sleep(Math.max(1, Math.round((bytes * 1e9) / this.bandwidth)));
+    const p = this.platform;
+    const now = p.nowNs();
+    const busyNs = Math.max(1, Math.round((bytes * 1e9) / this.bandwidth), Math.round(cost.destNs ?? 0));
+    this.drainedAtNs = Math.max(now, this.drainedAtNs) + busyNs;
+    if (cost.blocking === false) return;
+    const room = Math.ceil(this.drainedAtNs - this.bufferNs);
+    if (room > now) yield* p.sleep(room - now);
+  }
+
+  /** The send buffer holds more than it can take: a non-blocking writer stops (EAGAIN). */
+  socketFull(): boolean {
+    return this.drainedAtNs - this.platform.nowNs() > this.bufferNs;
+  }
+
+  /** Time until the buffer has room again. */
+  socketRoomNs(): number {
+    return Math.max(1, Math.ceil(this.drainedAtNs - this.bufferNs - this.platform.nowNs()));
+  }
+
+  /** Time until everything written has been taken by the destination, plus the one-way latency. */
+  arrivalNs(): number {
+    return Math.max(0, this.drainedAtNs - this.platform.nowNs()) + this.latencyNs;
   }
 
   /** Time left in the current window. */

@@ -1,10 +1,14 @@
 // Live migration (precopy) from start to switchover. The migration thread
 // (QEMU >= 1.3; or, in `main-loop` mode, a 100 ms timer on the main loop as
 // 2012's buffered file did) runs migration_iteration_run: when the remaining
-// data estimate is under threshold_size (bandwidth x downtime-limit) it syncs
-// the dirty bitmap under the BQL and, if it still fits and the statechart
-// allows, runs migration_completion; otherwise ram_save_iterate sends pages
-// for up to MAX_WAIT (50 ms) within the rate limit. Completion takes the BQL,
+// data is under threshold_size (bandwidth x downtime-limit) it syncs the
+// dirty bitmap under the BQL and, if nothing is pending or it still fits and
+// the statechart allows, runs migration_completion; otherwise
+// ram_save_iterate sends pages for up to MAX_WAIT (50 ms) within the rate
+// limit. QEMU 1.1 (the `expected-time` rule) synced on every call instead and
+// completed when remaining / (bandwidth of the call) fit the downtime limit.
+// The scenario's QEMU version profile (machine.qemu) picks the rule, when the
+// `device` status is entered, and whether auto-converge syncs every 5 s. Completion takes the BQL,
 // stops the VM (which drains and flushes all disks: the talk's 40 s select),
 // sends the last dirty pages and the device state, checks the destination,
 // and the destination starts. Policies decide what a slow flush does:
@@ -23,7 +27,7 @@ import type { GuestPort } from '../guest/guest.ts';
 import { GuestRam } from '../guest/ram.ts';
 import type { Devices } from '../devices/devices.ts';
 import type { Co, Platform } from '../platform.ts';
-import type { MigrationSpec } from '../scenario/scenario.ts';
+import type { MigrationSpec, QemuSpec } from '../scenario/scenario.ts';
 import { TIMEOUT } from '../block/block-layer.ts';
 import { InvariantError } from '../invariant.ts';
 import { QEMUClockType, type QEMUTimer } from '../main-loop/timer.ts';
@@ -41,6 +45,10 @@ import {
 export const WAIT_NS_MAX = 50_000_000;
 /** Bytes sent between checks of the rate limit and MAX_WAIT. */
 export const SEND_CHUNK_BYTES = 1 << 20;
+/** QEMU: the be64 RAM_SAVE_FLAG_EOS after each iteration's pages. */
+export const EOS_BYTES = 8;
+/** QEMU 9.2: CPU_THROTTLE_DIRTY_SYNC_TIMESLICE_MS. */
+export const PERIODIC_SYNC_NS = 5_000_000_000;
 export { DEST_START_NS };
 
 export interface DowntimePhases {
@@ -101,12 +109,18 @@ export class Migration<D extends MigrationDestination = Destination> {
   failReason = '';
   /** Bytes per second, QEMU's estimate from the last window. */
   bandwidth = 0;
+  /** Source stop to the destination's start: what the guest saw (QEMU's downtime ends at the last write). */
+  guestDowntimeNs = 0;
   thresholdBytes = 0;
   expectedDowntimeNs = 0;
   private windowXferStart = 0;
   private readonly p: Platform;
   private readonly policy: ReadonlySet<string>;
+  private readonly qemu: QemuSpec;
   private timer: QEMUTimer | null = null;
+  /** QEMU 9.2: cpu_throttle_dirty_sync_timer, while auto-converge runs. */
+  private periodicSync: QEMUTimer | null = null;
+  private periodicSyncPrev = 0;
 
   constructor(
     private readonly machine: Machine,
@@ -117,11 +131,14 @@ export class Migration<D extends MigrationDestination = Destination> {
     dest?: D,
   ) {
     this.p = machine.platform;
+    this.qemu = machine.qemu;
     this.policy = new Set(spec.policy);
     // Without one, D is its default, the model.
-    this.dest = dest ?? (new Destination(this.p, modelRam(guest)) as MigrationDestination as D);
+    this.dest = dest ?? (new Destination(this.p, modelRam(guest), this.qemu.host) as MigrationDestination as D);
     this.link = new MigrationLink(this.p, spec.link.bandwidth, spec.link.latency_ns, spec.max_bandwidth, this.dest.wire);
-    this.ram = new RamState(guest.ram, this.dest, spec);
+    this.ram = new RamState(guest.ram, this.dest, spec, this.qemu.host);
+    // QEMU: migrate_init sets expected_downtime to the downtime limit until the first estimate.
+    this.expectedDowntimeNs = spec.downtime_limit_ns;
   }
 
   /** Arms the start of the migration at spec.start_ns. */
@@ -134,7 +151,8 @@ export class Migration<D extends MigrationDestination = Destination> {
     this.startNs = this.p.nowNs();
     const rollback = this.policy.has('flush-timeout');
     const minIntervalMs = this.policy.has('min-interval') ? this.spec.min_interval_ns / 1e6 : 0;
-    this.actor = startMigrationActor(this.p, { rollback, minIntervalMs }, (to, from) => this.onStatus(to, from));
+    const deviceStatus = this.qemu.profile.device_status;
+    this.actor = startMigrationActor(this.p, { rollback, minIntervalMs, deviceStatus }, (to, from) => this.onStatus(to, from));
     this.actor.send({ type: 'START' });
     if (this.spec.mode === 'thread') {
       this.p.spawn('migration', () => this.threadFn());
@@ -153,10 +171,21 @@ export class Migration<D extends MigrationDestination = Destination> {
     this.machine.trace.event(thread, 'migrate_set_state', { new_state: to });
     // The QMP event QEMU emits on every status change.
     this.machine.trace.event(thread, 'MIGRATION', { status: to });
-    if (to === 'completed' || to === 'failed' || to === 'cancelled') this.endNs = now;
+    if (to === 'completed' || to === 'failed' || to === 'cancelled') {
+      this.endNs = now;
+      this.throttleStop();
+    }
   }
 
-  private send(type: 'SETUP_DONE' | 'CONVERGED' | 'COMPLETED' | 'COMPLETION_TIMEOUT'): void {
+  /** QEMU: cpu_throttle_stop (migration_iteration_finish): the vCPUs run unthrottled again. */
+  private throttleStop(): void {
+    this.periodicSync?.del();
+    if (this.ram.throttlePct === 0) return;
+    this.guest.setThrottle(0);
+    this.machine.trace.event(this.p.current().name, 'cpu_throttle_set', { new_throttle_pct: 0 });
+  }
+
+  private send(type: 'SETUP_DONE' | 'CONVERGED' | 'VM_STOPPED' | 'COMPLETED' | 'COMPLETION_TIMEOUT'): void {
     this.actor!.send({ type });
   }
 
@@ -203,15 +232,21 @@ export class Migration<D extends MigrationDestination = Destination> {
   private *mainLoopTick(): Co<void> {
     const timer = this.timer!;
     if (this.status === 'setup') yield* this.setup(null);
+    if (this.qemu.profile.convergence === 'expected-time' && !this.link.socketFull()) this.link.resetWindow();
     this.updateCountersIfDue();
-    // QEMU 1.2: migrate_fd_put_ready iterates until the rate limit or MAX_WAIT.
-    const t0 = this.p.nowNs();
-    const attempts = this.attempts.length;
     try {
-      while (!this.link.rateExceeded() && !this.finished && this.p.nowNs() - t0 < WAIT_NS_MAX) {
-        if (!(yield* this.iterationRun())) break;
-        // After a completion attempt the main loop gets to run before the next tick.
-        if (this.attempts.length !== attempts) break;
+      if (this.qemu.profile.convergence === 'expected-time') {
+        // QEMU 1.1: one migrate_fd_put_ready -> ram_save_live(stage 2) per tick or writable socket.
+        yield* this.putReady11();
+      } else {
+        // QEMU 1.2: migrate_fd_put_ready iterates until the rate limit or MAX_WAIT.
+        const t0 = this.p.nowNs();
+        const attempts = this.attempts.length;
+        while (!this.link.rateExceeded() && !this.finished && this.p.nowNs() - t0 < WAIT_NS_MAX) {
+          if (!(yield* this.iterationRun())) break;
+          // After a completion attempt the main loop gets to run before the next tick.
+          if (this.attempts.length !== attempts) break;
+        }
       }
     } catch (e) {
       this.streamFailed(e);
@@ -220,20 +255,71 @@ export class Migration<D extends MigrationDestination = Destination> {
       this.ram.cleanup();
       return;
     }
+    if (this.qemu.profile.convergence === 'expected-time') {
+      // QEMU 1.1: buffered_rate_tick every 100 ms (it resets the byte count), or the
+      // write notify once a full socket takes data again.
+      timer.mod(this.p.nowNs() + (this.link.socketFull() ? this.link.socketRoomNs() : BUFFER_DELAY_NS));
+      return;
+    }
     timer.mod(this.p.nowNs() + Math.max(1, this.link.windowLeftNs()));
   }
 
-  /** QEMU: qemu_savevm_state_setup -> ram_save_setup. */
+  /**
+   * QEMU 1.1: migrate_fd_put_ready -> ram_save_live stage 2: sync the log,
+   * write pages to the non-blocking buffered file until its rate limit or a
+   * full socket, and complete when remaining / (bytes / time of this call)
+   * fits the downtime limit (bandwidth 0 counts as 1e-6 bytes/ns).
+   */
+  private *putReady11(): Co<void> {
+    const t0 = this.p.nowNs();
+    const x0 = this.ram.transferred;
+    yield* this.syncNow();
+    while (!this.link.rateExceeded() && !this.link.socketFull()) {
+      const budget = Math.min(SEND_CHUNK_BYTES, this.link.windowBudget());
+      if ((yield* this.ram.savePages(this.link, budget, this.blockingWrites())) === 0) break;
+    }
+    const spent = Math.max(1, this.p.nowNs() - t0);
+    const bwidth = (this.ram.transferred - x0) / spent || 0.000001;
+    const expectedNs = this.ram.remainingBytes() / bwidth;
+    this.expectedDowntimeNs = Math.round(expectedNs);
+    if (expectedNs <= this.spec.downtime_limit_ns && mayComplete(this.actor!.getSnapshot())) yield* this.completion();
+  }
+
+  /** QEMU 1.1's buffered file wrote to a non-blocking socket; later QEMU's migration thread blocks in qemu_fflush. */
+  private blockingWrites(): boolean {
+    return !(this.spec.mode === 'main-loop' && this.qemu.profile.nonblocking_socket);
+  }
+
+  /**
+   * QEMU: qemu_savevm_state_setup -> ram_save_setup -> ram_init_bitmaps:
+   * every page dirty, dirty logging on, and the first bitmap sync (the first
+   * of dirty-sync-count), under the BQL. setup-time is what it took.
+   */
   private *setup(bqlSite: string | null): Co<void> {
     const m = this.machine;
     if (bqlSite) yield* m.bql.lock(bqlSite);
-    this.ram.setup(this.p.nowNs(), this.link.transferred);
-    yield* this.p.cpu(this.ram.syncCostNs());
+    this.ram.setup(this.p.nowNs(), this.ram.transferred);
+    yield* this.syncNow();
     if (bqlSite) m.bql.unlock();
     this.setupNs = this.p.nowNs() - this.startNs;
     this.link.resetWindow();
     this.windowXferStart = this.link.transferred;
+    if (this.policy.has('auto-converge') && this.qemu.profile.periodic_sync) this.startPeriodicSync();
     this.send('SETUP_DONE');
+  }
+
+  /** QEMU 9.2: cpu_throttle_dirty_sync_timer_tick: sync every 5 s if nothing else did, after the first pass. */
+  private startPeriodicSync(): void {
+    const tlg = this.machine.mainLoop.tlg;
+    this.periodicSyncPrev = 0;
+    const t = tlg.timerNew(QEMUClockType.REALTIME, 'cpu_throttle_dirty_sync_timer_tick', function* (this: Migration<D>) {
+      const count = this.ram.dirtySyncCount;
+      if (count > 1 && count === this.periodicSyncPrev && !this.finished) yield* this.syncNow();
+      this.periodicSyncPrev = this.ram.dirtySyncCount;
+      t.mod(this.p.nowNs() + PERIODIC_SYNC_NS);
+    }.bind(this));
+    this.periodicSync = t;
+    t.mod(this.p.nowNs() + PERIODIC_SYNC_NS);
   }
 
   /** QEMU: migration_rate_limit: at the window's end update counters, else wait for it. */
@@ -254,7 +340,10 @@ export class Migration<D extends MigrationDestination = Destination> {
     this.bandwidth = (bytes * 1e9) / spent;
     this.thresholdBytes = (this.bandwidth * this.spec.downtime_limit_ns) / 1e9;
     const remaining = this.ram.remainingBytes();
-    this.expectedDowntimeNs = this.bandwidth > 0 ? Math.round((remaining * 1e9) / this.bandwidth) : 0;
+    // QEMU: the dirty bytes at the last sync over this window's bandwidth, once a dirty rate exists.
+    if (this.qemu.profile.convergence === 'threshold' && this.ram.dirtyPagesRate > 0 && bytes > 10_000) {
+      this.expectedDowntimeNs = Math.round((this.ram.remainingAtSync * 1e9) / this.bandwidth);
+    }
     this.windowXferStart = this.link.transferred;
     this.link.resetWindow();
     this.snapshot();
@@ -262,15 +351,20 @@ export class Migration<D extends MigrationDestination = Destination> {
     return true;
   }
 
-  /** QEMU: migration_iteration_run; false when nothing could be sent. */
+  /**
+   * QEMU: migration_iteration_run with ram_save_pending (7.2): sync when the
+   * remaining data is under threshold_size; complete when nothing is pending
+   * or it is still under; false when nothing could be sent.
+   */
   private *iterationRun(): Co<boolean> {
     let pending = this.ram.remainingBytes();
-    const capped = this.spec.max_iterations > 0 && this.ram.dirtySyncCount >= this.spec.max_iterations;
-    if (pending <= this.thresholdBytes || capped) {
-      yield* this.syncUnderBql('ram_state_pending_exact');
+    if (pending < this.thresholdBytes) {
+      yield* this.syncUnderBql('ram_save_pending');
       pending = this.ram.remainingBytes();
     }
-    if ((pending <= this.thresholdBytes && this.thresholdBytes > 0) || capped) {
+    // latsim's iteration cap counts the syncs done so far, this one included.
+    const capped = this.spec.max_iterations > 0 && this.ram.dirtySyncCount >= this.spec.max_iterations;
+    if (pending === 0 || pending < this.thresholdBytes || capped) {
       if (mayComplete(this.actor!.getSnapshot())) {
         yield* this.completion();
         return true;
@@ -306,15 +400,15 @@ export class Migration<D extends MigrationDestination = Destination> {
     let any = false;
     while (!this.link.rateExceeded()) {
       const budget = Math.min(SEND_CHUNK_BYTES, this.link.windowBudget());
-      const sent = yield* this.ram.savePages(this.link, budget);
-      if (sent === 0) {
-        // The pass is over: sync to start the next one.
-        if (this.ram.dirtyPages === 0) yield* this.syncUnderBql('migration_bitmap_sync');
-        break;
-      }
+      const sent = yield* this.ram.savePages(this.link, budget, this.blockingWrites());
+      // The pass is over (no dirty page left): migration_iteration_run decides what next.
+      if (sent === 0) break;
       any = true;
       if (this.p.nowNs() - t0 > WAIT_NS_MAX) break;
     }
+    // QEMU: RAM_SAVE_FLAG_EOS ends the iteration's section.
+    this.ram.transferred += EOS_BYTES;
+    yield* this.link.send(EOS_BYTES, { blocking: this.blockingWrites() });
     return any;
   }
 
@@ -386,6 +480,8 @@ export class Migration<D extends MigrationDestination = Destination> {
       giveUp(stop.error, false);
       return;
     }
+    // QEMU: migration_switchover_start: `device` once the VM stopped, where the version has it there.
+    this.send('VM_STOPPED');
     // QEMU: qemu_savevm_state_complete_precopy: ram_save_complete, then device state.
     this.link.rateLimit = Infinity;
     const t0 = p.nowNs();
@@ -402,9 +498,13 @@ export class Migration<D extends MigrationDestination = Destination> {
     let t1 = 0;
     try {
       yield* this.ram.saveAll(this.link, SEND_CHUNK_BYTES * 16);
+      this.ram.transferred += EOS_BYTES;
+      yield* this.link.send(EOS_BYTES);
       t1 = p.nowNs();
       // Every device's vmstate; saving asserts the drain left no request in flight.
       this.devices.saveState();
+      // vm_stop's and the device state's fixed costs: the downtime with nothing to send.
+      yield* p.cpu(this.qemu.host.downtime_floor_ns);
       yield* this.dest.sendDeviceState(this.link, this.spec.device_state_bytes);
     } catch (e) {
       if (!(e instanceof MigrationStreamError)) throw e;
@@ -439,10 +539,13 @@ export class Migration<D extends MigrationDestination = Destination> {
     const phases: DowntimePhases = {
       ...stopPhases, final_ram_ns: t1 - t0, device_state_ns: t2 - t1, resume_ns: t3 - t2 - checkNs,
     };
-    this.downtimeNs = t3 - downtimeStart - checkNs;
+    // QEMU: migration_calculate_complete: downtime and total-time end on the source, at its last write.
+    this.downtimeNs = t2 - downtimeStart;
+    this.guestDowntimeNs = t3 - downtimeStart - checkNs;
     this.downtimePhases = phases;
     this.attempts.push({ n, at_ns: downtimeStart, outcome: 'completed', downtime_ns: this.downtimeNs, phases, reason: '' });
     this.send('COMPLETED');
+    this.endNs = t2;
     this.snapshot();
   }
 
@@ -461,7 +564,7 @@ export class Migration<D extends MigrationDestination = Destination> {
       'expected-downtime': Math.round(this.expectedDowntimeNs / 1e6),
       'cpu-throttle-percentage': ram.throttlePct,
       ram: {
-        transferred: this.link.transferred,
+        transferred: ram.transferred,
         remaining: ram.remainingBytes(),
         total: this.guest.ram.pages * this.guest.ram.pageSize,
         duplicate: ram.duplicate,

@@ -5,12 +5,16 @@
 // page on the wire: a zero page as a header plus one byte, a normal page as a
 // header plus its bytes. Auto-converge raises the vCPU throttle when the guest
 // dirties faster than half what the link moves (migration_trigger_throttle).
-// Written against GuestMemory and PageSink, so the same code runs on the
-// simulation's content versions and on KVM's guest RAM and dirty log.
+// Each page costs the migration thread CPU as on the scenario's host: a
+// zero page the full buffer_is_zero scan, a normal page its copy into the
+// stream; the sync costs KVM_GET_DIRTY_LOG / KVM_CLEAR_DIRTY_LOG time per GiB
+// under the BQL. Written against GuestMemory and PageSink, so the same code
+// runs on the simulation's content versions and on KVM's guest RAM and dirty log.
 // Leaves out: multiple RAMBlocks, postcopy, XBZRLE, compression, multifd.
 import type { GuestMemory, PageSink } from '../guest/memory.ts';
 import type { Co } from '../platform.ts';
 import { invariant } from '../invariant.ts';
+import { HOST_COSTS_DEFAULT, type HostCosts } from '../scenario/qemu.ts';
 import type { MigrationSpec } from '../scenario/scenario.ts';
 import { bitmapNew, findNextBit, setRange, syncDirtyLog } from '../util/bitmap.ts';
 import type { MigrationLink } from './link.ts';
@@ -42,21 +46,31 @@ export class RamState {
   duplicate = 0;
   /** Pages sent since the last sync. */
   pagesSinceSync = 0;
+  /** QEMU: ram_counters.transferred: bytes of RAM in the stream (device state is not RAM). */
+  transferred = 0;
   dirtyPagesRate = 0;
   throttlePct = 0;
+  /** Every auto-converge step: when, and the percentage it set. */
+  readonly throttleSteps: { at_ns: number; pct: number }[] = [];
+  /** QEMU: ram_counters.remaining as the last sync left it (expected-downtime's numerator). */
+  remainingAtSync = 0;
   readonly syncs: SyncRecord[] = [];
   private cursor = 0;
-  /** Bytes of the pages the last takePages took. */
+  /** Bytes, migration-thread CPU time and destination load time of the pages the last takePages took. */
   private takenBytes = 0;
+  private takenCpuNs = 0;
+  private takenDestNs = 0;
   private periodStartNs = 0;
   private periodDirty = 0;
   private periodXferStart = 0;
   private dirtyRateHighCount = 0;
+  private lastSyncNs = 0;
 
   constructor(
     readonly ram: GuestMemory,
     private readonly sink: PageSink,
     private readonly spec: MigrationSpec,
+    private readonly host: HostCosts = HOST_COSTS_DEFAULT,
   ) {
     this.bitmap = bitmapNew(ram.pages);
   }
@@ -65,7 +79,11 @@ export class RamState {
     return this.ram.pageSize + this.spec.page_header_bytes;
   }
 
-  /** QEMU: ram_save_setup -> ram_init_bitmaps: every page dirty, dirty logging on. */
+  /**
+   * QEMU: ram_save_setup -> ram_init_bitmaps: every page dirty, dirty logging
+   * on. The sync that follows (migration_bitmap_sync_precopy, counted in
+   * dirty-sync-count) is the caller's.
+   */
   setup(nowNs: number, transferred: number): void {
     setRange(this.bitmap, 0, this.ram.pages);
     this.dirtyPages = this.ram.pages;
@@ -75,9 +93,10 @@ export class RamState {
     this.periodXferStart = transferred;
   }
 
-  /** Modelled CPU time of one sync. */
+  /** CPU time of one sync: the dirty-log ioctls per GiB of guest memory, and the word loop. */
   syncCostNs(): number {
-    return Math.round(this.bitmap.length * SYNC_NS_PER_WORD);
+    const gib = (this.ram.pages * this.ram.pageSize) / 2 ** 30;
+    return Math.round(this.bitmap.length * SYNC_NS_PER_WORD + gib * this.host.dirty_sync_ns_per_gib);
   }
 
   /**
@@ -86,12 +105,14 @@ export class RamState {
    * auto-converge, decides on throttling; setThrottle applies a new value.
    */
   sync(nowNs: number, transferred: number, autoConverge: boolean, setThrottle: (pct: number) => void): number {
+    this.lastSyncNs = nowNs;
     this.ram.logSync(); // QEMU: memory_global_dirty_log_sync
     const added = syncDirtyLog(this.ram.dirtyLog, this.bitmap, 0, this.ram.pages, {
       dropNew: this.spec.bug === 'sync-drops-new-bits',
     });
     this.dirtyPages += added;
     this.dirtySyncCount++;
+    this.remainingAtSync = this.remainingBytes();
     this.periodDirty += added;
     this.pagesSinceSync = 0;
     if (nowNs >= this.periodStartNs + DIRTY_RATE_PERIOD_NS) {
@@ -121,6 +142,7 @@ export class RamState {
       if (++this.dirtyRateHighCount >= 2) {
         this.dirtyRateHighCount = 0;
         this.throttlePct = this.throttlePct === 0 ? ac.initial : Math.min(ac.max, this.throttlePct + ac.increment);
+        this.throttleSteps.push({ at_ns: this.lastSyncNs, pct: this.throttlePct });
         setThrottle(this.throttlePct);
       }
     }
@@ -136,10 +158,11 @@ export class RamState {
    * maxBytes went on the wire or the pass over the bitmap ends. Returns the
    * pages sent (0: no dirty page left in this pass).
    */
-  *savePages(link: MigrationLink, maxBytes: number): Co<number> {
+  *savePages(link: MigrationLink, maxBytes: number, blocking = true): Co<number> {
     const sent = this.takePages(maxBytes);
     this.pagesSinceSync += sent;
-    yield* link.send(this.takenBytes);
+    this.transferred += this.takenBytes;
+    yield* link.send(this.takenBytes, { cpuNs: this.takenCpuNs, destNs: this.takenDestNs, blocking });
     return sent;
   }
 
@@ -161,6 +184,7 @@ export class RamState {
     let bytes = 0;
     let sent = 0;
     let page = this.cursor;
+    const duplicateBefore = this.duplicate;
     while (bytes < maxBytes) {
       page = findNextBit(bitmap, page, pages);
       if (page >= pages) {
@@ -229,15 +253,18 @@ export class RamState {
     }
     this.cursor = page;
     this.takenBytes = bytes;
+    const zeros = this.duplicate - duplicateBefore;
+    this.takenCpuNs = Math.round(zeros * this.host.zero_page_scan_ns + (sent - zeros) * this.host.page_send_ns);
+    this.takenDestNs = sink.takeLoadCostNs?.() ?? 0;
     return sent;
   }
 
   /** Sends every dirty page (the final pass), in chunks of chunkBytes. */
-  *saveAll(link: MigrationLink, chunkBytes: number): Co<void> {
+  *saveAll(link: MigrationLink, chunkBytes: number, blocking = true): Co<void> {
     this.cursor = 0;
     while (this.dirtyPages > 0) {
       const from = this.cursor;
-      const sent = yield* this.savePages(link, chunkBytes);
+      const sent = yield* this.savePages(link, chunkBytes, blocking);
       invariant(sent > 0 || from !== 0, `${this.dirtyPages} dirty pages counted but none in the migration bitmap`);
     }
   }

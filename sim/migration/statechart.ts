@@ -5,7 +5,10 @@
 // attempt may start (after a rollback, the min-interval policy holds it off
 // with a delayed transition on the platform's clock), and whether a completion
 // that timed out rolls back from `device` to `active` (which upstream QEMU has
-// no path for) or fails. Every transition becomes a `migrate_set_state` trace
+// no path for) or fails. When `device` is entered follows the QEMU version:
+// at the completion decision (the talk's proposal on QEMU 1.1), never
+// (QEMU 2.x-9.x without pause-before-switchover: completion runs in `active`),
+// or once the VM has stopped. Every transition becomes a `migrate_set_state` trace
 // event and a QMP MIGRATION event.
 //
 // To view it: paste migrationMachine's config (or this file) into the Stately
@@ -32,17 +35,30 @@ export type MigrationEvent =
   /** Remaining data fits the downtime limit: try completion. */
   | { type: 'CONVERGED' }
   | { type: 'COMPLETED' }
+  /** The VM stopped for completion (QEMU: migration_switchover_start). */
+  | { type: 'VM_STOPPED' }
   /** A completion attempt timed out (flush took too long). */
   | { type: 'COMPLETION_TIMEOUT' }
   | { type: 'FAIL'; reason: string }
   | { type: 'CANCEL' }
   | { type: 'CANCELLED' };
 
+export type DeviceStatusRule = 'at-completion' | 'never' | 'after-stop';
+
+/** The chart's input: the policy's and the QEMU version's choices. */
+export interface MigrationChartInput {
+  readonly rollback: boolean;
+  readonly minIntervalMs: number;
+  readonly deviceStatus: DeviceStatusRule;
+}
+
 export interface MigrationChartContext {
   /** Roll back from device to active on a completion timeout (else fail). */
   readonly rollback: boolean;
   /** Minimum ms from a rollback to the next completion attempt (0: none). */
   readonly minIntervalMs: number;
+  /** When `device` is entered: at the completion decision, never, or after the VM stopped. */
+  readonly deviceStatus: DeviceStatusRule;
   rollbacks: number;
   attempts: number;
   failReason: string;
@@ -52,7 +68,7 @@ export const migrationMachine = setup({
   types: {
     context: {} as MigrationChartContext,
     events: {} as MigrationEvent,
-    input: {} as { rollback: boolean; minIntervalMs: number },
+    input: {} as MigrationChartInput,
   },
   delays: {
     minInterval: ({ context }) => context.minIntervalMs,
@@ -60,6 +76,8 @@ export const migrationMachine = setup({
   guards: {
     mayRollBack: ({ context }) => context.rollback,
     holdOff: ({ context }) => context.minIntervalMs > 0,
+    deviceAtCompletion: ({ context }) => context.deviceStatus === 'at-completion',
+    deviceAfterStop: ({ context }) => context.deviceStatus === 'after-stop',
   },
 }).createMachine({
   id: 'migration',
@@ -67,6 +85,7 @@ export const migrationMachine = setup({
   context: ({ input }) => ({
     rollback: input.rollback,
     minIntervalMs: input.minIntervalMs,
+    deviceStatus: input.deviceStatus,
     rollbacks: 0,
     attempts: 0,
     failReason: '',
@@ -85,7 +104,22 @@ export const migrationMachine = setup({
       states: {
         may_complete: {
           on: {
-            CONVERGED: { target: '#migration.device', actions: ({ context }) => { context.attempts++; } },
+            CONVERGED: [
+              { guard: 'deviceAtCompletion', target: '#migration.device', actions: ({ context }) => { context.attempts++; } },
+              { target: 'completing', actions: ({ context }) => { context.attempts++; } },
+            ],
+          },
+        },
+        // Completion runs while the status still says active (QEMU 2.x-9.x).
+        completing: {
+          on: {
+            VM_STOPPED: { guard: 'deviceAfterStop', target: '#migration.device' },
+            COMPLETED: '#migration.completed',
+            COMPLETION_TIMEOUT: [
+              { guard: and(['mayRollBack', 'holdOff']), target: 'holding_off', actions: ({ context }) => { context.rollbacks++; } },
+              { guard: 'mayRollBack', target: 'may_complete', actions: ({ context }) => { context.rollbacks++; } },
+              { target: '#migration.failed', actions: ({ context }) => { context.failReason = 'completion timed out'; } },
+            ],
           },
         },
         // The talk's final fix: no new completion attempt for a while after a rollback.
@@ -138,7 +172,7 @@ export function mayComplete(snapshot: MigrationSnapshot): boolean {
  */
 export function startMigrationActor(
   platform: Platform,
-  input: { rollback: boolean; minIntervalMs: number },
+  input: MigrationChartInput,
   onStatus: (status: MigrationStatus, previous: MigrationStatus) => void,
 ): MigrationActor {
   const clock = xstateClock((ns, fn) => platform.callAfter(ns, fn), (id) => platform.cancelCall(id));

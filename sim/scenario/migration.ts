@@ -1,11 +1,13 @@
 // The `migration` section: when it starts, the completion policy, where it
 // runs (the migration thread, or the 2012 main-loop timer), QEMU's migration
 // parameters (max-bandwidth, downtime-limit, the auto-converge throttle) and
-// the link to the destination. Defaults are QEMU 7.2's unless a field says
-// otherwise; the talk's scenarios set the 2012 values explicitly.
+// the link to the destination. The mode, max-bandwidth and downtime-limit
+// defaults are the scenario's QEMU version profile's (qemu.ts); the others
+// are QEMU 7.2's.
 import { section, type Fields, type Raw } from './fields.ts';
 import { INSTANT_LIMIT, limit } from './limits.ts';
 import { bandwidth, duration, int, list, obj, oneOfWords, size, type Schema } from './schema-kit.ts';
+import type { QemuProfile } from './qemu.ts';
 
 export type MigrationPolicy = 'legacy' | 'flush-timeout' | 'min-interval' | 'abort-on-downtime' | 'auto-converge';
 
@@ -65,9 +67,9 @@ export function migrationSchema(): Schema {
       'x-expected': `one of ${POLICIES.join(', ')}, or a list of them`,
       description: 'completion policy: one, or a non-empty list of different ones',
     },
-    mode: oneOfWords(['thread', 'main-loop'], 'migration thread (QEMU >= 1.3) or main-loop timer (2012)'),
-    max_bandwidth: bandwidth('rate limit (QEMU default 128MiB/s; 32MiB/s in 2012)', BANDWIDTH_LIMIT),
-    downtime_limit: duration('downtime-limit (QEMU default 300ms; 30ms in 2012; QEMU accepts up to 2000s)', DOWNTIME_LIMIT_LIMIT),
+    mode: oneOfWords(['thread', 'main-loop'], 'migration thread (QEMU >= 1.3) or main-loop timer (2012); default: the QEMU version\'s'),
+    max_bandwidth: bandwidth('rate limit (default: the QEMU version\'s, 128MiB/s in 7.2, 32MiB/s in 1.1)', BANDWIDTH_LIMIT),
+    downtime_limit: duration('downtime-limit (default: the QEMU version\'s, 300ms in 7.2, 30ms in 1.1; QEMU accepts up to 2000s)', DOWNTIME_LIMIT_LIMIT),
     link: obj({
       bandwidth: bandwidth('link bandwidth', BANDWIDTH_LIMIT),
       latency: duration('one-way latency', LINK_LATENCY_LIMIT),
@@ -89,7 +91,7 @@ export function migrationSchema(): Schema {
   }, 'live migration');
 }
 
-export function checkMigration(m: Raw, durationNs: number, f: Fields): MigrationSpec {
+export function checkMigration(m: Raw, durationNs: number, profile: QemuProfile, f: Fields): MigrationSpec {
   const start = f.duration(['migration', 'start'], m.start, 1_000_000_000, INSTANT_LIMIT);
   if (start >= durationNs) f.fail(['migration', 'start'], 'migration starts at or after the end of the run');
   const link = section(m, 'link');
@@ -101,15 +103,18 @@ export function checkMigration(m: Raw, durationNs: number, f: Fields): Migration
   if (policy.includes('min-interval') && !policy.includes('flush-timeout')) {
     f.fail(['migration', 'policy'], 'min-interval acts after a rollback: combine it with flush-timeout');
   }
+  if (policy.includes('auto-converge') && !profile.auto_converge) {
+    f.fail(['migration', 'policy'], `auto-converge came with QEMU 1.6; this scenario follows QEMU ${profile.version}`);
+  }
   const acInitial = (ac.initial as number | undefined) ?? DEFAULT_AUTO_CONVERGE.initial;
   const acMax = (ac.max as number | undefined) ?? DEFAULT_AUTO_CONVERGE.max;
   if (acInitial > acMax) f.fail(['migration', 'auto_converge', 'initial'], 'initial throttle above max');
   return {
     start_ns: start,
     policy,
-    mode: (m.mode as 'thread' | 'main-loop' | undefined) ?? 'thread',
-    max_bandwidth: f.bandwidth(['migration', 'max_bandwidth'], m.max_bandwidth, DEFAULT_MAX_BANDWIDTH, BANDWIDTH_LIMIT),
-    downtime_limit_ns: f.duration(['migration', 'downtime_limit'], m.downtime_limit, DEFAULT_DOWNTIME_LIMIT_NS, DOWNTIME_LIMIT_LIMIT),
+    mode: (m.mode as 'thread' | 'main-loop' | undefined) ?? profile.mode,
+    max_bandwidth: f.bandwidth(['migration', 'max_bandwidth'], m.max_bandwidth, profile.max_bandwidth, BANDWIDTH_LIMIT),
+    downtime_limit_ns: f.duration(['migration', 'downtime_limit'], m.downtime_limit, profile.downtime_limit_ns, DOWNTIME_LIMIT_LIMIT),
     link: {
       bandwidth: f.bandwidth(['migration', 'link', 'bandwidth'], link.bandwidth, 10e9 / 8, BANDWIDTH_LIMIT),
       latency_ns: f.duration(['migration', 'link', 'latency'], link.latency, 100_000, LINK_LATENCY_LIMIT),

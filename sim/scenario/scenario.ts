@@ -15,6 +15,7 @@ import { checkDevices, type DevicesSpec } from './devices.ts';
 import { checkFaults, type FaultSpec } from './faults.ts';
 import { checkMigration, type MigrationSpec } from './migration.ts';
 import { checkExpect, type Budget } from './expect.ts';
+import { checkQemu, type QemuSpec } from './qemu.ts';
 import { checkFidelity, type FidelitySpec } from './fidelity.ts';
 
 export type { VmSpec } from './vm.ts';
@@ -24,6 +25,7 @@ export type { BlkSpec, DevicesSpec, NetSpec } from './devices.ts';
 export type { FaultSpec } from './faults.ts';
 export type { MigrationPolicy, MigrationSpec } from './migration.ts';
 export type { Budget, BudgetKey } from './expect.ts';
+export type { HostCosts, QemuProfile, QemuSpec, QemuVersion } from './qemu.ts';
 
 export interface Scenario {
   readonly name: string;
@@ -32,6 +34,8 @@ export interface Scenario {
   readonly duration_ns: number;
   readonly threshold_ns: number;
   readonly limits: { readonly max_events: number; readonly max_time_ns: number };
+  /** The QEMU whose behaviour the run follows, and its host's costs. */
+  readonly qemu: QemuSpec;
   readonly vm: VmSpec;
   readonly main_loop: { readonly handlers: readonly SyntheticHandlerSpec[] };
   readonly guest: GuestSpec;
@@ -78,13 +82,14 @@ export function checkScenario(r: Raw, file: string, fail: Fail): Scenario {
   const maxTime = f.duration(['limits', 'max_time'], limits.max_time, duration, BOUND_LIMIT);
   if (maxTime < duration) f.fail(['limits', 'max_time'], `max_time ${String(limits.max_time)} is shorter than the duration`);
 
+  const qemu = checkQemu(section(r, 'qemu'), f);
   const vm = checkVm(section(r, 'vm'), f);
   const vcpuAt = vcpuChecker(vm.vcpus, fail);
   const handlers = checkMainLoop(r.main_loop, duration, f);
   const guest = checkGuest(section(r, 'guest'), vm, vcpuAt, f);
   const devices = checkDevices(r.devices, vcpuAt, f);
   const faults = checkFaults(r.faults, String(r.duration), duration, devices, f);
-  const migration = r.migration ? checkMigration(r.migration as Raw, duration, f) : null;
+  const migration = r.migration ? checkMigration(r.migration as Raw, duration, qemu.profile, f) : null;
   const expect = checkExpect(section(r, 'expect'), { migration: migration !== null, net: devices.net.length > 0 }, f);
 
   return {
@@ -94,6 +99,7 @@ export function checkScenario(r: Raw, file: string, fail: Fail): Scenario {
     duration_ns: duration,
     threshold_ns: f.duration(['threshold'], r.threshold, DEFAULT_THRESHOLD_NS, THRESHOLD_LIMIT),
     limits: { max_events: (limits.max_events as number | undefined) ?? EVENTS_MAX_DEFAULT, max_time_ns: maxTime },
+    qemu,
     vm,
     main_loop: { handlers },
     guest,

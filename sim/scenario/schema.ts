@@ -11,6 +11,7 @@ import { mainLoopSchema } from './main-loop.ts';
 import { migrationSchema } from './migration.ts';
 import { distDefinition, duration, int, name, obj, type Schema } from './schema-kit.ts';
 import { vmSchema } from './vm.ts';
+import { qemuSchema } from './qemu.ts';
 import { EVENTS_MAX_DEFAULT, SEED_MAX, THRESHOLD_LIMIT } from './scenario.ts';
 import { BOUND_LIMIT, DURATION_LIMIT } from './limits.ts';
 
@@ -38,6 +39,7 @@ export function scenarioSchema(): Schema {
         max_events: int(1, 1e12, `liveness bound on events (default ${EVENTS_MAX_DEFAULT.toLocaleString('en-US')}, about a minute of wall time)`),
         max_time: duration('liveness bound in simulated time (default: the duration)', BOUND_LIMIT),
       }, 'hard bounds; crossing one is a liveness failure (exit 3)'),
+      qemu: qemuSchema(),
       vm: vmSchema(),
       main_loop: mainLoopSchema(),
       guest: guestSchema(),

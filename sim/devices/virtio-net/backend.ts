@@ -9,11 +9,18 @@ import type { Co, Notifier } from '../../platform.ts';
 import type { NetSpec } from '../../scenario/scenario.ts';
 import type { Packet } from './packet.ts';
 
+/** Linux's default txqueuelen of a tap device. */
+export const TAP_QUEUE_LEN = 1000;
+
 export class TapBackend {
   readonly fd: Notifier;
   readonly handlerName: string;
-  readonly queue: Packet[] = [];
+  /** Packets waiting on the tap fd, from `head` on (a queue with O(1) removal). */
+  private readonly waiting: Packet[] = [];
+  private head = 0;
   delivered = 0;
+  /** Packets the tap dropped because its queue was full. */
+  dropped = 0;
   private polling = false;
 
   constructor(
@@ -28,17 +35,27 @@ export class TapBackend {
     this.handlerName = `virtio-net.${spec.name}.tap-read`;
   }
 
+  /** Packets waiting to be read. */
+  get queued(): number {
+    return this.waiting.length - this.head;
+  }
+
   /** QEMU: tap_read_poll (net/tap.c): add or remove the read handler. */
   readPoll(enable: boolean): void {
     if (enable === this.polling) return;
     this.polling = enable;
     this.h.setFdHandler(this.fd, this.handlerName, enable ? () => this.tapSend() : null);
-    if (enable && this.queue.length > 0) this.fd.set();
+    if (enable && this.queued > 0) this.fd.set();
   }
 
   /** A packet arrives from the wire. */
   arrive(pkt: Packet): void {
-    this.queue.push(pkt);
+    // Linux: a tap's queue holds txqueuelen packets; more are dropped.
+    if (this.queued >= TAP_QUEUE_LEN) {
+      this.dropped++;
+      return;
+    }
+    this.waiting.push(pkt);
     this.fd.set();
   }
 
@@ -51,8 +68,12 @@ export class TapBackend {
   private *tapSend(): Co<void> {
     this.h.assertBqlHeld(this.handlerName);
     this.fd.read();
-    while (this.polling && this.queue.length > 0) {
-      const pkt = this.queue.shift()!;
+    while (this.polling && this.queued > 0) {
+      const pkt = this.waiting[this.head++]!;
+      if (this.head > 1024 && this.head * 2 > this.waiting.length) {
+        this.waiting.splice(0, this.head);
+        this.head = 0;
+      }
       this.delivered++;
       yield* this.receive(pkt);
     }

@@ -72,7 +72,7 @@ beforeAll(() => {
   commits.fixed = commit('fix the wip commit');
   const sf = join(repo, 'sim', 'scenario', 'migration.ts');
   const before = readFileSync(sf, 'utf8');
-  const after = before.replace(/(m\.device_state,\s*)512 \* 1024\)/, '$1512 * 1024 * 1024)');
+  const after = before.replace(/(m\.device_state,\s*)512 \* 1024,/, '$1512 * 1024 * 1024,');
   expect(after, 'the planted regression (device_state default) no longer applies: update this test').not.toBe(before);
   writeFileSync(sf, after);
   commits.regression = commit('migration: send more device state by default');

@@ -180,7 +180,7 @@ describe('latsim real migrate under faults', () => {
     expect(code, stderr).toBe(8);
     const m = json.migration;
     expect(m.status).toBe('failed');
-    expect(m.transitions.map((t) => t.to)).toEqual(['setup', 'active', 'device', 'failed']);
+    expect(m.transitions.map((t) => t.to)).toEqual(['setup', 'active', 'failed']);
     expect(m.attempts.map((x) => x.outcome)).toEqual(['failed']);
     const a = json.real.destination.source_after_failure!;
     expect(json.real.destination.guest).toBe('source');

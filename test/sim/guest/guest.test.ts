@@ -97,6 +97,45 @@ describe('Dirtier', () => {
     expect(ram.versions[15]).toBe(0);
   });
 
+  it('puts cold hotset writes outside the hot set', () => {
+    const ram = new GuestRam(128 * 4096, 4096);
+    new Dirtier(ram, spec('hotset', { cold_fraction: 1 }), new Rng('t')).writeN(1000);
+    const written = [...ram.versions.keys()].filter((p) => ram.versions[p]! > 0);
+    expect(written.length).toBeGreaterThan(40);
+    expect(written.every((p) => p >= 20 && p < 80)).toBe(true);
+  });
+
+  it('wraps migration-test\'s byte to zero every 256 rounds: the page is a zero page again', () => {
+    const ram = new GuestRam(128 * 4096, 4096);
+    ram.populate(8);
+    const d = new Dirtier(ram, spec('increment', { first_page: 0, pages: 64 }), new Rng('t'));
+    d.writeN(64 * 255);
+    expect(ram.isZeroPage(20)).toBe(false);
+    d.writeN(64);
+    expect(d.rounds).toBe(256);
+    expect(ram.isZeroPage(20)).toBe(true);
+    // A page that held data before the counter ran never becomes all zeroes.
+    expect(ram.isZeroPage(3)).toBe(false);
+  });
+
+  it('loses a throttled CPU-bound workload\'s writes, and lets a paced one catch up', () => {
+    const written = (maxRate: number) => {
+      const ram = new GuestRam(128 * 4096, 4096);
+      const d = new Dirtier(ram, spec('uniform', { rate: 10_000 }), new Rng('t'), maxRate);
+      // 50% throttle: 10 ms of run, 10 ms of sleep, for a second.
+      for (let i = 0; i < 50; i++) {
+        d.advance(10_000_000);
+        d.throttled(10_000_000);
+      }
+      return ram.writes;
+    };
+    expect(written(0)).toBe(5000);
+    // A guest that could write 30k pages/s keeps its 10k/s.
+    expect(written(30_000)).toBeGreaterThanOrEqual(9900);
+    // One that could write 15k/s recovers half of each sleep's writes in the next run (the last sleep stays owed).
+    expect(written(15_000)).toBe(5000 + 49 * 50);
+  });
+
   it('a sweep in one call is the same as one page at a time (sequential and increment)', () => {
     fc.assert(fc.property(
       fc.constantFrom('sequential' as const, 'increment' as const), fc.array(fc.integer({ min: 0, max: 300 }), { minLength: 1, maxLength: 6 }), fc.boolean(),

@@ -33,7 +33,7 @@ ${extra}
 describe('migration statechart', () => {
   it('rolls back from device to active on a completion timeout, and holds off with min-interval in simulated time', () => {
     const s = new Scheduler({ seed: 1 });
-    const actor = createActor(migrationMachine, { input: { rollback: true, minIntervalMs: 5000 }, clock: s.clock });
+    const actor = createActor(migrationMachine, { input: { rollback: true, minIntervalMs: 5000, deviceStatus: 'at-completion' }, clock: s.clock });
     actor.start();
     for (const type of ['START', 'SETUP_DONE', 'CONVERGED', 'COMPLETION_TIMEOUT'] as const) actor.send({ type });
     expect(actor.getSnapshot().value).toEqual({ active: 'holding_off' });
@@ -50,7 +50,7 @@ describe('migration statechart', () => {
   });
 
   it('fails on a completion timeout when rollback is off', () => {
-    const actor = createActor(migrationMachine, { input: { rollback: false, minIntervalMs: 0 } });
+    const actor = createActor(migrationMachine, { input: { rollback: false, minIntervalMs: 0, deviceStatus: 'at-completion' } });
     actor.start();
     for (const type of ['START', 'SETUP_DONE', 'CONVERGED', 'COMPLETION_TIMEOUT'] as const) actor.send({ type });
     expect(statusOf(actor.getSnapshot())).toBe('failed');
@@ -63,7 +63,8 @@ describe('migration', () => {
     const m = result.migration!;
     expect(m.status).toBe('completed');
     expect(m.verified).toBe(true);
-    expect(m.transitions.map((t) => t.to)).toEqual(['setup', 'active', 'device', 'completed']);
+    // QEMU 9.2 without pause-before-switchover completes from active.
+    expect(m.transitions.map((t) => t.to)).toEqual(['setup', 'active', 'completed']);
     const names = world.machine.trace;
     expect(names.length).toBeGreaterThan(0);
     expect(m.downtime).toBeGreaterThan(15_000);
@@ -130,7 +131,9 @@ migration: { start: 1s, policy: auto-converge, max_bandwidth: 64MiB/s }
     const { result, world } = simulate(s);
     expect(result.migration!.cpu_throttle_percentage).toBeGreaterThanOrEqual(20);
     expect(result.migration!.status).toBe('completed');
-    expect(world.guest.code[0]!.throttlePct).toBe(result.migration!.cpu_throttle_percentage);
+    expect(result.migration!.throttle_steps.map((t) => t.pct)).toEqual([20, 30, 40, 50, 60, 70, 80, 90, 99].slice(0, result.migration!.throttle_steps.length));
+    // QEMU: cpu_throttle_stop when the migration ends: the guest runs unthrottled again.
+    expect(world.guest.code[0]!.throttlePct).toBe(0);
     expect(result.handlers.some((h) => h.name === 'cpu_throttle_thread')).toBe(true);
   });
 });

@@ -70,10 +70,10 @@ describe('virtio-net', () => {
     scheduler.run(5 * S);
     expect(peer.sent).toBe(50);
     expect(peer.answered).toBe(0);
-    expect(world.devices.net[0]!.tap.queue.length).toBe(50);
+    expect(world.devices.net[0]!.tap.queued).toBe(50);
     world.machine.requestVmStart();
     scheduler.run(5 * S + 10 * MS);
-    expect(world.devices.net[0]!.tap.queue.length).toBe(0);
+    expect(world.devices.net[0]!.tap.queued).toBe(0);
     expect(peer.answered + peer.late).toBe(50);
     expect(peer.rtt.maxNs).toBeLessThan(5 * S);
   });

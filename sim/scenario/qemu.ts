@@ -1,0 +1,172 @@
+// The `qemu` section: which QEMU the scenario's behaviour follows (a version
+// profile), and the costs of the host that QEMU runs on (what `latsim qemu
+// calibrate` measures: scanning a page for zeroes, sending a page, syncing the
+// dirty log, the destination's first touch of a page, the guest's fastest
+// dirtying). A profile chooses the defaults and the behaviours that changed
+// over QEMU's history; docs/fidelity.md has the same table in words.
+// Leaves out: versions between the profiles (a scenario names the nearest).
+import type { Fields, Raw } from './fields.ts';
+import { bandwidth, duration, obj, rate, type Schema } from './schema-kit.ts';
+import { limit } from './limits.ts';
+
+/** The modelled QEMU versions, oldest first. */
+export const QEMU_VERSIONS = ['1.1', '2.12', '5.2', '7.2', '9.2'] as const;
+export type QemuVersion = (typeof QEMU_VERSIONS)[number];
+/** The newest modelled version: the default. */
+export const QEMU_VERSION_DEFAULT: QemuVersion = '9.2';
+
+/** What a version does, where QEMU changed over time. */
+export interface QemuProfile {
+  readonly version: QemuVersion;
+  /** migrate_fd_put_ready on the buffered file's 100 ms main-loop timer (< 1.3), or the migration thread. */
+  readonly mode: 'main-loop' | 'thread';
+  /** MAX_THROTTLE: the max-bandwidth default, bytes/s. */
+  readonly max_bandwidth: number;
+  /** DEFAULT_MIGRATE_SET_DOWNTIME, ns. */
+  readonly downtime_limit_ns: number;
+  /**
+   * How precopy decides to complete. `expected-time` (1.1's ram_save_live):
+   * the log is synced on every call and the migration completes when
+   * remaining / (bandwidth of this call) <= downtime-limit. `threshold`
+   * (1.3 on): sync when remaining < threshold_size, complete when nothing is
+   * pending or pending < threshold_size.
+   */
+  readonly convergence: 'expected-time' | 'threshold';
+  /** When the `device` status is entered: at the completion decision (the talk's proposal), never (only with pause-before-switchover, not modelled), or after the VM stopped. */
+  readonly device_status: 'at-completion' | 'never' | 'after-stop';
+  /** cpu_throttle_dirty_sync_timer: a bitmap sync at least every 5 s while auto-converge runs (9.2). */
+  readonly periodic_sync: boolean;
+  /** Auto-converge exists (1.6 on; its cpu-throttle-* parameters from 2.5). */
+  readonly auto_converge: boolean;
+  /** bdrv_co_flush skips a node with nothing written since its last flush (write_gen, 2.7 on). */
+  readonly flush_skips_clean: boolean;
+  /** The buffered file writes to a non-blocking socket: the main loop pays the copy, not the wire (1.1). */
+  readonly nonblocking_socket: boolean;
+}
+
+const MiB = 2 ** 20;
+
+/** The profiles, one per modelled version. */
+export const QEMU_PROFILES: Readonly<Record<QemuVersion, QemuProfile>> = {
+  '1.1': {
+    version: '1.1', mode: 'main-loop', max_bandwidth: 32 * MiB, downtime_limit_ns: 30_000_000,
+    convergence: 'expected-time', device_status: 'at-completion', periodic_sync: false, auto_converge: false,
+    flush_skips_clean: false, nonblocking_socket: true,
+  },
+  '2.12': {
+    version: '2.12', mode: 'thread', max_bandwidth: 32 * MiB, downtime_limit_ns: 300_000_000,
+    convergence: 'threshold', device_status: 'never', periodic_sync: false, auto_converge: true,
+    flush_skips_clean: true, nonblocking_socket: false,
+  },
+  '5.2': {
+    version: '5.2', mode: 'thread', max_bandwidth: 128 * MiB, downtime_limit_ns: 300_000_000,
+    convergence: 'threshold', device_status: 'never', periodic_sync: false, auto_converge: true,
+    flush_skips_clean: true, nonblocking_socket: false,
+  },
+  '7.2': {
+    version: '7.2', mode: 'thread', max_bandwidth: 128 * MiB, downtime_limit_ns: 300_000_000,
+    convergence: 'threshold', device_status: 'never', periodic_sync: false, auto_converge: true,
+    flush_skips_clean: true, nonblocking_socket: false,
+  },
+  '9.2': {
+    version: '9.2', mode: 'thread', max_bandwidth: 128 * MiB, downtime_limit_ns: 300_000_000,
+    convergence: 'threshold', device_status: 'never', periodic_sync: true, auto_converge: true,
+    flush_skips_clean: true, nonblocking_socket: false,
+  },
+};
+
+/** Host costs that QEMU pays per page and per sync (`latsim qemu calibrate` measures them). */
+export interface HostCosts {
+  /** buffer_is_zero over a zero page on the migration thread (save_zero_page). */
+  readonly zero_page_scan_ns: number;
+  /** Copying a normal page into the stream (ram_save_page -> qemu_put_buffer). */
+  readonly page_send_ns: number;
+  /** KVM_GET_DIRTY_LOG + KVM_CLEAR_DIRTY_LOG under the BQL, per GiB of guest memory. */
+  readonly dirty_sync_ns_per_gib: number;
+  /** The destination's first write to a page it never touched (fault and zeroing), per page. */
+  readonly dest_first_touch_ns: number;
+  /** The destination's load of a page it already has (ram_load's copy). */
+  readonly dest_page_ns: number;
+  /** vm_stop and the device state's save and load: the downtime with nothing to send. */
+  readonly downtime_floor_ns: number;
+  /**
+   * The fastest a vCPU of this guest dirties pages, per second. A workload
+   * paced below it (a timer-paced guest) catches up after a throttle sleep, so
+   * auto-converge cuts its rate less than in proportion; 0: each workload's
+   * own rate (a CPU-bound guest, cut in proportion).
+   */
+  readonly guest_dirty_rate_max: number;
+  /** Loopback TCP throughput (the calibrated link), bytes/s; 0: not measured. */
+  readonly loopback: number;
+}
+
+export interface QemuSpec {
+  readonly profile: QemuProfile;
+  readonly host: HostCosts;
+}
+
+/**
+ * Host costs when a scenario gives none: a current x86-64 server on bare
+ * metal (buffer_is_zero with AVX2 over 4 KiB, a 4 KiB copy, a page fault that
+ * zeroes a page); a vCPU's dirty rate has no ceiling. The fidelity suite
+ * includes the costs `latsim qemu calibrate` measured on its own host
+ * instead (under this machine kind's KVM each is several times larger).
+ */
+export const HOST_COSTS_DEFAULT: HostCosts = {
+  zero_page_scan_ns: 100, page_send_ns: 300, dirty_sync_ns_per_gib: 500_000, dest_first_touch_ns: 1_000,
+  dest_page_ns: 300, downtime_floor_ns: 2_000_000, guest_dirty_rate_max: 0, loopback: 0,
+};
+
+/** No modelled cost at all: a real backend pays its host's costs for real. */
+export const HOST_COSTS_NONE: HostCosts = {
+  zero_page_scan_ns: 0, page_send_ns: 0, dirty_sync_ns_per_gib: 0, dest_first_touch_ns: 0, dest_page_ns: 0,
+  downtime_floor_ns: 0, guest_dirty_rate_max: 0, loopback: 0,
+};
+
+/** A per-page or per-sync cost: up to a second (under emulation a page fault can take tens of us). */
+const PAGE_COST_LIMIT = limit.duration('0s', '1s');
+const SYNC_COST_LIMIT = limit.duration('0s', '10s');
+const FLOOR_LIMIT = limit.duration('0s', '10s');
+const GUEST_RATE_LIMIT = limit.rate('0/s', '1e8/s');
+const LOOPBACK_LIMIT = limit.bandwidth('0bit/s', '1000Gbit/s');
+
+export function qemuSchema(): Schema {
+  return obj({
+    version: {
+      enum: [...QEMU_VERSIONS, ...QEMU_VERSIONS.map(Number)],
+      'x-expected': `one of ${QEMU_VERSIONS.join(', ')}`,
+      description: `the QEMU version whose defaults and behaviours to follow (default ${QEMU_VERSION_DEFAULT}, the newest modelled)`,
+    },
+    host: obj({
+      zero_page_scan: duration('migration thread time to find a page is all zeroes', PAGE_COST_LIMIT),
+      page_send: duration('migration thread time to copy a normal page into the stream', PAGE_COST_LIMIT),
+      dirty_sync_per_gib: duration('KVM_GET_DIRTY_LOG + KVM_CLEAR_DIRTY_LOG time per GiB of guest memory, under the BQL', SYNC_COST_LIMIT),
+      dest_first_touch: duration('destination time to receive a page into memory it never touched', PAGE_COST_LIMIT),
+      dest_page: duration('destination time to receive a page it already has', PAGE_COST_LIMIT),
+      downtime_floor: duration('vm_stop and device state save/load: the downtime with nothing to send', FLOOR_LIMIT),
+      guest_dirty_rate_max: rate('the fastest a vCPU dirties pages; a workload paced below it catches up after throttling (default: CPU-bound)', GUEST_RATE_LIMIT),
+      loopback: bandwidth('measured loopback TCP throughput', LOOPBACK_LIMIT),
+    }, 'costs of the host QEMU runs on (latsim qemu calibrate writes them)'),
+  }, 'the QEMU this scenario follows');
+}
+
+export function checkQemu(q: Raw, f: Fields): QemuSpec {
+  // A YAML 7.2 is a number; the profiles are named by the same text.
+  const version = (q.version === undefined ? QEMU_VERSION_DEFAULT : String(q.version)) as QemuVersion;
+  const h = (q.host ?? {}) as Raw;
+  const d = HOST_COSTS_DEFAULT;
+  const at = (k: string) => ['qemu', 'host', k];
+  return {
+    profile: QEMU_PROFILES[version],
+    host: {
+      zero_page_scan_ns: f.duration(at('zero_page_scan'), h.zero_page_scan, d.zero_page_scan_ns, PAGE_COST_LIMIT),
+      page_send_ns: f.duration(at('page_send'), h.page_send, d.page_send_ns, PAGE_COST_LIMIT),
+      dirty_sync_ns_per_gib: f.duration(at('dirty_sync_per_gib'), h.dirty_sync_per_gib, d.dirty_sync_ns_per_gib, SYNC_COST_LIMIT),
+      dest_first_touch_ns: f.duration(at('dest_first_touch'), h.dest_first_touch, d.dest_first_touch_ns, PAGE_COST_LIMIT),
+      dest_page_ns: f.duration(at('dest_page'), h.dest_page, d.dest_page_ns, PAGE_COST_LIMIT),
+      downtime_floor_ns: f.duration(at('downtime_floor'), h.downtime_floor, d.downtime_floor_ns, FLOOR_LIMIT),
+      guest_dirty_rate_max: f.rate(at('guest_dirty_rate_max'), h.guest_dirty_rate_max, d.guest_dirty_rate_max, GUEST_RATE_LIMIT),
+      loopback: f.bandwidth(at('loopback'), h.loopback, d.loopback, LOOPBACK_LIMIT),
+    },
+  };
+}
