@@ -31,7 +31,7 @@ guest:
     - { vcpus: all, dirty: { rate: 2000/s, pattern: uniform } }
 devices:
   blk:
-    - { name: disk0, flush: 1ms }
+    - { name: disk0, flush: 1ms, io: { rate: 50/s, write_fraction: 1, flush_every: 0 } }
 migration:
   start: 1s
   policy: legacy
