@@ -204,7 +204,7 @@ export class VcpuGuest implements GuestCode {
       }
       if (this.throttlePct > 0 && this.runSinceThrottleNs >= CPU_THROTTLE_TIMESLICE_NS) {
         this.runSinceThrottleNs = 0;
-        return this.throttleExit();
+        return this.throttleExit(vcpu);
       }
       const now = p.nowNs();
       const next = this.nextActivity();
@@ -243,12 +243,31 @@ export class VcpuGuest implements GuestCode {
     return best;
   }
 
-  /** QEMU: cpu_throttle_thread (system/cpu-throttle.c): the vCPU sleeps outside guest mode. */
-  private throttleExit(): VcpuExit {
+  /**
+   * QEMU: cpu_throttle_thread (migration/cpu-throttle.c): the vCPU sleeps
+   * outside guest mode for its share of the timeslice, and stops sleeping as
+   * soon as the VM is told to stop (`while (sleeptime_ns > 0 && !cpu->stop)`),
+   * so pause_all_vcpus does not wait for the rest of a 99% throttle's second.
+   */
+  private throttleExit(vcpu: VcpuThread): VcpuExit {
     const pct = this.throttlePct / 100;
     const sleepNs = Math.round((pct / (1 - pct)) * CPU_THROTTLE_TIMESLICE_NS);
     for (const d of this.dirtiers) d.throttled(sleepNs);
-    const p = this.guest.machine.platform;
-    return { name: 'cpu_throttle_thread', kind: 'throttle', needsBql: false, handle: () => p.sleep(sleepNs) };
+    const machine = this.guest.machine;
+    const p = machine.platform;
+    return {
+      name: 'cpu_throttle_thread', kind: 'throttle', needsBql: false,
+      handle: function* () {
+        const end = p.nowNs() + sleepNs;
+        for (;;) {
+          const left = end - p.nowNs();
+          if (left <= 0 || !machine.vcpuCanRun()) return;
+          const ready = yield* p.wait([vcpu.kick], left);
+          if (ready.length === 0 || !machine.vcpuCanRun()) return;
+          // A kick for another reason: sleep on.
+          vcpu.kick.read();
+        }
+      },
+    };
   }
 }

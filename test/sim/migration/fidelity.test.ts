@@ -81,6 +81,23 @@ migration: { start: 1s, max_bandwidth: 64MiB/s, max_iterations: 3 }
   });
 });
 
+describe('auto-converge (QEMU: migration/cpu-throttle.c)', () => {
+  it('ends a vCPU\'s throttle sleep when the VM stops: a 99% throttle adds nothing to the downtime', () => {
+    const { result } = run(`
+duration: 40s
+qemu: { version: 7.2 }
+vm: { memory: 256MiB }
+guest: { workloads: [ { vcpus: all, dirty: { rate: 40000/s, pattern: uniform } } ] }
+migration: { start: 1s, policy: auto-converge, max_bandwidth: 64MiB/s, auto_converge: { initial: 99 } }
+`);
+    const m = result.migration!;
+    expect(m.status).toBe('completed');
+    expect(m.throttle_steps[0]!.pct).toBe(99);
+    // At 99% a vCPU sleeps 990 ms per 10 ms slice; pause_all_vcpus must not wait for it.
+    expect(m.downtime_phases!.stop).toBeLessThan(5);
+  });
+});
+
 describe("QEMU's counters", () => {
   it('keeps device state out of ram.transferred', () => {
     const { result } = run(`
