@@ -14,16 +14,16 @@
 // Perfetto and HTML reports (they need the simulation's trace).
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { loadScenarioFile, ScenarioError } from '../scenario-file.ts';
+import { ScenarioError } from '../scenario-file.ts';
 import { UsageError } from '../errors.ts';
+import { realScenarioOf } from '../real-scenario.ts';
 import { parseInteger } from '../args.ts';
 import { checkWritable, outputErrorsOf } from '../output.ts';
 import { bisectExitCode } from '../exit-codes.ts';
 import { writeReportDirectory } from '../../reports/write.ts';
-import { parseBandwidth, parseDuration, parseSize } from '../../sim/scenario/units.ts';
+import { parseBandwidth } from '../../sim/scenario/units.ts';
 import type { Scenario } from '../../sim/scenario/scenario.ts';
 import { resultJson } from '../../reports/json.ts';
-import { adaptScenario } from '../../real/scenario.ts';
 import { DEFAULT_QEMU, probeQemu } from '../../real/qemu/probe.ts';
 import { queryCapabilities, type QemuCapabilities } from '../../real/qemu/capabilities.ts';
 import { QemuUnavailable, runOnQemu } from '../../real/qemu/run.ts';
@@ -51,24 +51,6 @@ interface CommonOptions {
   repeat?: string;
   duration?: string;
   memory?: string;
-}
-
-/** The scenario file with the command line's overrides. */
-function scenarioOf(file: string, o: CommonOptions): Scenario {
-  const s = loadScenarioFile(file);
-  let durationNs: number | undefined;
-  let memoryBytes: number | undefined;
-  if (o.duration !== undefined) {
-    const d = parseDuration(o.duration);
-    if (d === null || d <= 0) throw new UsageError(`--duration: expected a duration such as 5s, got ${JSON.stringify(o.duration)}`);
-    durationNs = d;
-  }
-  if (o.memory !== undefined) {
-    const m = parseSize(o.memory);
-    if (m === null || m <= 0) throw new UsageError(`--memory: expected a size such as 64MiB, got ${JSON.stringify(o.memory)}`);
-    memoryBytes = m;
-  }
-  return adaptScenario(s, { ...(durationNs === undefined ? {} : { durationNs }), ...(memoryBytes === undefined ? {} : { memoryBytes }) });
 }
 
 /** QEMU runs one command may make. */
@@ -151,7 +133,7 @@ function runJson(r: QemuRunResult, s: Scenario): Record<string, unknown> {
 }
 
 async function runAction(file: string, o: CommonOptions & { report?: string; bisect?: boolean; prealloc?: boolean }): Promise<number> {
-  const s = scenarioOf(file, o);
+  const s = realScenarioOf(file, o);
   const repeat = repeatOf(o);
   const binary = o.qemu ?? DEFAULT_QEMU;
   needQemu(binary);
@@ -186,7 +168,7 @@ async function runAction(file: string, o: CommonOptions & { report?: string; bis
 }
 
 async function compareAction(file: string, o: CommonOptions & { link?: string; strict?: boolean; prealloc?: boolean }): Promise<number> {
-  const s = scenarioOf(file, o);
+  const s = realScenarioOf(file, o);
   const repeat = repeatOf(o);
   let linkBandwidth: number | undefined;
   if (o.link !== undefined) {

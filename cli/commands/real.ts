@@ -12,10 +12,9 @@
 // running on the source, after it that the guest is lost on both sides.
 // Leaves out: --seed (a real run is not reproducible) and fingerprint checks.
 import { Option, type Command } from 'commander';
-import { loadScenarioFile } from '../scenario-file.ts';
 import { UsageError } from '../errors.ts';
-import { parseDuration, parseSize } from '../../sim/scenario/units.ts';
-import type { Scenario } from '../../sim/scenario/scenario.ts';
+import { realScenarioOf } from '../real-scenario.ts';
+import { parseDuration } from '../../sim/scenario/units.ts';
 import type { World } from '../../sim/world.ts';
 import { textReport } from '../../reports/text.ts';
 import { resultJson } from '../../reports/json.ts';
@@ -25,7 +24,6 @@ import { writeAll, writeFileAtomic } from '../output.ts';
 import { probeKvm, DEFAULT_ADDON_PATH, DEFAULT_KVM_DEVICE, type CapName } from '../../real/kvm/index.ts';
 import { PAYLOAD_PATH } from '../../real/guest/loader.ts';
 import { existsSync } from 'node:fs';
-import { adaptScenario } from '../../real/scenario.ts';
 import { ensurePayload, openKvm } from '../../real/world.ts';
 import { realRun, type RealInfo, type RealRun } from '../../real/run.ts';
 import { realIncoming, realMigrate, type DestinationInfo } from '../../real/migrate.ts';
@@ -52,24 +50,6 @@ interface CommonOptions {
   memory?: string;
   report?: string;
   trace?: string;
-}
-
-/** The scenario file with the command line's overrides. */
-function scenarioOf(file: string, o: CommonOptions): Scenario {
-  const s = loadScenarioFile(file);
-  let durationNs: number | undefined;
-  let memoryBytes: number | undefined;
-  if (o.duration !== undefined) {
-    const d = parseDuration(o.duration);
-    if (d === null || d <= 0) throw new UsageError(`--duration: expected a duration such as 5s, got ${JSON.stringify(o.duration)}`);
-    durationNs = d;
-  }
-  if (o.memory !== undefined) {
-    const m = parseSize(o.memory);
-    if (m === null || m <= 0) throw new UsageError(`--memory: expected a size such as 64MiB, got ${JSON.stringify(o.memory)}`);
-    memoryBytes = m;
-  }
-  return adaptScenario(s, { ...(durationNs === undefined ? {} : { durationNs }), ...(memoryBytes === undefined ? {} : { memoryBytes }) });
 }
 
 /** Runs a real-mode action; unavailability and guest failures become one line and their exit code. */
@@ -200,7 +180,7 @@ export function faultLine(d: DestinationInfo): string | null {
 }
 
 async function migrateAction(file: string, o: CommonOptions & { check?: string; destinationFault?: DestinationFault }): Promise<number> {
-  const scenario = scenarioOf(file, o);
+  const scenario = realScenarioOf(file, o);
   const run = await realMigrate(scenario, {
     file, passArgs: passArgs(o), keepTrace: Boolean(o.trace || o.report), checkNs: checkNsOf(o.check), fault: o.destinationFault ?? null,
   });
@@ -230,7 +210,7 @@ function faultOption(flag: string): Option {
 }
 
 async function compareAction(file: string, o: CommonOptions & { check?: string }): Promise<number> {
-  const scenario = scenarioOf(file, o);
+  const scenario = realScenarioOf(file, o);
   ensurePayload();
   openKvm().close(); // unavailable: say so before simulating
   const sim = simulate(scenario).result;
@@ -252,7 +232,7 @@ async function compareAction(file: string, o: CommonOptions & { check?: string }
 }
 
 function runAction(file: string, o: CommonOptions & { crashGuest?: boolean }): number {
-  const scenario = scenarioOf(file, o);
+  const scenario = realScenarioOf(file, o);
   if (scenario.migration) process.stderr.write('latsim: real run leaves the migration out (latsim real migrate migrates)\n');
   const run = realRun(scenario, { keepTrace: Boolean(o.trace || o.report), crash: o.crashGuest ?? false });
   printRun(run, o);
@@ -311,7 +291,7 @@ export function registerReal(program: Command): void {
     .option('--check <d>', 'how long the guest runs here before the report (default 500ms)')
     .addOption(faultOption('--fault'))
     .action((file: string, o: CommonOptions & { port: string; check?: string; fault?: DestinationFault }) => guarded(() => {
-      const scenario = scenarioOf(file, o);
+      const scenario = realScenarioOf(file, o);
       const port = Number(o.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port: expected a TCP port, got ${JSON.stringify(o.port)}`);
       return realIncoming(scenario, { port, checkNs: checkNsOf(o.check), limitNs: scenario.duration_ns + 120_000_000_000, fault: o.fault ?? null });

@@ -7,27 +7,12 @@
 // Leaves out: what a QEMU run cannot observe (per-handler latency, BQL
 // tables, attribution chains).
 import type { QemuSyncRecord, SwitchoverSteps } from './trace.ts';
+import type { QueryMigrate } from '../../sim/migration/migration.ts';
 import type { MemoryCompare } from './verify.ts';
 import type { NbdCounts, NbdRequestRecord } from './nbd-server.ts';
 
-/** sim/migration/migration.ts QueryMigrate, from one query-migrate answer. */
-export interface QemuQueryMigrate {
-  readonly t_ns: number;
-  readonly status: string;
-  readonly 'total-time': number;
-  readonly 'expected-downtime': number;
-  readonly 'cpu-throttle-percentage': number;
-  readonly ram: {
-    readonly transferred: number;
-    readonly remaining: number;
-    readonly total: number;
-    readonly duplicate: number;
-    readonly normal: number;
-    readonly 'dirty-pages-rate': number;
-    readonly mbps: number;
-    readonly 'dirty-sync-count': number;
-  };
-}
+/** The simulation's QueryMigrate, from one query-migrate answer (QEMU has statuses the model lacks, e.g. pre-switchover). */
+export type QemuQueryMigrate = Omit<QueryMigrate, 'status'> & { readonly status: string };
 
 /** One query-migrate poll: when it was sent and answered (host time, ns from time zero). */
 export interface QmpPoll {
