@@ -20,6 +20,7 @@
 // Finally, with --max-memory, the run's estimated memory (sim/estimate.ts).
 import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { totalmem } from 'node:os';
+import { dirname, resolve as resolvePath } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import {
   Composer, isAlias, isMap, isNode, isPair, isScalar, isSeq, Lexer, LineCounter, Parser,
@@ -177,7 +178,19 @@ export function memoryProblem(s: Scenario, o: MemoryOptions): { path: Path; deta
 }
 
 /** Checks scenario text; file names it in errors. Overrides apply before any check. */
-export function parseScenario(text: string, file: string, overrides: readonly ScenarioOverride[] = [], memory?: MemoryOptions): Scenario {
+/** A YAML document composed under the scenario rules, with its line counter. */
+interface Composed {
+  readonly doc: Document;
+  readonly lc: LineCounter;
+  readonly file: string;
+}
+
+/**
+ * Text to one YAML document under the scenario rules (size, nesting, YAML
+ * 1.2 core, one document, no duplicate key); every mistake is a
+ * ScenarioError placed in file.
+ */
+function composeYaml(text: string, file: string): Composed {
   const lc = new LineCounter();
   const here = (offset: number, detail: string): ScenarioError => {
     const pos = lc.linePos(offset);
@@ -215,13 +228,77 @@ export function parseScenario(text: string, file: string, overrides: readonly Sc
     const [line, col] = keyProblem.at;
     throw new ScenarioError(file, line, col, formatPath(keyProblem.path), keyProblem.detail);
   }
+  return { doc, lc, file };
+}
 
+/** Top-level keys a fragment may not give: they belong to the scenario itself. */
+const OWN_KEYS = new Set(['name', 'seed', 'duration', 'fingerprint', 'include', 'description']);
+
+/** A value a fragment gave the scenario: where it came from. */
+interface Included {
+  readonly path: Path;
+  readonly from: Composed;
+}
+
+/**
+ * The scenario's `include`: each fragment (a path relative to the scenario
+ * file) gives the values the scenario leaves out, mapping by mapping; what
+ * the scenario gives itself wins, and a later fragment does not replace an
+ * earlier one. A list is one value. Returns where each value came from.
+ */
+function applyIncludes(main: Composed, fail: (path: Path, detail: string, key?: boolean) => never): Included[] {
+  const { doc } = main;
+  const spec = doc.get('include');
+  if (spec === undefined) return [];
+  const names = isSeq(spec) ? spec.toJSON() as unknown[] : [isScalar(spec) ? spec.value : spec];
+  const out: Included[] = [];
+  names.forEach((name, i) => {
+    const path: Path = isSeq(spec) ? ['include', i] : ['include'];
+    if (typeof name !== 'string' || name === '') fail(path, 'expected the path of a scenario fragment (YAML), relative to this file');
+    const target = resolvePath(dirname(main.file), name);
+    if (resolvePath(target) === resolvePath(main.file)) fail(path, 'a scenario cannot include itself');
+    const frag = composeYaml(readScenarioText(target), target);
+    const contents = frag.doc.contents;
+    const where = (p: Path, detail: string): never => {
+      const [line, col] = locate(frag.doc, frag.lc, p, true);
+      throw new ScenarioError(target, line, col, formatPath(p), `${detail} (included by ${printableName(main.file)})`);
+    };
+    if (!isMap(contents)) where([], 'expected a mapping: a scenario fragment gives sections such as qemu or vm');
+    const raw = frag.doc.toJS({ maxAliasCount: 100 }) as Raw;
+    for (const key of Object.keys(raw)) if (OWN_KEYS.has(key)) where([key], `${key} belongs to the scenario itself, not to a fragment it includes`);
+    const unknown = unknownKey({ name: 'fragment', duration: '1s', ...raw }, scenarioSchema());
+    if (unknown) where(unknown.path, unknown.detail);
+    const merge = (value: unknown, at: Path): void => {
+      const mine = doc.getIn(at, true);
+      if (mine === undefined) {
+        doc.setIn(at, doc.createNode(value));
+        out.push({ path: at, from: frag });
+      } else if (isMap(mine) && value !== null && typeof value === 'object' && !Array.isArray(value)) {
+        for (const [k, v] of Object.entries(value as Raw)) merge(v, [...at, k]);
+      }
+    };
+    for (const [k, v] of Object.entries(raw)) merge(v, [k]);
+  });
+  return out;
+}
+
+/** Checks scenario text; file names it in errors. Overrides apply before any check. */
+export function parseScenario(text: string, file: string, overrides: readonly ScenarioOverride[] = [], memory?: MemoryOptions): Scenario {
+  const main = composeYaml(text, file);
+  const { doc, lc } = main;
+  let included: Included[] = [];
   const at = (path: Path, key = false): [number, number] => locate(doc, lc, path, key);
   const fail = (path: Path, detail: string, key = false): never => {
+    const inc = included.find((x) => isPrefix(x.path, path));
+    if (inc) {
+      const [line, col] = locate(inc.from.doc, inc.from.lc, path, key);
+      throw new ScenarioError(inc.from.file, line, col, formatPath(path), `${detail} (included by ${printableName(file)})`);
+    }
     const [line, col] = at(path, key);
     const from = overrides.find((o) => isPrefix(o.path, path) || isPrefix(path, o.path));
     throw new ScenarioError(file, line, col, formatPath(path), from ? `${detail} (${from.source})` : detail);
   };
+  included = applyIncludes(main, fail);
   for (const o of overrides) {
     if (o.path.length === 0) fail([], `cannot replace the whole document (${o.source})`);
     try {

@@ -3,6 +3,7 @@
 //   probe     the binary, its version, the accelerator, its migration capabilities
 //   run       the scenario on QEMU: boot the payload, migrate over loopback, check memory
 //   compare   the scenario on the simulation and on QEMU, side by side, with gaps
+//   calibrate this host's per-page costs, link and guest rate, as a scenario fragment
 // Exit codes: those of latsim run (0, 1 a budget failed, 2 bad input, 4 memory
 // differed at switchover, 9 an output could not be written), 6 QEMU or KVM
 // unavailable (one line), 7 the guest failed (did not boot or run before the
@@ -12,16 +13,16 @@
 // `git bisect run` reads it.
 // Leaves out: --seed (a QEMU run is not reproducible), fingerprints, the
 // Perfetto and HTML reports (they need the simulation's trace).
-import { resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ScenarioError } from '../scenario-file.ts';
 import { UsageError } from '../errors.ts';
 import { realScenarioOf } from '../real-scenario.ts';
 import { parseInteger } from '../args.ts';
-import { checkWritable, outputErrorsOf } from '../output.ts';
+import { checkWritable, ensureDirectory, outputErrorsOf, writeFileAtomic } from '../output.ts';
 import { bisectExitCode } from '../exit-codes.ts';
 import { writeReportDirectory } from '../../reports/write.ts';
-import { parseBandwidth } from '../../sim/scenario/units.ts';
+import { parseBandwidth, parseSize } from '../../sim/scenario/units.ts';
 import type { Scenario } from '../../sim/scenario/scenario.ts';
 import { resultJson } from '../../reports/json.ts';
 import { DEFAULT_QEMU, probeQemu } from '../../real/qemu/probe.ts';
@@ -32,6 +33,8 @@ import { evaluateQemuBudgets, qemuExitCode, QEMU_EXIT } from '../../real/qemu/bu
 import { summarize } from '../../real/qemu/summary.ts';
 import { compareOnQemu } from '../../real/qemu/compare.ts';
 import { compareText, probeText, runText, summaryText } from '../../real/qemu/report.ts';
+import { calibrate, calibrationFragment, calibrationText } from '../../real/qemu/calibrate.ts';
+
 
 export const QEMU_EXIT_CODES_HELP = `
 Exit codes (besides latsim run's 0 every budget held, 1 a budget failed, 2 bad
@@ -193,6 +196,30 @@ async function compareAction(file: string, o: CommonOptions & { link?: string; s
   return o.strict && c.outside.length > 0 ? 1 : 0;
 }
 
+async function calibrateAction(o: { qemu?: string; json?: boolean; write?: string; memory?: string; repeat?: string }): Promise<number> {
+  const repeat = o.repeat === undefined ? 3 : parseInteger('--repeat', o.repeat, 1, REPEAT_MAX);
+  if (o.write !== undefined) checkWritable(o.write, 'file');
+  const memoryBytes = o.memory === undefined ? undefined : parseMemory(o.memory);
+  const binary = o.qemu ?? DEFAULT_QEMU;
+  needQemu(binary);
+  const c = await calibrate({ qemu: binary, repeat, ...(memoryBytes === undefined ? {} : { memoryBytes }), log: progress });
+  process.stdout.write(o.json ? `${JSON.stringify(c, null, 2)}\n` : `${calibrationText(c)}\n`);
+  if (o.write !== undefined) {
+    // The date only: a fragment says when it was measured, not to the second.
+    ensureDirectory(dirname(o.write));
+    const schema = relative(dirname(resolve(o.write)), join(import.meta.dirname, '..', '..', 'scenarios', 'latsim.schema.json'));
+    writeFileAtomic(o.write, calibrationFragment(c, new Date().toISOString().slice(0, 10), schema));
+    progress(`qemu calibrate: wrote ${o.write}`);
+  }
+  return 0;
+}
+
+function parseMemory(v: string): number {
+  const b = parseSize(v);
+  if (b === null || b < 16 * 2 ** 20 || b > 3 * 2 ** 30) throw new UsageError(`--memory: expected a size from 16MiB to 3GiB (the QEMU guest is 32-bit), got ${JSON.stringify(v)}`);
+  return b;
+}
+
 export function registerQemu(program: Command): void {
   const qemu = program
     .command('qemu')
@@ -250,6 +277,15 @@ export function registerQemu(program: Command): void {
     .option('--no-prealloc', 'do not start the destinations with -mem-prealloc (their first touch of each page then slows the first pass)')
     .option('--strict', 'exit 1 when a metric is outside the scenario\'s fidelity goals')
     .action((file: string, o: CommonOptions & { link?: string; strict?: boolean; prealloc?: boolean }) => guarded(() => compareAction(file, o)));
+
+  qemu.command('calibrate')
+    .description('measure this host\'s costs on QEMU (zero-page scan, page send, dirty sync, destination first touch and load, downtime floor, the guest\'s fastest rate, loopback TCP) and print them as the qemu.host section')
+    .option('--qemu <path>', `the QEMU binary (default ${DEFAULT_QEMU})`)
+    .option('--memory <size>', 'the calibration guests\' memory (default 512MiB)')
+    .option('--repeat <n>', 'rounds of measurement (default 3): each cost is the least seen, each rate the greatest')
+    .option('--write <file>', 'write the costs as a scenario fragment (YAML) that scenarios include, e.g. scenarios/fidelity/host.yaml')
+    .option('--json', 'print the calibration as one JSON object')
+    .action((o: { qemu?: string; json?: boolean; write?: string; memory?: string; repeat?: string }) => guarded(() => calibrateAction(o)));
 
   for (const c of qemu.commands) c.exitOverride().configureOutput({ outputError: () => {} });
 }

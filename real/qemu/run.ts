@@ -74,6 +74,10 @@ export interface QemuRunOptions {
   readonly extraArgs?: { readonly source?: readonly string[]; readonly destination?: readonly string[] };
   /** Progress lines (default: none). */
   readonly log?: (line: string) => void;
+  /** Called just before `migrate` is sent (calibration marks the threads' CPU there). */
+  readonly onMigrate?: () => void;
+  /** Called once the migration's last status is known, before the destination is resumed. */
+  readonly onMigrationEnd?: () => void;
 }
 
 /** "Unlimited" max-bandwidth for QEMU (bytes/s). */
@@ -274,6 +278,7 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
       await qs.execute('migrate-set-parameters', params);
       const startAt = origin + mig.start_ns / 1e6;
       await sleep(Math.max(0, startAt - performance.now()));
+      opts.onMigrate?.();
       migrateMs = performance.now();
       await qs.execute('migrate', { uri: `tcp:127.0.0.1:${port}` });
       log(`qemu: migrate at ${Math.round(migrateMs - origin)} ms`);
@@ -314,6 +319,7 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
         snapshots.push(toQueryMigrate(lastRaw, tns(performance.now())));
       }
       statusAtEnd = lastRaw.status ?? 'none';
+      opts.onMigrationEnd?.();
       finalStatus = statusAtEnd;
       if (statusAtEnd === 'failed') failure = 'migration';
       if (!TERMINAL.has(statusAtEnd)) {

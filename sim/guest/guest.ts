@@ -106,7 +106,8 @@ export class Guest implements GuestPort {
 
   constructor(readonly machine: Machine, vm: VmSpec, readonly spec: GuestSpec) {
     this.ram = new GuestRam(vm.memory_bytes, vm.page_size);
-    this.ram.populate(Math.round(this.ram.pages * vm.populated));
+    // The firmware's pages come first, then the populated share (both from page 0 up: the model has no holes).
+    this.ram.populate(Math.round(this.ram.pages * vm.populated) + Math.ceil(vm.firmware_bytes / vm.page_size));
     this.userspace = new UserspaceTracker(vm.vcpus, spec.userspace.quantum_ns, spec.userspace.tolerance_ns);
     for (let i = 0; i < vm.vcpus; i++) {
       const code = new VcpuGuest(this, i);

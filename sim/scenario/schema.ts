@@ -18,6 +18,9 @@ import { BOUND_LIMIT, DURATION_LIMIT } from './limits.ts';
 /** Characters a scenario's description may have at most. */
 const DESCRIPTION_CHARS_MAX = 65_536;
 
+/** Scenario fragments one scenario may include. */
+export const INCLUDES_MAX = 8;
+
 export function scenarioSchema(): Schema {
   return {
     $schema: 'http://json-schema.org/draft-07/schema#',
@@ -31,6 +34,14 @@ export function scenarioSchema(): Schema {
     $defs: { dist: distDefinition() },
     properties: {
       name: name('scenario name'),
+      include: {
+        oneOf: [
+          { type: 'string', minLength: 1, maxLength: 4096 },
+          { type: 'array', items: { type: 'string', minLength: 1, maxLength: 4096 }, minItems: 1, maxItems: INCLUDES_MAX },
+        ],
+        'x-expected': `the path of a scenario fragment, or a list of at most ${INCLUDES_MAX}`,
+        description: 'scenario fragments (YAML, paths relative to this file) giving the values this file leaves out, e.g. the host costs latsim qemu calibrate wrote',
+      },
       description: { type: 'string', maxLength: DESCRIPTION_CHARS_MAX, 'x-expected': `text of at most ${DESCRIPTION_CHARS_MAX} characters`, description: 'what the scenario shows' },
       seed: int(0, SEED_MAX, 'the seed of every random stream'),
       duration: duration('simulated time to run', DURATION_LIMIT),

@@ -4,7 +4,7 @@
 // set from the command line (sweep --set) point at the line they replace;
 // `latsim check` turns each into one line on stderr and exit code 2.
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseScenario, ScenarioError, type ScenarioOverride } from '../../cli/scenario-file.ts';
@@ -513,5 +513,57 @@ describe('the default event bound', () => {
     } finally {
       tmp.remove();
     }
+  });
+});
+
+describe('include: scenario fragments', () => {
+  const tmp = tempDir('include');
+  afterAll(() => tmp.remove());
+  tmp.file('host.yaml', [
+    'qemu:', //                    1
+    '  host:', //                  2
+    '    zero_page_scan: 450ns', // 3
+    '    page_send: 2us', //       4
+    'vm:', //                      5
+    '  memory: 128MiB', //         6
+    '  firmware: 468KiB', //       7
+    '',
+  ].join('\n'));
+  const scenario = (lines: string[]) => tmp.file('s.yaml', [...lines, ''].join('\n'));
+
+  it('gives the values the scenario leaves out; the scenario\'s own win', () => {
+    const file = scenario(['name: inc', 'duration: 2s', 'include: host.yaml', 'vm: { memory: 64MiB }', 'qemu: { host: { page_send: 1us } }']);
+    const s = parseScenario(readFileSync(file, 'utf8'), file);
+    expect(s.vm.memory_bytes).toBe(64 * 2 ** 20);
+    expect(s.vm.firmware_bytes).toBe(468 * 1024);
+    expect(s.qemu.host.zero_page_scan_ns).toBe(450);
+    expect(s.qemu.host.page_send_ns).toBe(1000);
+  });
+
+  it('a mistake in a fragment is placed in the fragment, naming the scenario that includes it', () => {
+    const bad = tmp.file('bad.yaml', 'qemu:\n  host:\n    zero_page_scan: ninety\n');
+    const file = scenario(['name: inc', 'duration: 2s', 'include: bad.yaml']);
+    expect(() => parseScenario(readFileSync(file, 'utf8'), file)).toThrow(
+      `${bad}:3:21: qemu.host.zero_page_scan: expected a duration like "358ms" or "40s", got "ninety" (included by ${file})`);
+    const typo = tmp.file('typo.yaml', 'vm:\n  memroy: 1GiB\n');
+    const file2 = scenario(['name: inc', 'duration: 2s', 'include: [host.yaml, typo.yaml]']);
+    expect(() => parseScenario(readFileSync(file2, 'utf8'), file2)).toThrow(`${typo}:2:3: vm.memroy: unknown key "memroy" (did you mean "memory"?)`);
+  });
+
+  it('refuses what a fragment cannot be or hold', () => {
+    const cases: [string, string][] = [
+      ['named.yaml', 'name: other\n'],
+      ['list.yaml', '- a\n'],
+    ];
+    for (const [name, text] of cases) tmp.file(name, text);
+    const run = (inc: string) => {
+      const file = scenario(['name: inc', 'duration: 2s', `include: ${inc}`]);
+      return () => parseScenario(readFileSync(file, 'utf8'), file);
+    };
+    expect(run('named.yaml')).toThrow('name belongs to the scenario itself');
+    expect(run('list.yaml')).toThrow('expected a mapping');
+    expect(run('missing.yaml')).toThrow(/missing\.yaml: no such file/);
+    expect(run('s.yaml')).toThrow('include: a scenario cannot include itself');
+    expect(run('"[]"')).toThrow(ScenarioError);
   });
 });

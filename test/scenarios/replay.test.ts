@@ -8,10 +8,11 @@ import { describe, expect, it } from 'vitest';
 import { loadScenarioFile } from '../../cli/scenario-file.ts';
 import { simulate } from '../../sim/run.ts';
 
+/** Scenario files under dir; an `include` directory holds fragments that scenarios include, not scenarios. */
 function scenarioFiles(dir: string): string[] {
   if (!existsSync(dir)) return [];
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory() ? scenarioFiles(join(dir, e.name)) : e.name.endsWith('.yaml') ? [join(dir, e.name)] : []);
+    e.isDirectory() ? (e.name === 'include' ? [] : scenarioFiles(join(dir, e.name))) : e.name.endsWith('.yaml') ? [join(dir, e.name)] : []);
 }
 
 const files = scenarioFiles('scenarios').sort();

@@ -1,0 +1,56 @@
+// `latsim qemu calibrate` on this host's QEMU: one round of the four runs on
+// a 128 MiB guest. The costs it finds must be those of a real host (a zero
+// page cheaper than a normal one, a first touch dearer than a load into
+// preallocated memory, a guest rate and a link), the firmware's pages must
+// be found in the idle guest, and the fragment written with --write must be
+// a scenario fragment that gives a scenario including it exactly those costs.
+// Skips without QEMU, /dev/kvm or the payload.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+import { loadScenarioFile } from '../../../cli/scenario-file.ts';
+import type { Calibration } from '../../../real/qemu/calibrate.ts';
+import { qemuOrSkip } from './helpers.ts';
+
+const LATSIM = join(import.meta.dirname, '..', '..', '..', 'bin', 'latsim.mjs');
+
+describe('latsim qemu calibrate', () => {
+  it('measures the host and writes a fragment that scenarios include', (ctx) => {
+    qemuOrSkip(ctx);
+    const dir = mkdtempSync(join(tmpdir(), 'latsim-calibrate-'));
+    try {
+      const out = join(dir, 'host.yaml');
+      const json = execFileSync(process.execPath, [LATSIM, 'qemu', 'calibrate', '--repeat', '1', '--memory', '128MiB', '--json', '--write', out], {
+        encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 240_000,
+      });
+      const c = JSON.parse(json) as Calibration;
+      expect(c.runs.map((r) => r.what)).toEqual(['idle', 'stream', 'fresh', 'guest']);
+      expect(c.runs.slice(0, 3).every((r) => r.status === 'completed')).toBe(true);
+      const k = c.costs;
+      expect(k.zero_page_scan_ns).toBeGreaterThan(0);
+      expect(k.page_send_ns).toBeGreaterThan(k.zero_page_scan_ns);
+      expect(k.dest_first_touch_ns).toBeGreaterThan(k.dest_page_ns);
+      expect(k.guest_dirty_rate_max).toBeGreaterThan(1000);
+      expect(k.loopback).toBeGreaterThan(10e6);
+      expect(k.downtime_floor_ns).toBeGreaterThan(0);
+      // SeaBIOS and the payload leave a few hundred KiB below 2 MiB.
+      expect(c.firmware_bytes).toBeGreaterThan(64 * 1024);
+      expect(c.firmware_bytes).toBeLessThan(2 * 2 ** 20);
+
+      const scenario = join(dir, 'case.yaml');
+      writeFileSync(scenario, 'name: case\nduration: 2s\ninclude: host.yaml\nqemu: { version: 7.2 }\n');
+      const s = loadScenarioFile(scenario);
+      // The fragment rounds to 0.1 us at most.
+      expect(Math.abs(s.qemu.host.zero_page_scan_ns - k.zero_page_scan_ns)).toBeLessThanOrEqual(50);
+      expect(Math.abs(s.qemu.host.dest_first_touch_ns - k.dest_first_touch_ns)).toBeLessThanOrEqual(50);
+      expect(s.qemu.host.guest_dirty_rate_max).toBe(k.guest_dirty_rate_max);
+      expect(s.vm.firmware_bytes).toBe(Math.round(c.firmware_bytes / 1024) * 1024);
+      expect(readFileSync(out, 'utf8')).toContain(`QEMU ${c.qemu.version}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
+});
