@@ -23,7 +23,32 @@ export interface QmpPoll {
   readonly status: string;
 }
 
-export interface QemuMigrationResult {
+/** Today's migration features as a QEMU run measured them (the simulation's MigrationResult names). */
+export interface QemuModernResult {
+  /** Per channel, from multifd_send_thread_end: bytes (pages and packet headers), packets, pages. */
+  multifd: { channels: number; transferred: number[]; packets: number[]; normal_pages: number[] } | null;
+  /** From the destination's trace (each userfault request to its page's placement) and its postcopy-blocktime. */
+  postcopy: {
+    started_at_ns: number;
+    faults: number;
+    fault_latency_p50_ns: number;
+    fault_latency_p99_ns: number;
+    fault_latency_max_ns: number;
+    /** postcopy-blocktime: the vCPUs' time blocked on missing pages (-1: not reported). */
+    stall_ns: number;
+    preempt: boolean;
+    /** Requests whose page was not placed before the trace ended. */
+    unanswered: number;
+  } | null;
+  dirty_tracking: 'log' | 'ring';
+  /** kvm_dirty_ring_full events (0 for the log). */
+  ring_full_exits: number;
+  dirty_ring: { size: number; ring_full_exits: number; reaps: number; reaped_pages: number; reap_max_us: number; reap_hold_max_ns: number } | null;
+  /** query-migrate's xbzrle-cache, under the simulation's names. */
+  xbzrle: { cache_size: number; bytes: number; pages: number; cache_miss: number; cache_miss_rate: number; encoding_rate: number; overflow: number } | null;
+}
+
+export interface QemuMigrationResult extends QemuModernResult {
   /** Status at the end of the scenario's run (as the simulation reports it). */
   status: string;
   /** Status after latsim stopped the run (e.g. cancelled after a non-converging run). */

@@ -35,6 +35,8 @@ import { QmpClient, QmpTimeout, type QmpEvent } from './qmp.ts';
 import type { QemuMigrationResult, QemuQueryMigrate, QemuRunResult, QmpPoll } from './result.ts';
 import { TRACE_EVENTS, readTraceLog, switchoverSteps, syncTable } from './trace.ts';
 import { compareDumps } from './verify.ts';
+import { featureCapabilities, featureParameters, featuresOf, modernResult, postcopyDue } from './features.ts';
+import { MODERN_TRACE_EVENTS } from './modern-trace.ts';
 
 export interface QemuRunOptions {
   /** The QEMU binary (default /usr/bin/qemu-system-x86_64). */
@@ -106,9 +108,11 @@ export function qemuArgs(o: {
   nbdPort: number | null;
   exportName: string;
   onError: 'report' | 'stop';
+  /** -accel kvm,dirty-ring-size= (0 or absent: the dirty log). */
+  dirtyRingSize?: number;
 }): string[] {
   const a = [
-    '-accel', 'kvm', '-M', 'pc', '-m', `${Math.ceil(o.memoryBytes / MIB)}M`, '-smp', '1',
+    '-accel', o.dirtyRingSize ? `kvm,dirty-ring-size=${o.dirtyRingSize}` : 'kvm', '-M', 'pc', '-m', `${Math.ceil(o.memoryBytes / MIB)}M`, '-smp', '1',
     '-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'stdio',
     // No kvmclock: SeaBIOS would register a pvclock structure (at 0xe8c20
     // here) that KVM itself rewrites on stop/cont and on the destination, so
@@ -118,7 +122,7 @@ export function qemuArgs(o: {
     '-qmp', `unix:${o.qmpPath},server=on,wait=off`,
     '-msg', 'timestamp=on', '-D', o.tracePath,
   ];
-  for (const e of TRACE_EVENTS) a.push('-trace', `enable=${e}`);
+  for (const e of [...TRACE_EVENTS, ...MODERN_TRACE_EVENTS]) a.push('-trace', `enable=${e}`);
   if (o.nbdPort !== null) {
     a.push(
       '-blockdev', `driver=nbd,node-name=disk0,server.type=inet,server.host=127.0.0.1,server.port=${o.nbdPort},export=${o.exportName}`,
@@ -146,6 +150,7 @@ interface RawQueryMigrate {
   'cpu-throttle-percentage'?: number;
   'error-desc'?: string;
   ram?: Record<string, number>;
+  'xbzrle-cache'?: Record<string, number>;
 }
 
 function toQueryMigrate(q: RawQueryMigrate, t_ns: number): QemuQueryMigrate {
@@ -198,6 +203,8 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
     if (mig.max_iterations > 0) migUnsupported.push(`max_iterations ${mig.max_iterations}: QEMU 7.2 has no iteration cap`);
     migUnsupported.push(`link ${mig.link.bandwidth} B/s, ${mig.link.latency_ns} ns: the migration runs over loopback TCP`);
   }
+  const features = featuresOf(s);
+  migUnsupported.push(...features.unsupported);
   const unsupportedFaults = s.faults.filter((f) => f.kind === 'handler-cost').map((f) => `fault ${f.name} (handler-cost): QEMU's handlers are its own`);
 
   const dir = mkdtempSync(join(tmpdir(), 'latsim-qemu-'));
@@ -228,12 +235,17 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
   let dstReadyMs = -1;
   let contMs = -1;
   let migrateMs = -1;
+  let postcopyMs = -1;
+  let postcopyBlocktimeMs = -1;
   let bootMs = 0;
   const args = { source: [] as string[], destination: [] as string[] };
   try {
     const srcPort = nbd ? await nbd.listen(0, '127.0.0.1', 'source') : null;
     const dstPort = nbd ? await nbd.listen(0, '127.0.0.1', 'destination') : null;
-    const common = { memoryBytes: s.vm.memory_bytes, append: plan.append, exportName: blk?.name ?? '', onError: blk?.on_error ?? 'report' };
+    const common = {
+      memoryBytes: s.vm.memory_bytes, append: plan.append, exportName: blk?.name ?? '', onError: blk?.on_error ?? 'report',
+      dirtyRingSize: features.dirty_ring_size,
+    };
     args.source = [
       ...qemuArgs({ ...common, role: 'source', qmpPath: join(dir, 'src.qmp'), tracePath: join(dir, 'src.trace'), nbdPort: srcPort }),
       ...(opts.extraArgs?.source ?? []),
@@ -261,11 +273,17 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
       phase = 'migration';
       const port = await freePort();
       const caps = [{ capability: 'events', state: true }];
-      await qd.execute('migrate-set-capabilities', { capabilities: caps });
+      await qd.execute('migrate-set-capabilities', { capabilities: [...caps, ...featureCapabilities(features, 'destination')] });
+      // multifd-channels must be the same on both sides, before migrate-incoming.
+      const featureParams = featureParameters(features);
+      if (Object.keys(featureParams).length > 0) await qd.execute('migrate-set-parameters', featureParams);
       await qd.execute('migrate-incoming', { uri: `tcp:127.0.0.1:${port}` });
       const ac = mig.policy.includes('auto-converge');
-      await qs.execute('migrate-set-capabilities', { capabilities: [...caps, { capability: 'auto-converge', state: ac }] });
+      await qs.execute('migrate-set-capabilities', {
+        capabilities: [...caps, { capability: 'auto-converge', state: ac }, ...featureCapabilities(features, 'source')],
+      });
       const params: Record<string, unknown> = {
+        ...featureParams,
         'max-bandwidth': mig.max_bandwidth > 0 && Number.isFinite(mig.max_bandwidth) ? Math.round(mig.max_bandwidth) : UNLIMITED_BW,
         'downtime-limit': Math.max(0, Math.round(mig.downtime_limit_ns / 1e6)),
       };
@@ -305,6 +323,14 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
         }
         if (TERMINAL.has(status)) break;
         if (answered >= endMs) break;
+        if (postcopyMs < 0 && status === 'active' && postcopyDue(features, raw.ram?.['dirty-sync-count'] ?? 0, tns(answered))) {
+          // cont first: while the destination is still inmigrate it only sets autostart, so
+          // the guest runs on the destination from the switch on, as it must for its faults.
+          await qd.execute('cont');
+          postcopyMs = performance.now();
+          await qs.execute('migrate-start-postcopy');
+          log(`qemu: migrate-start-postcopy at ${Math.round(postcopyMs - origin)} ms`);
+        }
         // The next poll, or at once when QEMU reports the end (MIGRATION event).
         const wait = Math.max(0, sent + pollMs - performance.now());
         await Promise.race([sleep(wait), qs.waitEvent(isTerminalEvent, wait + 1, sent).catch(() => undefined)]);
@@ -343,7 +369,11 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
         // Ready since its MIGRATION "completed" event (else: since now).
         const ev = qd.events.find((e) => isTerminalEvent(e));
         dstReadyMs = ev ? Math.min(ev.host_ms, performance.now()) : performance.now();
-        if (opts.verify ?? true) {
+        if (postcopyMs >= 0) {
+          // The destination ran the guest while its pages arrived: its memory moved on from the source's.
+          const dq = await qd.execute<{ 'postcopy-blocktime'?: number }>('query-migrate', undefined, 10_000);
+          postcopyBlocktimeMs = dq['postcopy-blocktime'] ?? -1;
+        } else if (opts.verify ?? true) {
           const size = s.vm.memory_bytes;
           const a = join(dir, 'src.mem');
           const b = join(dir, 'dst.mem');
@@ -363,8 +393,8 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
           log(`qemu: memory ${cmp.equal ? 'equal' : 'DIFFERS'} (${cmp.bytes} bytes, ${cmp.zero_pages} zero pages) in ${checkMs} ms`);
         }
         contMs = performance.now();
-        await qd.execute('cont');
-        const from = dst!.serial.length;
+        if (postcopyMs < 0) await qd.execute('cont');
+        const from = postcopyMs < 0 ? dst!.serial.length : 0;
         await dst!.waitSerial(/^H\b/, 30_000, from);
         await sleep(opts.afterMs ?? 2500);
       } else if (statusAtEnd === 'failed') {
@@ -393,6 +423,7 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
   // closest to the true offset from below).
   const originWall = origin + wallClockOffsetMs();
   const srcTrace = readTraceLog(join(dir, 'src.trace'));
+  const dstTrace = readTraceLog(join(dir, 'dst.trace'));
   if (!opts.keepWorkDir) rmSync(dir, { recursive: true, force: true });
   untrack();
   const transferred = snapshots.map((q) => ({ t_ns: q.t_ns, bytes: q.ram.transferred }));
@@ -465,6 +496,7 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
       snapshots,
       transitions,
       unsupported: migUnsupported,
+      ...modernResult(features, srcTrace, dstTrace, lastRaw, postcopyMs < 0 ? -1 : tns(postcopyMs), postcopyBlocktimeMs),
     }
     : null;
 
