@@ -16,6 +16,8 @@ import type { TraceEvent } from './trace.ts';
 export interface QemuFeatures {
   /** multifd-channels, or null: multifd off. */
   readonly multifd_channels: number | null;
+  /** zero-page-detection (none, legacy, multifd): a parameter of QEMU 9.0 on. */
+  readonly zero_page_detection: string | null;
   /** xbzrle-cache-size (bytes), or null: xbzrle off. */
   readonly xbzrle_cache_bytes: number | null;
   /** postcopy-ram and when to switch to it, or null. */
@@ -39,18 +41,21 @@ interface ModernFields {
   readonly postcopy?: { readonly start_after_passes: number; readonly start_at_ns: number; readonly preempt: boolean } | null;
 }
 
-export function featuresOf(s: Scenario): QemuFeatures {
+/** The features of the scenario, for a QEMU binary of this version (e.g. 7.2.22). */
+export function featuresOf(s: Scenario, binaryVersion: string): QemuFeatures {
+  const binaryMajor = Number(binaryVersion.split('.')[0]);
   const m = (s.migration ?? {}) as ModernFields & { readonly policy?: readonly string[] };
   const unsupported: string[] = [];
   const mf = m.multifd ?? null;
-  if (mf && mf.zero_page_detection === 'multifd') {
-    unsupported.push('multifd.zero_page_detection multifd: QEMU 7.2 finds zero pages on the migration thread (legacy); 9.0 added detection in the channels');
+  if (mf && mf.zero_page_detection !== 'legacy' && !(binaryMajor >= 9)) {
+    unsupported.push(`multifd.zero_page_detection ${mf.zero_page_detection}: QEMU before 9.0 finds zero pages on the migration thread (legacy)`);
   }
   if (m.policy?.includes('dirty-limit')) unsupported.push('policy dirty-limit: the dirty-limit capability came with QEMU 8.1 (runs as legacy)');
   const pc = m.postcopy ?? null;
   const ring = (s.vm as { dirty_ring_size?: number }).dirty_ring_size ?? 0;
   return {
     multifd_channels: mf ? mf.channels : null,
+    zero_page_detection: mf && binaryMajor >= 9 ? mf.zero_page_detection : null,
     xbzrle_cache_bytes: m.xbzrle ? m.xbzrle.cache_size : null,
     postcopy: pc ? { after_passes: pc.start_after_passes, at_ns: pc.start_at_ns, preempt: pc.preempt } : null,
     dirty_ring_size: ring,
@@ -73,8 +78,9 @@ export function featureCapabilities(f: QemuFeatures, side: 'source' | 'destinati
 }
 
 /** The parameters to set on both sides (QMP migrate-set-parameters). */
-export function featureParameters(f: QemuFeatures): Record<string, number> {
-  const p: Record<string, number> = {};
+export function featureParameters(f: QemuFeatures): Record<string, number | string> {
+  const p: Record<string, number | string> = {};
+  if (f.zero_page_detection !== null) p['zero-page-detection'] = f.zero_page_detection;
   if (f.multifd_channels !== null) p['multifd-channels'] = f.multifd_channels;
   if (f.xbzrle_cache_bytes !== null) p['xbzrle-cache-size'] = f.xbzrle_cache_bytes;
   return p;

@@ -203,7 +203,7 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
     if (mig.max_iterations > 0) migUnsupported.push(`max_iterations ${mig.max_iterations}: QEMU 7.2 has no iteration cap`);
     migUnsupported.push(`link ${mig.link.bandwidth} B/s, ${mig.link.latency_ns} ns: the migration runs over loopback TCP`);
   }
-  const features = featuresOf(s);
+  const features = featuresOf(s, probe.version);
   migUnsupported.push(...features.unsupported);
   const unsupportedFaults = s.faults.filter((f) => f.kind === 'handler-cost').map((f) => `fault ${f.name} (handler-cost): QEMU's handlers are its own`);
 
