@@ -91,6 +91,11 @@ export class MigrationLink {
     return this.channels;
   }
 
+  /** The main stream, once channels share the wire (null before). */
+  mainStream(): LinkStream | null {
+    return this.main;
+  }
+
   /**
    * Counts bytes in transferred and against the rate limit, without writing
    * them (QEMU: the migration thread accounting a multifd packet:
