@@ -8,6 +8,7 @@
 // tables, attribution chains).
 import type { QemuSyncRecord, SwitchoverSteps } from './trace.ts';
 import type { QueryMigrate } from '../../sim/migration/migration.ts';
+import type { XbzrleStats } from '../../sim/migration/xbzrle.ts';
 import type { MemoryCompare } from './verify.ts';
 import type { NbdCounts, NbdRequestRecord } from './nbd-server.ts';
 
@@ -43,6 +44,8 @@ export interface QemuMigrationResult {
   mode: string;
   fail_reason: string;
   cpu_throttle_percentage: number;
+  /** query-migrate's xbzrle-cache counters (the simulation's names), or null without the capability. */
+  xbzrle: XbzrleStats | null;
   /** cpu-throttle-percentage changes seen in the polls. */
   throttle: { t_ns: number; pct: number }[];
   /** migration_throttle trace events (QEMU raised the throttle). */

@@ -17,7 +17,11 @@
 // Leaves out: policies QEMU 7.2 does not have (flush-timeout, min-interval,
 // abort-on-downtime: reported as unsupported, the run is legacy), the 2012
 // main-loop mode, max_iterations, net devices, more than one vCPU or disk,
-// postcopy, multifd, migration over anything but loopback TCP.
+// postcopy, migration over anything but loopback TCP; multifd's per-channel
+// counters (query-migrate has only ram.multifd-bytes). multifd and xbzrle
+// are QEMU's capabilities of those names with the scenario's parameters
+// (multifd-channels, zero-page-detection where the binary has it, from 9.0;
+// xbzrle-cache-size), and the xbzrle-cache counters are in the result.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -26,6 +30,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import type { Scenario } from '../../sim/scenario/scenario.ts';
+import type { XbzrleStats } from '../../sim/migration/xbzrle.ts';
 import { adaptScenario } from '../scenario.ts';
 import { planGuest, heartbeats, maxGap, parseStatus, type GuestPlan } from './guest-params.ts';
 import { NbdServer } from './nbd-server.ts';
@@ -142,6 +147,22 @@ interface RawQueryMigrate {
   'cpu-throttle-percentage'?: number;
   'error-desc'?: string;
   ram?: Record<string, number>;
+  'xbzrle-cache'?: Record<string, number>;
+}
+
+/** zero-page-detection came with QEMU 9.0. */
+function hasZeroPageDetection(version: string): boolean {
+  const [major] = version.split('.').map(Number);
+  return (major ?? 0) >= 9;
+}
+
+/** query-migrate's xbzrle-cache, as the simulation names its counters. */
+function xbzrleStats(x: Record<string, number> | undefined): XbzrleStats {
+  const v = (k: string) => x?.[k] ?? 0;
+  return {
+    cache_size: v('cache-size'), bytes: v('bytes'), pages: v('pages'), cache_miss: v('cache-miss'),
+    cache_miss_rate: v('cache-miss-rate'), encoding_rate: v('encoding-rate'), overflow: v('overflow'),
+  };
 }
 
 function toQueryMigrate(q: RawQueryMigrate, t_ns: number): QemuQueryMigrate {
@@ -193,6 +214,9 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
     if (mig.mode === 'main-loop') migUnsupported.push('mode main-loop: QEMU 7.2 migrates from its migration thread');
     if (mig.max_iterations > 0) migUnsupported.push(`max_iterations ${mig.max_iterations}: QEMU 7.2 has no iteration cap`);
     migUnsupported.push(`link ${mig.link.bandwidth} B/s, ${mig.link.latency_ns} ns: the migration runs over loopback TCP`);
+    if (mig.multifd && mig.multifd.zero_page_detection !== 'legacy' && !hasZeroPageDetection(probe.version)) {
+      migUnsupported.push(`multifd zero_page_detection ${mig.multifd.zero_page_detection}: QEMU ${probe.version} finds zero pages on the migration thread (legacy)`);
+    }
   }
   const unsupportedFaults = s.faults.filter((f) => f.kind === 'handler-cost').map((f) => `fault ${f.name} (handler-cost): QEMU's handlers are its own`);
 
@@ -256,12 +280,20 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
     if (mig && qd) {
       phase = 'migration';
       const port = await freePort();
-      const caps = [{ capability: 'events', state: true }];
+      // multifd is set on both sides, with the same channel count, before migrate-incoming.
+      const caps = [{ capability: 'events', state: true }, ...(mig.multifd ? [{ capability: 'multifd', state: true }] : [])];
       await qd.execute('migrate-set-capabilities', { capabilities: caps });
+      const multifdParams: Record<string, unknown> = mig.multifd ? { 'multifd-channels': mig.multifd.channels } : {};
+      if (mig.multifd && hasZeroPageDetection(probe.version)) multifdParams['zero-page-detection'] = mig.multifd.zero_page_detection;
+      if (mig.multifd) await qd.execute('migrate-set-parameters', multifdParams);
       await qd.execute('migrate-incoming', { uri: `tcp:127.0.0.1:${port}` });
       const ac = mig.policy.includes('auto-converge');
-      await qs.execute('migrate-set-capabilities', { capabilities: [...caps, { capability: 'auto-converge', state: ac }] });
+      await qs.execute('migrate-set-capabilities', {
+        capabilities: [...caps, { capability: 'auto-converge', state: ac }, { capability: 'xbzrle', state: mig.xbzrle !== null }],
+      });
       const params: Record<string, unknown> = {
+        ...multifdParams,
+        ...(mig.xbzrle ? { 'xbzrle-cache-size': mig.xbzrle.cache_size } : {}),
         'max-bandwidth': mig.max_bandwidth > 0 && Number.isFinite(mig.max_bandwidth) ? Math.round(mig.max_bandwidth) : UNLIMITED_BW,
         'downtime-limit': Math.max(0, Math.round(mig.downtime_limit_ns / 1e6)),
       };
@@ -453,6 +485,7 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
       mode: 'thread',
       fail_reason: lastRaw['error-desc'] ?? '',
       cpu_throttle_percentage: lastRaw['cpu-throttle-percentage'] ?? 0,
+      xbzrle: mig.xbzrle ? xbzrleStats(lastRaw['xbzrle-cache']) : null,
       throttle,
       throttle_events_ns: srcTrace.filter((e) => e.name === 'migration_throttle').map((e) => Math.round((e.wall_ms - originWall) * 1e6)),
       iterations,

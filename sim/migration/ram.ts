@@ -378,8 +378,10 @@ export class RamState {
   }
 
   /** QEMU: multifd_send_sync_main, then (per round, 8.0 on) RAM_SAVE_FLAG_MULTIFD_FLUSH on the main stream. */
-  private *multifdFlush(link: MigrationLink): Co<void> {
+  private *multifdFlush(link: MigrationLink, complete = false): Co<void> {
     const mf = this.multifd!;
+    // Planted bug for the checker: only the completion syncs the channels.
+    if (!complete && this.spec.bug === 'multifd-skips-sync') return;
     yield* mf.syncMain();
     if (!mf.syncPerRound) return;
     this.transferred += MULTIFD_FLUSH_BYTES;
@@ -394,7 +396,7 @@ export class RamState {
   *multifdSync(link: MigrationLink, at: 'setup' | 'iterate' | 'complete'): Co<void> {
     const mf = this.multifd;
     if (!mf || (at === 'iterate' && mf.syncPerRound)) return;
-    yield* this.multifdFlush(link);
+    yield* this.multifdFlush(link, at === 'complete');
   }
 
   /** Sends every dirty page (the final pass), in chunks of chunkBytes. */

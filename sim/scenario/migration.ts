@@ -36,7 +36,7 @@ export interface MigrationSpec {
    */
   readonly stream_timeout_ns: number;
   /** Planted faults for checking the checkers (tests only). */
-  readonly bug: 'none' | 'sync-drops-new-bits' | 'skip-final-flush';
+  readonly bug: 'none' | 'sync-drops-new-bits' | 'skip-final-flush' | 'multifd-skips-sync';
   /** The multifd capability with its parameters, or null (off). */
   readonly multifd: MultifdSpec | null;
   /** The xbzrle capability with its parameters, or null (off). */
@@ -121,7 +121,7 @@ export function migrationSchema(): Schema {
     device_state: size('device state sent during downtime', DEVICE_STATE_LIMIT),
     page_header: size('bytes of header per page', PAGE_HEADER_LIMIT),
     stream_timeout: duration('real mode: fail the migration when the stream does not move for this long (default 10s)', TIMEOUT_LIMIT),
-    bug: oneOfWords(['none', 'sync-drops-new-bits', 'skip-final-flush'], 'planted fault, to check the checkers'),
+    bug: oneOfWords(['none', 'sync-drops-new-bits', 'skip-final-flush', 'multifd-skips-sync'], 'planted fault, to check the checkers'),
     multifd: obj({
       channels: int(1, MULTIFD_CHANNELS_MAX, `multifd-channels: sender threads, each with its own stream (default ${DEFAULT_MULTIFD_CHANNELS})`),
       zero_page_detection: oneOfWords(ZERO_PAGE_DETECTIONS,

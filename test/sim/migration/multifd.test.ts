@@ -169,6 +169,12 @@ migration:
     expect(() => mf.noteSent(7)).toThrow(/invariant violated \(lost-page\): page 7 sent twice between two multifd syncs/);
   });
 
+  it('catches a migration that skips the multifd syncs (a planted bug) as a lost page', () => {
+    const { result } = simulate(fast('  multifd: { channels: 2 }\n  bug: multifd-skips-sync'));
+    expect(result.outcome).toBe('invariant');
+    expect(result.error).toMatch(/invariant violated \(lost-page\): page \d+ sent twice between two multifd syncs/);
+  });
+
   it('is off by default: the JSON says null, and cpu-throttle-percentage has QEMU\'s name too', () => {
     const { m } = run(fast(''));
     expect(m.multifd).toBeNull();
