@@ -7,11 +7,10 @@
 // say what is wrong in one line.
 import { describe, expect, it } from 'vitest';
 import { simulate } from '../../../sim/run.ts';
-import { ScenarioError } from '../../../cli/scenario-file.ts';
 import { checkRealMigration } from '../../../real/migrate.ts';
 import { MULTIFD_PACKET_HEADER_BYTES, MULTIFD_OFFSET_BYTES } from '../../../sim/migration/multifd.ts';
 import { MULTIFD_PACKET_SIZE } from '../../../sim/scenario/migration.ts';
-import { scenario } from '../helpers.ts';
+import { scenario, scenarioErrorOf } from '../helpers.ts';
 
 /** A guest on a 25 Gbit/s link whose 4 us per page make one stream CPU-bound at about 1 GB/s. */
 const fast = (migration: string, qemu = '', host = '') => scenario(`
@@ -183,15 +182,7 @@ migration:
   });
 
   it('refuses what a version lacks or a value QEMU refuses, in one line naming the field', () => {
-    const err = (migration: string, qemu = '') => {
-      try {
-        fast(migration, qemu);
-      } catch (e) {
-        expect(e).toBeInstanceOf(ScenarioError);
-        return (e as Error).message;
-      }
-      throw new Error('accepted');
-    };
+    const err = (migration: string, qemu = '') => scenarioErrorOf(() => fast(migration, qemu));
     expect(err('  multifd: {}', 'version: 2.12')).toMatch(/^test\.yaml:\d+:\d+: migration\.multifd: multifd came with QEMU 4\.0; this scenario follows QEMU 2\.12$/);
     expect(err('  multifd: { zero_page_detection: multifd }', 'version: 7.2'))
       .toMatch(/migration\.multifd\.zero_page_detection: zero-page-detection multifd came with QEMU 9\.0; QEMU 7\.2 finds zero pages on the migration thread \(legacy\)$/);

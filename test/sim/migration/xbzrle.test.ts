@@ -6,10 +6,9 @@
 // one; bad values say so in one line.
 import { describe, expect, it } from 'vitest';
 import { simulate } from '../../../sim/run.ts';
-import { ScenarioError } from '../../../cli/scenario-file.ts';
 import { checkRealMigration } from '../../../real/migrate.ts';
 import { encodedLength, PageCache, XBZRLE_WRITES_PER_LINE_MAX } from '../../../sim/migration/xbzrle.ts';
-import { scenario } from '../helpers.ts';
+import { scenario, scenarioErrorOf } from '../helpers.ts';
 
 /** 2 x 50,000 writes/s over a 64 MiB hot set of a 1 GiB guest, on a 1 Gbit/s link. */
 const hot = (migration: string, qemu = '', pattern = 'hotset, hot_set: 64MiB, cold: 1%') => scenario(`
@@ -153,15 +152,7 @@ migration:
   });
 
   it('refuses a cache size QEMU refuses or a QEMU without xbzrle, in one line; the real backend refuses it', () => {
-    const err = (migration: string, qemu = '') => {
-      try {
-        hot(migration, qemu);
-      } catch (e) {
-        expect(e).toBeInstanceOf(ScenarioError);
-        return (e as Error).message;
-      }
-      throw new Error('accepted');
-    };
+    const err = (migration: string, qemu = '') => scenarioErrorOf(() => hot(migration, qemu));
     expect(err('  xbzrle: { cache_size: 3MiB }')).toMatch(/migration\.xbzrle\.cache_size: 3MiB is not a power of two no less than the page size \(4096 bytes\)$/);
     expect(err('  xbzrle: { cache_size: 1KiB }')).toMatch(/migration\.xbzrle\.cache_size: 1KiB is not a power of two/);
     expect(err('  xbzrle: {}', 'qemu: { version: 1.1 }')).toMatch(/migration\.xbzrle: xbzrle came with QEMU 1\.2; this scenario follows QEMU 1\.1$/);
