@@ -51,16 +51,23 @@ export interface PageVersions {
   isByteCounterPage(page: number): boolean;
 }
 
+/** Host bytes per cache slot: its page number and age (Float64) and its content version. */
+export const XBZRLE_BYTES_PER_SLOT = 8 + 8 + 4;
+
+/** QEMU: max_num_items, the cache's slots; never more than the guest's pages rounded up to a power of two (more would stay empty). */
+export function cacheSlots(cacheSize: number, pageSize: number, pages: number): number {
+  return Math.max(1, Math.min(Math.floor(cacheSize / pageSize), 2 ** Math.ceil(Math.log2(Math.max(1, pages)))));
+}
+
 /** QEMU: PageCache (migration/page_cache.c): direct-mapped slots holding a page's content (here its version). */
 export class PageCache {
-  /** QEMU: max_num_items. Never more than the guest's pages rounded up to a power of two (more would stay empty). */
   readonly slots: number;
   private readonly addr: Float64Array;
   private readonly age: Float64Array;
   private readonly data: Uint32Array;
 
   constructor(cacheSize: number, pageSize: number, pages: number) {
-    this.slots = Math.max(1, Math.min(Math.floor(cacheSize / pageSize), 2 ** Math.ceil(Math.log2(Math.max(1, pages)))));
+    this.slots = cacheSlots(cacheSize, pageSize, pages);
     this.addr = new Float64Array(this.slots).fill(-1);
     this.age = new Float64Array(this.slots);
     this.data = new Uint32Array(this.slots);
