@@ -129,7 +129,7 @@ export function migrationSchema(): Schema {
     }, 'the multifd capability (QEMU 4.0 on): pages go in 512 KiB packets over multifd-channels streams'),
     xbzrle: obj({
       cache_size: size('xbzrle-cache-size: a power of two, at least a page (default 64MiB)', XBZRLE_CACHE_LIMIT),
-    }, 'the xbzrle capability (QEMU 1.2 on): pages sent before are sent as their XBZRLE-encoded difference from a cached copy'),
+    }, 'the xbzrle capability (QEMU 1.2 on): pages sent before are sent as their XBZRLE-encoded difference from a cached copy (not under multifd, whose pages bypass it, as in QEMU)'),
   }, 'live migration');
 }
 
