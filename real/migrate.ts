@@ -11,7 +11,9 @@
 // both sides and the run says so. Either way the stream is closed and the
 // destination process reaped: it gets the stream timeout to exit, then SIGKILL.
 // Leaves out: migrating anything but loopback, more than one migration per run,
-// retrying a failed migration.
+// retrying a failed migration; multifd (one stream carries everything here)
+// and xbzrle (its cache models content versions): a scenario with either is
+// refused, naming the field.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -87,8 +89,20 @@ const WATCH_INTERVAL_NS = 5_000_000;
 /** After SIGKILL, how long the destination process may take to be reaped. */
 const KILL_REAP_MS = 10_000;
 
+/** Refuses what real mode does not migrate: multifd channels, the XBZRLE cache (RealError, exit 2). */
+export function checkRealMigration(scenario: Scenario): void {
+  const m = scenario.migration;
+  if (m?.multifd) {
+    throw new RealError('unsupported', `${scenario.file}: migration.multifd: real mode migrates over one stream; multifd runs in the simulation (latsim run)`);
+  }
+  if (m?.xbzrle) {
+    throw new RealError('unsupported', `${scenario.file}: migration.xbzrle: real mode sends pages whole; xbzrle runs in the simulation (latsim run)`);
+  }
+}
+
 export async function realMigrate(scenario: Scenario, o: MigrateOptions): Promise<RealMigration> {
   if (!scenario.migration) throw new RealError('unsupported', `${scenario.file}: the scenario has no migration section`);
+  checkRealMigration(scenario);
   const streamTimeoutNs = scenario.migration.stream_timeout_ns;
   // Fail here, with exit code 6, before a second process is started.
   ensurePayload();

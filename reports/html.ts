@@ -4,7 +4,8 @@
 // iteration and over time, handler latencies, stalls that blocked the main
 // loop over time, drain/flush poll iterations, BQL wait and hold per thread
 // and call site, ping RTT, guest userspace progress and downtime phases per
-// completion attempt. For several runs (a sweep): the same measures side by side, then
+// completion attempt, and a table of the multifd channels (per-channel bytes,
+// packets and throughput, the sync waits). For several runs (a sweep): the same measures side by side, then
 // the first runs in detail. Each plot is a div with a data-chart attribute
 // holding one canvas; the page sets window.__latsimChartsReady once all are
 // drawn. Leaves out: anything that needs a server, and the trace itself
@@ -462,6 +463,23 @@ function budgetsTable(r: RunResult): string {
   return `<table class="budgets"><thead><tr><th></th><th>budget</th><th>value</th><th>limit</th></tr></thead><tbody>${rows}</tbody></table>`;
 }
 
+/** The multifd channels: what each carried, and how long the migration thread waited for them at its syncs. */
+function multifdTable(r: RunResult): string {
+  const m = r.migration;
+  const mf = m?.multifd;
+  if (!m || !mf) return '';
+  const seconds = m['total-time'] / 1e3;
+  const rate = (bytes: number) => (seconds > 0 ? `${formatBytes(Math.round(bytes / seconds))}/s` : '-');
+  const main = m.ram.transferred - mf.transferred.reduce((a, b) => a + b, 0);
+  const row = (name: string, packets: string, bytes: number) =>
+    `<tr><td>${esc(name)}</td><td class="num">${packets}</td><td class="num">${esc(formatBytes(bytes))}</td><td class="num">${esc(rate(bytes))}</td></tr>`;
+  const rows = [...mf.transferred.map((t, i) => row(`multifd_send_${i}`, String(mf.packets[i]), t)), row('main stream', '-', main)].join('');
+  return `<h2>multifd channels</h2><p class="meta">${mf.channels} channels, zero-page-detection ${esc(mf.zero_page_detection)}; ` +
+    `${mf.sync_waits} syncs (multifd_send_sync_main), the migration thread waited ${esc(formatNs(mf.sync_wait_total_ns))} in all, ` +
+    `${esc(formatNs(mf.sync_wait_max_ns))} at most</p>` +
+    `<table class="multifd"><thead><tr><th>stream</th><th>packets</th><th>transferred</th><th>throughput</th></tr></thead><tbody>${rows}</tbody></table>`;
+}
+
 /** The chains of causes of each stall and downtime, one list item per distinct chain. */
 function attributionList(r: RunResult): string {
   if (r.attribution.length === 0) return '';
@@ -578,7 +596,7 @@ export function htmlReport(results: readonly RunResult[], options: HtmlOptions =
     const r = results[0]!;
     const charts = runCharts(r, 'run0', options.traces?.[0]);
     specs.push(...charts);
-    body.push(runHeader(r), budgetsTable(r), attributionList(r), chartDivs(charts),
+    body.push(runHeader(r), budgetsTable(r), multifdTable(r), attributionList(r), chartDivs(charts),
       '<h2>Text summary</h2>', `<pre class="summary">${esc(textReport(r))}</pre>`);
   } else {
     const passed = results.filter((r) => r.pass).length;
@@ -591,7 +609,7 @@ export function htmlReport(results: readonly RunResult[], options: HtmlOptions =
       const r = results[i]!;
       const charts = runCharts(r, `run${i}`, options.traces?.[i]);
       specs.push(...charts);
-      body.push(`<h2>${esc(labels[i]!)}</h2>`, runHeader(r), budgetsTable(r), attributionList(r), chartDivs(charts),
+      body.push(`<h2>${esc(labels[i]!)}</h2>`, runHeader(r), budgetsTable(r), multifdTable(r), attributionList(r), chartDivs(charts),
         `<details><summary>text summary</summary><pre class="summary">${esc(textReport(r))}</pre></details>`);
     }
     if (detail < results.length) body.push(`<p class="muted">${results.length - detail} more runs are in the table and the side-by-side plots only.</p>`);

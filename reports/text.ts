@@ -1,7 +1,8 @@
 // The text report of a run: the threshold reporter's lines (by name, thread,
 // start time and what the handler waited on), the per-handler table, the BQL
 // table, what the guest felt, the drain/flush poll iterations (the talk's
-// "qaw" lines), migration iterations and downtime phases, and the budgets.
+// "qaw" lines), migration iterations and downtime phases, the multifd
+// channels and the XBZRLE cache, and the budgets.
 import type { RunResult } from '../sim/results.ts';
 import { formatBytes, formatNs } from '../sim/instrument/format.ts';
 
@@ -79,6 +80,23 @@ export function textReport(r: RunResult, options: { maxSlow?: number } = {}): st
       `dirty-pages-rate ${m.ram['dirty-pages-rate']}/s, mbps ${m.ram.mbps}, dirty-sync-count ${m.ram['dirty-sync-count']}`);
     out.push(`  completion attempts ${m.completion_attempts}, rollbacks ${m.rollbacks}, cpu throttle ${m.cpu_throttle_percentage}%, ` +
       `destination ${m.verified ? 'verified' : 'not verified'}`);
+    const mf = m.multifd;
+    if (mf) {
+      out.push(`  multifd: ${mf.channels} channels, zero-page-detection ${mf.zero_page_detection}; ` +
+        `${mf.sync_waits} syncs, the migration thread waited ${formatNs(mf.sync_wait_total_ns)} in all, ${formatNs(mf.sync_wait_max_ns)} at most`);
+      const main = m.ram.transferred - mf.transferred.reduce((a, b) => a + b, 0);
+      const seconds = m['total-time'] / 1e3;
+      const rate = (bytes: number) => (seconds > 0 ? `${formatBytes(Math.round(bytes / seconds))}/s` : '-');
+      out.push(indent(table(['stream', 'packets', 'transferred', 'throughput'], [
+        ...mf.transferred.map((t, i) => [`multifd_send_${i}`, mf.packets[i]!, formatBytes(t), rate(t)]),
+        ['main', '-', formatBytes(main), rate(main)],
+      ]), 4));
+    }
+    const xb = m.xbzrle;
+    if (xb) {
+      out.push(`  xbzrle: cache ${formatBytes(xb.cache_size)}; ${xb.pages} pages encoded into ${formatBytes(xb.bytes)}, ` +
+        `${xb.cache_miss} cache misses (cache-miss-rate ${round3(xb.cache_miss_rate)}), encoding-rate ${round3(xb.encoding_rate)}, ${xb.overflow} overflows`);
+    }
     for (const a of m.attempts) {
       const p = a.phases;
       out.push(`  attempt ${a.n} at ${sec(a.at_ns)}: ${a.outcome}${a.reason ? ` (${a.reason})` : ''} after ${formatNs(a.downtime_ns)}: ` +
@@ -117,6 +135,10 @@ export function textReport(r: RunResult, options: { maxSlow?: number } = {}): st
   }
   out.push('', r.outcome !== 'ok' ? `${r.outcome}` : r.pass ? 'all budgets held' : 'a budget failed');
   return out.join('\n');
+}
+
+function round3(v: number): number {
+  return Math.round(v * 1000) / 1000;
 }
 
 function indent(s: string, n = 2): string {

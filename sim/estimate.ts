@@ -5,10 +5,11 @@
 // model's own per-page and per-block state (measured: 8.27-8.31 B of RSS per
 // page for a guest migrating 64-256 GiB), plus what grows with the run:
 // userspace progress samples, ping samples, packets queued on the tap, the
-// migration's query-migrate snapshots, and the records kept per event (the
+// migration's query-migrate snapshots, multifd's bitmap of pages sent since
+// its last sync, the XBZRLE cache's slots, and the records kept per event (the
 // trace, with --trace or --report). Events are estimated from the rates of
 // what fires them (vCPU slices, exits, handler activations, pings, packets,
-// block requests, migration chunks), calibrated on the shipped scenarios, and
+// block requests, migration chunks, multifd packets), calibrated on the shipped scenarios, and
 // capped by the event bound.
 // Leaves out: the JavaScript heap's own slack, which BASE_BYTES covers for
 // small runs.
@@ -18,6 +19,8 @@ import { distMean } from './scenario/fields.ts';
 import { RAM_BYTES_PER_PAGE } from './guest/ram.ts';
 import { SEND_CHUNK_BYTES, SNAPSHOTS_MAX } from './migration/migration.ts';
 import { BUFFER_DELAY_NS } from './migration/link.ts';
+import { MULTIFD_PACKET_SIZE } from './scenario/migration.ts';
+import { cacheSlots, XBZRLE_BYTES_PER_SLOT } from './migration/xbzrle.ts';
 
 /** Node, the model's code and a small run's bookkeeping (a 1 GiB scenario's RSS is 110-170 MiB). */
 export const BASE_BYTES = 160 * 2 ** 20;
@@ -49,6 +52,7 @@ const EVENTS_PER = {
   request: 12,
   chunk: 3,
   window: 6,
+  multifd_packet: 5,
 };
 /** The main loop's own timers, per simulated second. */
 const BACKGROUND_EVENTS_PER_S = 100;
@@ -91,6 +95,7 @@ function eventsPerSecond(s: Scenario): number {
   if (m) {
     const bw = Math.min(m.max_bandwidth, m.link.bandwidth);
     e += (bw / SEND_CHUNK_BYTES) * EVENTS_PER.chunk + (1e9 / BUFFER_DELAY_NS) * EVENTS_PER.window;
+    if (m.multifd) e += (bw / MULTIFD_PACKET_SIZE) * EVENTS_PER.multifd_packet;
   }
   return e;
 }
@@ -128,6 +133,12 @@ export function estimateMemory(s: Scenario, o: { keepTrace?: boolean } = {}): Me
   if (s.migration) {
     const snaps = Math.min(SNAPSHOTS_MAX, Math.ceil(s.duration_ns / BUFFER_DELAY_NS) + 1);
     add(`query-migrate snapshots: ${fmt(snaps)} x ${SNAPSHOT_BYTES} B`, snaps * SNAPSHOT_BYTES, ['migration']);
+    if (s.migration.multifd) add(`multifd pages sent since the last sync: ${fmt(pages)} pages x 1/8 B`, pages / 8, ['migration', 'multifd']);
+    const xb = s.migration.xbzrle;
+    if (xb) {
+      const slots = cacheSlots(xb.cache_size, s.vm.page_size, pages);
+      add(`XBZRLE cache: ${fmt(slots)} slots x ${XBZRLE_BYTES_PER_SLOT} B`, slots * XBZRLE_BYTES_PER_SLOT, ['migration', 'xbzrle', 'cache_size']);
+    }
   }
   const perEvent = o.keepTrace ? TRACE_BYTES_PER_EVENT : RECORD_BYTES_PER_EVENT;
   add(`${o.keepTrace ? 'trace records' : 'records'}: ${fmt(events)} events x ${perEvent} B`, events * perEvent, ['duration']);

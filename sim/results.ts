@@ -6,6 +6,7 @@ import type { Budget, BudgetKey } from './scenario/scenario.ts';
 import type { DrainIteration } from './block/block-layer.ts';
 import type { CompletionAttempt, QueryMigrate } from './migration/migration.ts';
 import type { SyncRecord } from './migration/ram.ts';
+import type { XbzrleStats } from './migration/xbzrle.ts';
 import type { PollInfo } from './main-loop/aio.ts';
 import { attribute, type AttributionChain } from './instrument/attribution.ts';
 
@@ -52,10 +53,31 @@ export interface MigrationResult {
   mode: string;
   fail_reason: string;
   cpu_throttle_percentage: number;
+  /** The same, under QEMU's query-migrate name. */
+  'cpu-throttle-percentage': number;
+  /** The multifd channels, or null when the capability is off. */
+  multifd: MultifdResult | null;
+  /** QEMU's query-migrate xbzrle-cache counters, or null when the capability is off. */
+  xbzrle: XbzrleStats | null;
   attempts: CompletionAttempt[];
   iterations: SyncRecord[];
   snapshots: QueryMigrate[];
   transitions: { t_ns: number; from: string; to: string }[];
+}
+
+export interface MultifdResult {
+  /** multifd-channels. */
+  channels: number;
+  /** Bytes each channel's stream carried (packet headers and pages); with the main stream's they make ram.transferred. */
+  transferred: number[];
+  /** Packets each channel wrote (page packets and SYNC packets). */
+  packets: number[];
+  /** multifd_send_sync_main calls, and the migration thread's time waiting in them for the channels. */
+  sync_waits: number;
+  sync_wait_total_ns: number;
+  sync_wait_max_ns: number;
+  /** Who found zero pages: none, legacy (the migration thread) or multifd (the channels). */
+  zero_page_detection: string;
 }
 
 export interface RunResult {
@@ -220,6 +242,19 @@ function migrationResult(world: AnyWorld): MigrationResult {
     mode: mig.spec.mode,
     fail_reason: mig.failReason,
     cpu_throttle_percentage: mig.ram.throttlePct,
+    'cpu-throttle-percentage': mig.ram.throttlePct,
+    multifd: mig.multifd
+      ? {
+        channels: mig.multifd.channels.length,
+        transferred: mig.multifd.channels.map((c) => c.transferred),
+        packets: mig.multifd.channels.map((c) => c.packets),
+        sync_waits: mig.multifd.syncWaits,
+        sync_wait_total_ns: mig.multifd.syncWaitTotalNs,
+        sync_wait_max_ns: mig.multifd.syncWaitMaxNs,
+        zero_page_detection: mig.multifd.detection,
+      }
+      : null,
+    xbzrle: mig.ram.xbzrle ? mig.ram.xbzrle.stats() : null,
     throttle_steps: mig.ram.throttleSteps.map((t) => ({ at_ms: Math.round(t.at_ns / 1e6), pct: t.pct })),
     attempts: [...mig.attempts],
     iterations: [...mig.ram.syncs],
@@ -244,6 +279,7 @@ export function budgetValue(key: BudgetKey, r: RunResult): number {
     case 'migration_time': return mig && mig.status === 'completed' ? mig['total-time'] * 1e6 : Infinity;
     case 'completion_attempts': return mig ? mig.completion_attempts : 0;
     case 'rollbacks': return mig ? mig.rollbacks : 0;
+    case 'multifd_sync_wait': return mig?.multifd ? mig.multifd.sync_wait_max_ns : 0;
   }
 }
 

@@ -26,7 +26,7 @@ import { PAYLOAD_PATH } from '../../real/guest/loader.ts';
 import { existsSync } from 'node:fs';
 import { ensurePayload, openKvm } from '../../real/world.ts';
 import { realRun, type RealInfo, type RealRun } from '../../real/run.ts';
-import { realIncoming, realMigrate, type DestinationInfo } from '../../real/migrate.ts';
+import { checkRealMigration, realIncoming, realMigrate, type DestinationInfo } from '../../real/migrate.ts';
 import { FAULT_POINTS, parseFault, type DestinationFault } from '../../real/incoming.ts';
 import { compareResults, compareTable } from '../../real/compare.ts';
 import { simulate } from '../../sim/run.ts';
@@ -211,6 +211,7 @@ function faultOption(flag: string): Option {
 
 async function compareAction(file: string, o: CommonOptions & { check?: string }): Promise<number> {
   const scenario = realScenarioOf(file, o);
+  checkRealMigration(scenario);
   ensurePayload();
   openKvm().close(); // unavailable: say so before simulating
   const sim = simulate(scenario).result;

@@ -2,7 +2,7 @@
 // stream (seedrandom's Alea, keyed by the fuzz seed), so a seed always means
 // the same scenario. Swarm testing as in FoundationDB and TigerBeetle: each
 // seed also switches whole features on or off (the disk, the network device,
-// vCPU exits, a noisy main-loop handler, the fault), so a campaign covers
+// vCPU exits, a noisy main-loop handler, the fault, multifd, xbzrle), so a campaign covers
 // sparse combinations, not only the everything-on average. Every knob's
 // lowest value is its simplest (feature off, smallest memory, first policy),
 // which is the direction fast-check shrinks integers in.
@@ -10,7 +10,7 @@
 import { Rng } from '../../sim/scheduler/random.ts';
 
 /** Bumped whenever the table changes: the same seed then means another scenario. */
-export const KNOBS_VERSION = 1;
+export const KNOBS_VERSION = 2;
 
 /** Name, lowest (simplest) and highest value of each knob, in draw order. */
 export const KNOB_TABLE = [
@@ -51,13 +51,18 @@ export const KNOB_TABLE = [
   ['abort_extra_ms', 500, 5000], // abort-on-downtime: downtime limit + this
   ['throttle_initial', 5, 50],
   ['throttle_increment', 5, 30],
+  ['multifd_on', 0, 1], // thread mode only
+  ['multifd_channels', 1, 8],
+  ['zero_page_detection', 0, 2], // multifd (9.2's default), legacy, none
+  ['xbzrle_on', 0, 1],
+  ['xbzrle_cache', 0, 3], // 64MiB (QEMU's default), 16MiB, 1MiB, 64KiB
 ] as const satisfies readonly (readonly [string, number, number])[];
 
 export type KnobName = (typeof KNOB_TABLE)[number][0];
 export type Knobs = Record<KnobName, number>;
 
 /** On/off knobs: a feature is on with probability 1/2 (the swarm). */
-const SWITCHES: ReadonlySet<KnobName> = new Set(['dirty_on', 'exits_on', 'net_on', 'blk_on', 'handler_on']);
+const SWITCHES: ReadonlySet<KnobName> = new Set(['dirty_on', 'exits_on', 'net_on', 'blk_on', 'handler_on', 'multifd_on', 'xbzrle_on']);
 
 /** The knobs of a seed. */
 export function knobsOf(seed: number): Knobs {

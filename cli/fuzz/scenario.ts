@@ -4,7 +4,8 @@
 // the run as long as the duration knob) and liveness (faults off, a dirty
 // rate the link can outrun, and a generous duration, so migration must
 // complete). Runs stay small: 64-512 MiB of guest memory, at most 120 s of
-// simulated time.
+// simulated time. multifd (its channels and zero-page-detection) and xbzrle
+// (its cache size, down to a cache that misses) are drawn in both phases.
 // Leaves out: running and judging the scenario (cli/fuzz/check.ts).
 import { stringify } from 'yaml';
 import type { Knobs } from './knobs.ts';
@@ -28,6 +29,8 @@ const FAULTS = [null, 'stall', 'slow-flush', 'io-error', 'handler-cost'] as cons
 const POLICIES = [['legacy'], ['flush-timeout'], ['flush-timeout', 'min-interval'], ['abort-on-downtime'], ['auto-converge']];
 const BANDWIDTH_MIB_MAX = [128, 32, 64, 256];
 const LINK = [['10Gbit/s', 10e9 / 8], ['1Gbit/s', 1e9 / 8], ['400Mbit/s', 400e6 / 8]] as const;
+const ZERO_PAGE_DETECTION = ['multifd', 'legacy', 'none'];
+const XBZRLE_CACHE = ['64MiB', '16MiB', '1MiB', '64KiB'];
 
 export interface ScenarioText {
   readonly name: string;
@@ -128,6 +131,10 @@ export function buildScenario(k: Knobs, o: BuildOptions): ScenarioText {
   if (policy.includes('auto-converge')) {
     migration.auto_converge = { initial: k.throttle_initial, increment: k.throttle_increment };
   }
+  if (k.multifd_on && !k.mode) {
+    migration.multifd = { channels: k.multifd_channels, zero_page_detection: ZERO_PAGE_DETECTION[k.zero_page_detection] };
+  }
+  if (k.xbzrle_on) migration.xbzrle = { cache_size: XBZRLE_CACHE[k.xbzrle_cache] };
   if (o.plant) migration.bug = o.plant;
   doc.migration = migration;
   if (o.expect) doc.expect = o.expect;

@@ -44,6 +44,7 @@ export function qemuBudgetValue(key: BudgetKey, r: QemuRunResult): number | null
     case 'ping_lost':
     case 'userspace_progress':
     case 'userspace_gap':
+    case 'multifd_sync_wait':
       return null;
   }
 }

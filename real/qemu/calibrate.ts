@@ -24,7 +24,8 @@
 // the run's wall clock shows. The result prints as a table and, with
 // --write, as a scenario fragment that scenarios include (`include:`); the
 // fidelity suite includes scenarios/fidelity/host.yaml.
-// Leaves out: more than one vCPU, huge pages, compression and multifd costs.
+// Leaves out: more than one vCPU, huge pages, compression, xbzrle's encoding
+// and multifd's channels (qemu.host.xbzrle_encode, migration_cores).
 import { readdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { checkScenario, type Scenario } from '../../sim/scenario/scenario.ts';
@@ -145,7 +146,7 @@ export interface Calibration {
   readonly host: string;
   readonly qemu: { readonly version: string; readonly package: string; readonly binary: string };
   /** The qemu.host section, in ns, pages/s and bytes/s. */
-  readonly costs: HostCosts;
+  readonly costs: Costs;
   /** vm.firmware: what the firmware left holding data in an idle guest. */
   readonly firmware_bytes: number;
   readonly runs: readonly CalibrationRun[];
@@ -220,7 +221,8 @@ function syncPerGib(r: QemuRunResult): number {
   return Math.round((d[Math.floor(d.length / 2)]! * GIB) / r.qemu.memory_bytes);
 }
 
-type Costs = HostCosts;
+/** The costs calibrate measures (xbzrle's encoding and the cores for multifd's channels it leaves to the scenario). */
+type Costs = Omit<HostCosts, 'xbzrle_encode_ns' | 'migration_cores'>;
 
 /** One round of the four runs and the socket. */
 async function calibrateOnce(mem: number, base: QemuRunOptions, log: (line: string) => void, round: string): Promise<{ costs: Costs; firmware: number; runs: CalibrationRun[]; first: QemuRunResult }> {

@@ -8,6 +8,7 @@
 // tables, attribution chains).
 import type { QemuSyncRecord, SwitchoverSteps } from './trace.ts';
 import type { QueryMigrate } from '../../sim/migration/migration.ts';
+import type { XbzrleStats } from '../../sim/migration/xbzrle.ts';
 import type { MemoryCompare } from './verify.ts';
 import type { NbdCounts, NbdRequestRecord } from './nbd-server.ts';
 
@@ -45,7 +46,7 @@ export interface QemuModernResult {
   ring_full_exits: number;
   dirty_ring: { size: number; ring_full_exits: number; reaps: number; reaped_pages: number; reap_max_us: number; reap_hold_max_ns: number } | null;
   /** query-migrate's xbzrle-cache, under the simulation's names. */
-  xbzrle: { cache_size: number; bytes: number; pages: number; cache_miss: number; cache_miss_rate: number; encoding_rate: number; overflow: number } | null;
+  xbzrle: XbzrleStats | null;
 }
 
 export interface QemuMigrationResult extends QemuModernResult {

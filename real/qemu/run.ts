@@ -17,7 +17,9 @@
 // Leaves out: policies QEMU 7.2 does not have (flush-timeout, min-interval,
 // abort-on-downtime: reported as unsupported, the run is legacy), the 2012
 // main-loop mode, max_iterations, net devices, more than one vCPU or disk,
-// postcopy, multifd, migration over anything but loopback TCP.
+// postcopy recovery, migration over anything but loopback TCP. multifd,
+// xbzrle, postcopy and the dirty ring are QEMU's capabilities and parameters
+// (features.ts), their figures from the traces and query-migrate.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';

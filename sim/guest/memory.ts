@@ -38,6 +38,12 @@ export interface PageSink {
    * returns how many of them were zero pages. Same effect as savePage on each.
    */
   saveRun?(first: number, count: number): number;
+  /**
+   * Optional: the page's bytes are the same as what the destination holds
+   * (XBZRLE found nothing to send); in simulation its content version there
+   * catches up with the source's. Nothing is sent.
+   */
+  unchanged?(page: number): void;
   /** The destination's time to load the pages saved since the last call (a model of its cost), then 0 again. */
   takeLoadCostNs?(): number;
 }

@@ -50,6 +50,12 @@ export class GuestRam implements GuestMemory {
     return false;
   }
 
+  /** True when the page is one of a byte-counter range (its writes change one byte). */
+  isByteCounterPage(page: number): boolean {
+    for (const [from, to] of this.counterRanges) if (page >= from && page < to) return true;
+    return false;
+  }
+
   /** Pages [first, first + count) hold one byte counter each (the increment workload). */
   addByteCounterRange(first: number, count: number): void {
     this.counterRanges.push([first, first + count]);

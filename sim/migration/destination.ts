@@ -83,6 +83,21 @@ export class Destination implements MigrationDestination {
     this.loadCostNs += zero ? this.host.zero_page_scan_ns : testAndSetBit(this.touched, page) ? this.host.dest_page_ns : this.host.dest_first_touch_ns;
   }
 
+  /**
+   * XBZRLE found the page byte for byte as the destination has it: its
+   * version is the source's again, at no cost. Checked: the versions must
+   * stand for the same bytes (equal, or a byte counter back at its value).
+   */
+  unchanged(page: number): void {
+    const had = this.versions[page]!;
+    const now = this.src.versions[page]!;
+    if (had !== now && !(this.src.isByteCounterPage(page) && (had & 255) === (now & 255))) {
+      throw new InvariantError('lost-page',
+        `xbzrle sent nothing for page ${page} (unchanged), but the destination has version ${had} and the source ${now}`);
+    }
+    this.versions[page] = now;
+  }
+
   /** A run of pages arrives (the first pass sends whole words of them); returns the zero pages among them. */
   saveRun(first: number, count: number): number {
     const src = this.src.versions;

@@ -10,7 +10,15 @@
 // (QEMU 1.1's buffered file on the main loop) never waits: it stops writing
 // when the buffer is full. On KVM a real socket carries the bytes (a
 // MigrationWire) and the time they take is its own.
-// Leaves out: TCP dynamics (slow start, windows), multifd channels, compression.
+// With multifd the wire carries several streams (the main one and one per
+// channel, each a TCP connection of its own: LinkStream). They share the
+// wire's bandwidth in the order they write (first come, first carried); each
+// has its own send buffer, and its own receiving thread at the destination,
+// which holds only that stream back when it loads slower than the wire.
+// The rate limit stays one for all: bytes count against it where QEMU
+// counts them (account()), whichever stream carries them.
+// Leaves out: TCP dynamics (slow start, windows, fair sharing of a congested
+// wire), compression.
 import type { Co, Platform } from '../platform.ts';
 
 /** A real carrier of the stream: transmit() returns once the bytes left (QEMU: qemu_fflush). */
@@ -40,12 +48,17 @@ export class MigrationLink {
   rateLimit: number;
   windowStartNs = 0;
   windowBytes = 0;
-  /** When the wire and the destination have taken everything written so far. */
+  /** When the wire and the destination have taken everything written so far (the main stream alone). */
   drainedAtNs = 0;
+  /** With channels: when the shared wire has carried every byte written so far, on any stream. */
+  wireFreeNs = 0;
+  /** With channels: the main stream, one of the wire's streams like them; null: the main stream alone. */
+  private main: LinkStream | null = null;
+  readonly channels: LinkStream[] = [];
   private readonly bufferNs: number;
 
   constructor(
-    private readonly platform: Platform,
+    readonly platform: Platform,
     readonly bandwidth: number,
     readonly latencyNs: number,
     readonly maxBandwidth: number,
@@ -67,6 +80,33 @@ export class MigrationLink {
   }
 
   /**
+   * Opens n more streams on the wire, one per multifd channel (QEMU:
+   * multifd_new_send_channel_create, a socket each). The main stream then
+   * shares the wire with them.
+   */
+  openChannels(n: number): readonly LinkStream[] {
+    if (this.wire) throw new Error('multifd channels run on the modelled link only');
+    this.main ??= new LinkStream(this, 'main');
+    for (let i = 0; i < n; i++) this.channels.push(new LinkStream(this, `multifd_send_${this.channels.length}`));
+    return this.channels;
+  }
+
+  /** The main stream, once channels share the wire (null before). */
+  mainStream(): LinkStream | null {
+    return this.main;
+  }
+
+  /**
+   * Counts bytes in transferred and against the rate limit, without writing
+   * them (QEMU: the migration thread accounting a multifd packet:
+   * qemu_file_acct_rate_limit in 7.2's multifd_send_pages).
+   */
+  account(bytes: number): void {
+    this.transferred += bytes;
+    this.windowBytes += bytes;
+  }
+
+  /**
    * Writes bytes into the stream (QEMU: qemu_put_buffer + qemu_fflush): the
    * thread spends cost.cpuNs first, then the bytes queue behind what the
    * socket holds; a blocking writer returns once they are in the buffer.
@@ -74,9 +114,9 @@ export class MigrationLink {
   *send(bytes: number, cost: SendCost = {}): Co<void> {
     if (cost.cpuNs) yield* this.platform.cpu(cost.cpuNs);
     if (bytes <= 0) return;
-    this.transferred += bytes;
-    this.windowBytes += bytes;
+    this.account(bytes);
     if (this.wire) return yield* this.wire.transmit(bytes);
+    if (this.main) return yield* this.main.write(bytes, cost.destNs ?? 0);
     const p = this.platform;
     const now = p.nowNs();
     const busyNs = Math.max(1, Math.round((bytes * 1e9) / this.bandwidth), Math.round(cost.destNs ?? 0));
@@ -98,7 +138,9 @@ export class MigrationLink {
 
   /** Time until everything written has been taken by the destination, plus the one-way latency. */
   arrivalNs(): number {
-    return Math.max(0, this.drainedAtNs - this.platform.nowNs()) + this.latencyNs;
+    if (!this.main) return Math.max(0, this.drainedAtNs - this.platform.nowNs()) + this.latencyNs;
+    const drained = Math.max(this.main.tailNs, ...this.channels.map((c) => c.tailNs));
+    return Math.max(0, Math.ceil(drained - this.platform.nowNs())) + this.latencyNs;
   }
 
   /** Time left in the current window. */
@@ -110,5 +152,67 @@ export class MigrationLink {
   resetWindow(): void {
     this.windowStartNs = this.platform.nowNs();
     this.windowBytes = 0;
+  }
+}
+
+/** A write that the wire and the stream's receiver are taking, from `fromNs` to `toNs`. */
+interface InFlight {
+  readonly fromNs: number;
+  readonly toNs: number;
+  readonly bytes: number;
+}
+
+/**
+ * One TCP connection on a link shared with others (the main stream or a
+ * multifd channel's): its writes go on the wire in the order all streams
+ * write, its send buffer holds SOCKET_BUFFER_BYTES, and its receiver at the
+ * destination loads what arrives (destNs per write) one write after another.
+ * Accounting against the rate limit is the caller's (MigrationLink.account).
+ */
+export class LinkStream {
+  /** Bytes written on this stream. */
+  transferred = 0;
+  /** When the destination has taken this stream's last byte. */
+  tailNs = 0;
+  private readonly inFlight: InFlight[] = [];
+
+  constructor(private readonly link: MigrationLink, readonly name: string) {}
+
+  /**
+   * QEMU: qio_channel_writev_full_all on the stream's socket: the bytes queue
+   * on the wire behind every stream's earlier ones; returns once the socket's
+   * send buffer holds them (the writer blocks while it is full).
+   */
+  *write(bytes: number, destNs = 0): Co<void> {
+    if (bytes <= 0) return;
+    const link = this.link;
+    const p = link.platform;
+    const now = p.nowNs();
+    while (this.inFlight.length > 0 && this.inFlight[0]!.toNs <= now) this.inFlight.shift();
+    this.transferred += bytes;
+    const wireNs = (bytes * 1e9) / link.bandwidth;
+    const start = Math.max(now, link.wireFreeNs);
+    link.wireFreeNs = start + wireNs;
+    // The receiver takes the write once it has taken the ones before.
+    const fromNs = Math.max(start, this.tailNs);
+    const toNs = Math.max(start + wireNs, fromNs + destNs, fromNs + 1);
+    this.tailNs = toNs;
+    this.inFlight.push({ fromNs, toNs, bytes });
+    const room = Math.ceil(this.roomAtNs());
+    if (room > now) yield* p.sleep(room - now);
+  }
+
+  /** When no more than the send buffer's worth of this stream's bytes is still unsent (they drain evenly over each write's span). */
+  private roomAtNs(): number {
+    let later = 0;
+    for (let j = this.inFlight.length - 1; j >= 0; j--) {
+      const w = this.inFlight[j]!;
+      if (later + w.bytes > SOCKET_BUFFER_BYTES) {
+        const keep = SOCKET_BUFFER_BYTES - later;
+        return w.toNs - (keep / w.bytes) * (w.toNs - w.fromNs);
+      }
+      later += w.bytes;
+    }
+    return 0;
   }
 }

@@ -21,7 +21,10 @@
 // migration_iteration_finish, unless the destination had been told to start.
 // The destination is an interface: in simulation a model in this process, on
 // KVM a second process at the end of a TCP stream (the same code drives both).
-// Leaves out: postcopy, multifd, return path, cancellation from QMP.
+// multifd (multifd.ts): the channel threads start with the migration, and
+// RAM save syncs with them at setup, per section or per round, and at
+// completion; xbzrle (xbzrle.ts) is RAM save's. Both run in simulation only.
+// Leaves out: postcopy, return path, cancellation from QMP.
 import type { Machine, StopPhases } from '../machine.ts';
 import type { GuestPort } from '../guest/guest.ts';
 import { GuestRam } from '../guest/ram.ts';
@@ -33,7 +36,9 @@ import { InvariantError } from '../invariant.ts';
 import { QEMUClockType, type QEMUTimer } from '../main-loop/timer.ts';
 import { DEST_START_NS, Destination, MigrationStreamError, type MigrationDestination } from './destination.ts';
 import { BUFFER_DELAY_NS, MigrationLink } from './link.ts';
+import { MultifdSend } from './multifd.ts';
 import { RamState } from './ram.ts';
+import { Xbzrle } from './xbzrle.ts';
 import {
   mayComplete,
   startMigrationActor,
@@ -95,6 +100,8 @@ export class Migration<D extends MigrationDestination = Destination> {
   readonly link: MigrationLink;
   readonly dest: D;
   readonly ram: RamState;
+  /** The multifd channels (QEMU: multifd_send_state), or null without the capability. */
+  readonly multifd: MultifdSend | null;
   readonly attempts: CompletionAttempt[] = [];
   readonly snapshots: QueryMigrate[] = [];
   readonly transitions: { t_ns: number; from: MigrationStatus; to: MigrationStatus }[] = [];
@@ -136,7 +143,11 @@ export class Migration<D extends MigrationDestination = Destination> {
     // Without one, D is its default, the model.
     this.dest = dest ?? (new Destination(this.p, modelRam(guest), this.qemu.host) as MigrationDestination as D);
     this.link = new MigrationLink(this.p, spec.link.bandwidth, spec.link.latency_ns, spec.max_bandwidth, this.dest.wire);
-    this.ram = new RamState(guest.ram, this.dest, spec, this.qemu.host);
+    this.multifd = spec.multifd
+      ? new MultifdSend(this.p, this.link, spec.multifd, this.qemu.profile, this.qemu.host, guest.ram, this.dest, machine.trace)
+      : null;
+    const xbzrle = spec.xbzrle ? new Xbzrle(spec.xbzrle.cache_size, simulatedRam(guest, 'xbzrle'), this.qemu.host) : null;
+    this.ram = new RamState(guest.ram, this.dest, spec, this.qemu.host, this.multifd, xbzrle);
     // QEMU: migrate_init sets expected_downtime to the downtime limit until the first estimate.
     this.expectedDowntimeNs = spec.downtime_limit_ns;
   }
@@ -154,6 +165,8 @@ export class Migration<D extends MigrationDestination = Destination> {
     const deviceStatus = this.qemu.profile.device_status;
     this.actor = startMigrationActor(this.p, { rollback, minIntervalMs, deviceStatus }, (to, from) => this.onStatus(to, from));
     this.actor.send({ type: 'START' });
+    // QEMU: multifd_save_setup, from migrate_fd_connect.
+    this.multifd?.start();
     if (this.spec.mode === 'thread') {
       this.p.spawn('migration', () => this.threadFn());
     } else {
@@ -301,6 +314,8 @@ export class Migration<D extends MigrationDestination = Destination> {
     this.ram.setup(this.p.nowNs(), this.ram.transferred);
     yield* this.syncNow();
     if (bqlSite) m.bql.unlock();
+    // QEMU: ram_save_setup's multifd sync, outside the BQL.
+    yield* this.ram.multifdSync(this.link, 'setup');
     this.setupNs = this.p.nowNs() - this.startNs;
     this.link.resetWindow();
     this.windowXferStart = this.link.transferred;
@@ -406,6 +421,7 @@ export class Migration<D extends MigrationDestination = Destination> {
       any = true;
       if (this.p.nowNs() - t0 > WAIT_NS_MAX) break;
     }
+    yield* this.ram.multifdSync(this.link, 'iterate');
     // QEMU: RAM_SAVE_FLAG_EOS ends the iteration's section.
     this.ram.transferred += EOS_BYTES;
     yield* this.link.send(EOS_BYTES, { blocking: this.blockingWrites() });
@@ -584,5 +600,11 @@ export class Migration<D extends MigrationDestination = Destination> {
 /** The model's destination compares content versions: it needs the simulation's RAM. */
 function modelRam(guest: GuestPort): GuestRam {
   if (!(guest.ram instanceof GuestRam)) throw new Error('this guest memory needs its own MigrationDestination');
+  return guest.ram;
+}
+
+/** A feature modelled on the simulation's content versions only. */
+function simulatedRam(guest: GuestPort, feature: string): GuestRam {
+  if (!(guest.ram instanceof GuestRam)) throw new Error(`${feature} runs in the simulation only`);
   return guest.ram;
 }

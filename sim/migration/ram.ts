@@ -10,7 +10,12 @@
 // stream; the sync costs KVM_GET_DIRTY_LOG / KVM_CLEAR_DIRTY_LOG time per GiB
 // under the BQL. Written against GuestMemory and PageSink, so the same code
 // runs on the simulation's content versions and on KVM's guest RAM and dirty log.
-// Leaves out: multiple RAMBlocks, postcopy, XBZRLE, compression, multifd.
+// With xbzrle, once the first pass is complete, normal pages go through the
+// XBZRLE cache (xbzrle.ts). With multifd the walk queues pages for the
+// channels instead of sending them (multifd.ts): it goes on from where it
+// stopped also in the last stage, and a wrap of the scan is a multifd sync
+// where the QEMU version syncs per round.
+// Leaves out: multiple RAMBlocks, postcopy, compression.
 import type { GuestMemory, PageSink } from '../guest/memory.ts';
 import type { Co } from '../platform.ts';
 import { invariant } from '../invariant.ts';
@@ -18,6 +23,8 @@ import { HOST_COSTS_DEFAULT, type HostCosts } from '../scenario/qemu.ts';
 import type { MigrationSpec } from '../scenario/scenario.ts';
 import { bitmapNew, findNextBit, setRange, syncDirtyLog } from '../util/bitmap.ts';
 import type { MigrationLink } from './link.ts';
+import { MULTIFD_FLUSH_BYTES, type MultifdSend } from './multifd.ts';
+import { XBZRLE_HEADER_BYTES, type Xbzrle } from './xbzrle.ts';
 
 /** QEMU: the period over which dirty-pages-rate is computed (1 s). */
 export const DIRTY_RATE_PERIOD_NS = 1_000_000_000;
@@ -65,14 +72,24 @@ export class RamState {
   private periodXferStart = 0;
   private dirtyRateHighCount = 0;
   private lastSyncNs = 0;
+  /** QEMU: rs->last_stage: ram_save_complete's pass (XBZRLE neither caches misses nor updates its copies). */
+  private lastStage = false;
+  /** QEMU: rs->target_page_count and its value at the last rate update (pages sent by ram_save_iterate). */
+  private targetPageCount = 0;
+  private targetPageCountPrev = 0;
 
   constructor(
     readonly ram: GuestMemory,
     private readonly sink: PageSink,
     private readonly spec: MigrationSpec,
     private readonly host: HostCosts = HOST_COSTS_DEFAULT,
+    /** The multifd channels, when the capability is on. */
+    readonly multifd: MultifdSend | null = null,
+    /** The XBZRLE cache, when the capability is on (its pages bypass it under multifd, as in QEMU). */
+    readonly xbzrle: Xbzrle | null = null,
   ) {
     this.bitmap = bitmapNew(ram.pages);
+    multifd?.bind(this);
   }
 
   get pageBytes(): number {
@@ -119,6 +136,8 @@ export class RamState {
       const periodNs = nowNs - this.periodStartNs;
       this.dirtyPagesRate = Math.round((this.periodDirty * 1e9) / periodNs);
       if (autoConverge) this.triggerThrottle(transferred - this.periodXferStart, setThrottle);
+      this.xbzrle?.updateRates(this.targetPageCount - this.targetPageCountPrev);
+      this.targetPageCountPrev = this.targetPageCount;
       this.periodStartNs = nowNs;
       this.periodDirty = 0;
       this.periodXferStart = transferred;
@@ -159,6 +178,7 @@ export class RamState {
    * pages sent (0: no dirty page left in this pass).
    */
   *savePages(link: MigrationLink, maxBytes: number, blocking = true): Co<number> {
+    if (this.multifd) return yield* this.saveMultifd(link, maxBytes, this.multifd);
     const sent = this.takePages(maxBytes);
     this.pagesSinceSync += sent;
     this.transferred += this.takenBytes;
@@ -185,11 +205,15 @@ export class RamState {
     let sent = 0;
     let page = this.cursor;
     const duplicateBefore = this.duplicate;
+    // XBZRLE, once started, sees every normal page: no whole-word runs then.
+    const xb = this.xbzrle?.started ? this.xbzrle : null;
     while (bytes < maxBytes) {
       page = findNextBit(bitmap, page, pages);
       if (page >= pages) {
         // End of the pass: the next one starts from page 0 after a sync.
         page = 0;
+        // QEMU: find_dirty_block sets xbzrle_started once the scan wraps.
+        if (this.xbzrle) this.xbzrle.started = true;
         break;
       }
       // The dirty pages of this word from page on, in order, one at a time
@@ -201,7 +225,9 @@ export class RamState {
       if (w === lastWord) todo &= lastMask;
       let normal = 0;
       let duplicate = 0;
-      if (todo === -1 && sink.saveRun && w !== lastWord && bytes + 31 * full < maxBytes) {
+      /** Pages XBZRLE sent encoded, or not at all (unchanged). */
+      let encoded = 0;
+      if (todo === -1 && !xb && sink.saveRun && w !== lastWord && bytes + 31 * full < maxBytes) {
         // Whole dirty words that the budget covers whatever their pages' kind
         // (the first pass): handed to the sink as one run.
         let words = 1;
@@ -213,7 +239,7 @@ export class RamState {
         bitmap.fill(0, w, w + words);
         word = 0;
         page = base + count - 1;
-      } else if (todo === -1 && bytes + 31 * full < maxBytes) {
+      } else if (todo === -1 && !xb && bytes + 31 * full < maxBytes) {
         // All 32 pages dirty, and the budget lasts for all of them whatever
         // their kind: the plain loop, as in the first pass.
         const end = base + 32;
@@ -233,6 +259,14 @@ export class RamState {
           word &= ~(1 << bit);
           page = base + bit;
           const zero = ram.isZeroPage(page);
+          if (xb) {
+            const b = this.saveXbzrle(xb, page, zero);
+            bytes += b < 0 ? full : b;
+            if (zero) duplicate++;
+            else if (b < 0) normal++;
+            else encoded++;
+            continue;
+          }
           if (zero) {
             duplicate++;
             bytes += header + ZERO_PAGE_BYTES;
@@ -244,7 +278,7 @@ export class RamState {
         } while (todo !== 0 && bytes < maxBytes);
       }
       bitmap[w] = word;
-      const taken = normal + duplicate;
+      const taken = normal + duplicate + encoded;
       this.dirtyPages -= taken;
       this.normal += normal;
       this.duplicate += duplicate;
@@ -254,13 +288,131 @@ export class RamState {
     this.cursor = page;
     this.takenBytes = bytes;
     const zeros = this.duplicate - duplicateBefore;
-    this.takenCpuNs = Math.round(zeros * this.host.zero_page_scan_ns + (sent - zeros) * this.host.page_send_ns);
+    // With XBZRLE every normal page's CPU time is the cache's (a miss's copy included).
+    const normalCpuNs = xb ? xb.takeCpuNs() : (sent - zeros) * this.host.page_send_ns;
+    this.takenCpuNs = Math.round(zeros * this.host.zero_page_scan_ns + normalCpuNs);
     this.takenDestNs = sink.takeLoadCostNs?.() ?? 0;
+    if (!this.lastStage) this.targetPageCount += sent;
     return sent;
+  }
+
+  /**
+   * QEMU: ram_save_target_page -> save_zero_page / save_xbzrle_page /
+   * save_normal_page once XBZRLE has started. Returns the bytes the page
+   * takes on the wire, or -1 for a normal page whole (a miss or an
+   * overflow, whose CPU time is the cache's). An unchanged page takes none.
+   */
+  private saveXbzrle(xb: Xbzrle, page: number, zero: boolean): number {
+    const header = this.spec.page_header_bytes;
+    if (zero) {
+      xb.cacheZeroPage(page, this.dirtySyncCount);
+      this.sink.savePage(page, true);
+      return header + ZERO_PAGE_BYTES;
+    }
+    const len = xb.savePage(page, this.dirtySyncCount, this.lastStage);
+    if (len === 0) {
+      this.sink.unchanged?.(page);
+      return 0;
+    }
+    this.sink.savePage(page, false);
+    return len > 0 ? header + XBZRLE_HEADER_BYTES + len : -1;
+  }
+
+  /**
+   * The multifd form of savePages (QEMU: ram_save_target_page ->
+   * ram_save_multifd_page): queues dirty pages for the channels until about
+   * maxBytes of them are queued or the scan wraps (a per-round sync). Zero
+   * pages under zero-page-detection legacy are the migration thread's, on
+   * the main stream. Returns the pages taken.
+   */
+  private *saveMultifd(link: MigrationLink, maxBytes: number, mf: MultifdSend): Co<number> {
+    const pages = this.ram.pages;
+    const bitmap = this.bitmap;
+    const legacy = mf.detection === 'legacy';
+    const header = this.spec.page_header_bytes;
+    const full = this.ram.pageSize + header;
+    let bytes = 0;
+    let sent = 0;
+    let zeros = 0;
+    // Main-stream zero pages go out before anything that yields (their destination cost is theirs).
+    const sendZeros = function* (this: RamState): Co<void> {
+      if (zeros === 0) return;
+      const zeroBytes = zeros * (header + ZERO_PAGE_BYTES);
+      this.transferred += zeroBytes;
+      const destNs = this.sink.takeLoadCostNs?.() ?? 0;
+      const cpuNs = Math.round(zeros * this.host.zero_page_scan_ns);
+      zeros = 0;
+      yield* link.send(zeroBytes, { cpuNs, destNs });
+    }.bind(this);
+    while (bytes < maxBytes) {
+      const page = findNextBit(bitmap, this.cursor, pages);
+      if (page >= pages) {
+        this.cursor = 0;
+        yield* sendZeros();
+        // QEMU 8.0 on: find_dirty_block syncs the channels when the scan wraps.
+        if (mf.syncPerRound) yield* this.multifdFlush(link);
+        break;
+      }
+      bitmap[page >>> 5] = bitmap[page >>> 5]! & ~(1 << (page & 31));
+      this.dirtyPages--;
+      sent++;
+      this.cursor = page + 1;
+      if (legacy && this.ram.isZeroPage(page)) {
+        // QEMU: save_zero_page on the migration thread.
+        mf.noteSent(page);
+        this.sink.savePage(page, true);
+        this.duplicate++;
+        zeros++;
+        bytes += header + ZERO_PAGE_BYTES;
+        continue;
+      }
+      bytes += full;
+      if (mf.queuePage(page)) {
+        yield* sendZeros();
+        yield* mf.sendPages();
+      }
+    }
+    yield* sendZeros();
+    this.pagesSinceSync += sent;
+    return sent;
+  }
+
+  /** QEMU: multifd_send_sync_main, then (per round, 8.0 on) RAM_SAVE_FLAG_MULTIFD_FLUSH on the main stream. */
+  private *multifdFlush(link: MigrationLink, complete = false): Co<void> {
+    const mf = this.multifd!;
+    // Planted bug for the checker: only the completion syncs the channels.
+    if (!complete && this.spec.bug === 'multifd-skips-sync') return;
+    yield* mf.syncMain();
+    if (!mf.syncPerRound) return;
+    this.transferred += MULTIFD_FLUSH_BYTES;
+    yield* link.send(MULTIFD_FLUSH_BYTES);
+  }
+
+  /**
+   * The multifd sync of ram_save_setup (`setup`), of the end of
+   * ram_save_iterate where the version syncs per section (`iterate`), and of
+   * ram_save_complete (`complete`); nothing without multifd.
+   */
+  *multifdSync(link: MigrationLink, at: 'setup' | 'iterate' | 'complete'): Co<void> {
+    const mf = this.multifd;
+    if (!mf || (at === 'iterate' && mf.syncPerRound)) return;
+    yield* this.multifdFlush(link, at === 'complete');
   }
 
   /** Sends every dirty page (the final pass), in chunks of chunkBytes. */
   *saveAll(link: MigrationLink, chunkBytes: number, blocking = true): Co<void> {
+    this.lastStage = true;
+    if (this.multifd) {
+      // QEMU: ram_save_complete scans on from where the last iteration stopped.
+      let idle = 0;
+      while (this.dirtyPages > 0) {
+        const sent = yield* this.saveMultifd(link, chunkBytes, this.multifd);
+        idle = sent > 0 ? 0 : idle + 1;
+        invariant(idle < 2, `${this.dirtyPages} dirty pages counted but none in the migration bitmap`);
+      }
+      yield* this.multifdSync(link, 'complete');
+      return;
+    }
     this.cursor = 0;
     while (this.dirtyPages > 0) {
       const from = this.cursor;
@@ -269,8 +421,9 @@ export class RamState {
     }
   }
 
-  /** QEMU: memory_global_dirty_log_stop */
+  /** QEMU: memory_global_dirty_log_stop; multifd_save_cleanup ends the channel threads. */
   cleanup(): void {
     this.ram.logging = false;
+    this.multifd?.terminate();
   }
 }

@@ -17,7 +17,8 @@ export type BudgetKey =
   | 'userspace_gap'
   | 'migration_time'
   | 'completion_attempts'
-  | 'rollbacks';
+  | 'rollbacks'
+  | 'multifd_sync_wait';
 
 export interface Budget {
   /** The name as written: max_downtime, min_main_loop_block, ... */
@@ -43,6 +44,7 @@ export const BUDGET_KINDS: Record<BudgetKey, [string, 'duration' | 'count']> = {
   migration_time: ['total migration time (a migration that did not complete fails a max_ budget)', 'duration'],
   completion_attempts: ['migration completion attempts', 'count'],
   rollbacks: ['rollbacks from device back to active', 'count'],
+  multifd_sync_wait: ['longest wait of the migration thread for the multifd channels in multifd_send_sync_main', 'duration'],
 };
 
 export const MIGRATION_STATUSES = ['none', 'setup', 'active', 'device', 'completed', 'failed', 'cancelling', 'cancelled'] as const;
@@ -50,7 +52,7 @@ export const MIGRATION_STATUSES = ['none', 'setup', 'active', 'device', 'complet
 /** Handler names `slow_handlers` may list at most. */
 const SLOW_HANDLERS_MAX = 256;
 
-const NEEDS_MIGRATION: readonly BudgetKey[] = ['downtime', 'migration_time', 'completion_attempts', 'rollbacks'];
+const NEEDS_MIGRATION: readonly BudgetKey[] = ['downtime', 'migration_time', 'completion_attempts', 'rollbacks', 'multifd_sync_wait'];
 const NEEDS_NET: readonly BudgetKey[] = ['ping_rtt_p99', 'ping_lost'];
 
 export function expectSchema(): Schema {
@@ -72,7 +74,7 @@ export interface ExpectSpec {
   readonly migration_status: string | null;
 }
 
-export function checkExpect(e: Raw, has: { migration: boolean; net: boolean }, f: Fields): ExpectSpec {
+export function checkExpect(e: Raw, has: { migration: boolean; multifd: boolean; net: boolean }, f: Fields): ExpectSpec {
   const budgets: Budget[] = [];
   for (const [k, v] of Object.entries(e)) {
     if (k === 'slow_handlers' || k === 'migration_status') continue;
@@ -81,6 +83,7 @@ export function checkExpect(e: Raw, has: { migration: boolean; net: boolean }, f
     const kind = BUDGET_KINDS[key][1];
     if (NEEDS_MIGRATION.includes(key) && !has.migration) f.fail(['expect', k], `${k} needs a migration section`, true);
     if (NEEDS_NET.includes(key) && !has.net) f.fail(['expect', k], `${k} needs a virtio-net device`, true);
+    if (key === 'multifd_sync_wait' && has.migration && !has.multifd) f.fail(['expect', k], `${k} needs migration.multifd`, true);
     budgets.push({
       name: k, key, bound,
       limit: kind === 'duration' ? f.duration(['expect', k], v, 0, BOUND_LIMIT) : (v as number),

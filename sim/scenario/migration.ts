@@ -3,11 +3,14 @@
 // parameters (max-bandwidth, downtime-limit, the auto-converge throttle) and
 // the link to the destination. The mode, max-bandwidth and downtime-limit
 // defaults are the scenario's QEMU version profile's (qemu.ts); the others
-// are QEMU 7.2's.
+// are QEMU 7.2's. `multifd` (multifd-channels sender threads, QEMU 4.0 on,
+// with zero-page-detection from 9.0) and `xbzrle` (the page cache, 1.2 on)
+// turn on QEMU's capabilities of those names by being there.
 import { section, type Fields, type Raw } from './fields.ts';
 import { INSTANT_LIMIT, limit } from './limits.ts';
 import { bandwidth, duration, int, list, obj, oneOfWords, size, type Schema } from './schema-kit.ts';
 import type { QemuProfile } from './qemu.ts';
+import type { VmSpec } from './vm.ts';
 
 export type MigrationPolicy = 'legacy' | 'flush-timeout' | 'min-interval' | 'abort-on-downtime' | 'auto-converge';
 
@@ -33,7 +36,27 @@ export interface MigrationSpec {
    */
   readonly stream_timeout_ns: number;
   /** Planted faults for checking the checkers (tests only). */
-  readonly bug: 'none' | 'sync-drops-new-bits' | 'skip-final-flush';
+  readonly bug: 'none' | 'sync-drops-new-bits' | 'skip-final-flush' | 'multifd-skips-sync';
+  /** The multifd capability with its parameters, or null (off). */
+  readonly multifd: MultifdSpec | null;
+  /** The xbzrle capability with its parameters, or null (off). */
+  readonly xbzrle: XbzrleSpec | null;
+}
+
+/** QEMU: the zero-page-detection parameter (9.0 on): who finds zero pages, if anyone. */
+export type ZeroPageDetection = 'none' | 'legacy' | 'multifd';
+export const ZERO_PAGE_DETECTIONS: readonly ZeroPageDetection[] = ['none', 'legacy', 'multifd'];
+
+export interface MultifdSpec {
+  /** QEMU: multifd-channels. */
+  readonly channels: number;
+  /** `legacy`: the migration thread, before it queues a page; `multifd`: each channel, on its packet; `none`: zero pages go as normal pages. */
+  readonly zero_page_detection: ZeroPageDetection;
+}
+
+export interface XbzrleSpec {
+  /** QEMU: xbzrle-cache-size, bytes. */
+  readonly cache_size: number;
 }
 
 const POLICIES: readonly MigrationPolicy[] = ['legacy', 'flush-timeout', 'min-interval', 'abort-on-downtime', 'auto-converge'];
@@ -44,6 +67,15 @@ export const DEFAULT_MAX_BANDWIDTH = 128 * 2 ** 20;
 export const DEFAULT_DOWNTIME_LIMIT_NS = 300_000_000;
 /** QEMU 7.2: DEFAULT_MIGRATE_CPU_THROTTLE_INITIAL / _INCREMENT, DEFAULT_MIGRATE_MAX_CPU_THROTTLE, DEFAULT_MIGRATE_THROTTLE_TRIGGER_THRESHOLD. */
 export const DEFAULT_AUTO_CONVERGE = { initial: 20, increment: 10, max: 99, trigger: 50 } as const;
+
+/** QEMU 7.2: DEFAULT_MIGRATE_MULTIFD_CHANNELS (migration/migration.c). */
+export const DEFAULT_MULTIFD_CHANNELS = 2;
+/** QEMU: multifd-channels is a uint8 in the QAPI schema, and must be at least 1. */
+export const MULTIFD_CHANNELS_MAX = 255;
+/** QEMU 7.2: DEFAULT_MIGRATE_XBZRLE_CACHE_SIZE, 64 MiB (migration/migration.c). */
+export const DEFAULT_XBZRLE_CACHE_SIZE = 64 * 2 ** 20;
+/** QEMU: MULTIFD_PACKET_SIZE (migration/multifd.h): the pages of one packet, 512 KiB. */
+export const MULTIFD_PACKET_SIZE = 512 * 1024;
 
 /** Real mode's stream timeout when the scenario gives none. */
 export const DEFAULT_STREAM_TIMEOUT_NS = 10_000_000_000;
@@ -58,6 +90,8 @@ const INTERVAL_LIMIT = limit.duration('0s', '1h');
 /** Device state: up to 64 GiB (a VFIO GPU's state is gigabytes; a small VM's a few hundred KiB). */
 const DEVICE_STATE_LIMIT = limit.size('0B', '64GiB');
 const PAGE_HEADER_LIMIT = limit.size('0B', '64KiB');
+/** The XBZRLE cache: a page to guest-memory sized (a larger one holds no more pages). */
+const XBZRLE_CACHE_LIMIT = limit.size('1B', '4TiB');
 
 export function migrationSchema(): Schema {
   return obj({
@@ -87,11 +121,19 @@ export function migrationSchema(): Schema {
     device_state: size('device state sent during downtime', DEVICE_STATE_LIMIT),
     page_header: size('bytes of header per page', PAGE_HEADER_LIMIT),
     stream_timeout: duration('real mode: fail the migration when the stream does not move for this long (default 10s)', TIMEOUT_LIMIT),
-    bug: oneOfWords(['none', 'sync-drops-new-bits', 'skip-final-flush'], 'planted fault, to check the checkers'),
+    bug: oneOfWords(['none', 'sync-drops-new-bits', 'skip-final-flush', 'multifd-skips-sync'], 'planted fault, to check the checkers'),
+    multifd: obj({
+      channels: int(1, MULTIFD_CHANNELS_MAX, `multifd-channels: sender threads, each with its own stream (default ${DEFAULT_MULTIFD_CHANNELS})`),
+      zero_page_detection: oneOfWords(ZERO_PAGE_DETECTIONS,
+        'zero-page-detection (QEMU 9.0 on; default multifd there): who finds zero pages; before 9.0 only legacy, the migration thread'),
+    }, 'the multifd capability (QEMU 4.0 on): pages go in 512 KiB packets over multifd-channels streams'),
+    xbzrle: obj({
+      cache_size: size('xbzrle-cache-size: a power of two, at least a page (default 64MiB)', XBZRLE_CACHE_LIMIT),
+    }, 'the xbzrle capability (QEMU 1.2 on): pages sent before are sent as their XBZRLE-encoded difference from a cached copy (not under multifd, whose pages bypass it, as in QEMU)'),
   }, 'live migration');
 }
 
-export function checkMigration(m: Raw, durationNs: number, profile: QemuProfile, f: Fields): MigrationSpec {
+export function checkMigration(m: Raw, durationNs: number, profile: QemuProfile, vm: VmSpec, f: Fields): MigrationSpec {
   const start = f.duration(['migration', 'start'], m.start, 1_000_000_000, INSTANT_LIMIT);
   if (start >= durationNs) f.fail(['migration', 'start'], 'migration starts at or after the end of the run');
   const link = section(m, 'link');
@@ -106,13 +148,16 @@ export function checkMigration(m: Raw, durationNs: number, profile: QemuProfile,
   if (policy.includes('auto-converge') && !profile.auto_converge) {
     f.fail(['migration', 'policy'], `auto-converge came with QEMU 1.6; this scenario follows QEMU ${profile.version}`);
   }
+  const mode = (m.mode as 'thread' | 'main-loop' | undefined) ?? profile.mode;
+  const multifd = m.multifd === undefined ? null : checkMultifd(section(m, 'multifd'), mode, profile, vm, f);
+  const xbzrle = m.xbzrle === undefined ? null : checkXbzrle(section(m, 'xbzrle'), profile, vm, f);
   const acInitial = (ac.initial as number | undefined) ?? DEFAULT_AUTO_CONVERGE.initial;
   const acMax = (ac.max as number | undefined) ?? DEFAULT_AUTO_CONVERGE.max;
   if (acInitial > acMax) f.fail(['migration', 'auto_converge', 'initial'], 'initial throttle above max');
   return {
     start_ns: start,
     policy,
-    mode: (m.mode as 'thread' | 'main-loop' | undefined) ?? profile.mode,
+    mode,
     max_bandwidth: f.bandwidth(['migration', 'max_bandwidth'], m.max_bandwidth, profile.max_bandwidth, BANDWIDTH_LIMIT),
     downtime_limit_ns: f.duration(['migration', 'downtime_limit'], m.downtime_limit, profile.downtime_limit_ns, DOWNTIME_LIMIT_LIMIT),
     link: {
@@ -135,5 +180,34 @@ export function checkMigration(m: Raw, durationNs: number, profile: QemuProfile,
     page_header_bytes: f.size(['migration', 'page_header'], m.page_header, 8, PAGE_HEADER_LIMIT),
     stream_timeout_ns: f.duration(['migration', 'stream_timeout'], m.stream_timeout, DEFAULT_STREAM_TIMEOUT_NS, TIMEOUT_LIMIT),
     bug: (m.bug as MigrationSpec['bug'] | undefined) ?? 'none',
+    multifd,
+    xbzrle,
   };
+}
+
+function checkMultifd(mf: Raw, mode: MigrationSpec['mode'], profile: QemuProfile, vm: VmSpec, f: Fields): MultifdSpec {
+  const at = ['migration', 'multifd'];
+  if (!profile.multifd) f.fail(at, `multifd came with QEMU 4.0; this scenario follows QEMU ${profile.version}`);
+  if (mode !== 'thread') f.fail(at, 'multifd channels are fed by the migration thread: it needs mode thread');
+  if (vm.page_size > MULTIFD_PACKET_SIZE) f.fail(at, `a multifd packet holds 512 KiB of pages; the page size is larger (${vm.page_size} bytes)`);
+  const zpd = mf.zero_page_detection as ZeroPageDetection | undefined;
+  if (zpd !== undefined && zpd !== 'legacy' && !profile.zero_page_detection) {
+    f.fail([...at, 'zero_page_detection'],
+      `zero-page-detection ${zpd} came with QEMU 9.0; QEMU ${profile.version} finds zero pages on the migration thread (legacy)`);
+  }
+  return {
+    channels: (mf.channels as number | undefined) ?? DEFAULT_MULTIFD_CHANNELS,
+    zero_page_detection: zpd ?? (profile.zero_page_detection ? 'multifd' : 'legacy'),
+  };
+}
+
+function checkXbzrle(x: Raw, profile: QemuProfile, vm: VmSpec, f: Fields): XbzrleSpec {
+  const at = ['migration', 'xbzrle'];
+  if (!profile.xbzrle) f.fail(at, `xbzrle came with QEMU 1.2; this scenario follows QEMU ${profile.version}`);
+  const cacheSize = f.size([...at, 'cache_size'], x.cache_size, DEFAULT_XBZRLE_CACHE_SIZE, XBZRLE_CACHE_LIMIT);
+  // QEMU: migrate_params_check: a power of two no less than the target page size.
+  if (cacheSize < vm.page_size || !Number.isInteger(Math.log2(cacheSize))) {
+    f.fail([...at, 'cache_size'], `${String(x.cache_size ?? cacheSize)} is not a power of two no less than the page size (${vm.page_size} bytes)`);
+  }
+  return { cache_size: cacheSize };
 }

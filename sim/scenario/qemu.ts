@@ -6,7 +6,7 @@
 // over QEMU's history; docs/fidelity.md has the same table in words.
 // Leaves out: versions between the profiles (a scenario names the nearest).
 import type { Fields, Raw } from './fields.ts';
-import { bandwidth, duration, obj, rate, type Schema } from './schema-kit.ts';
+import { bandwidth, duration, int, obj, rate, type Schema } from './schema-kit.ts';
 import { limit } from './limits.ts';
 
 /** The modelled QEMU versions, oldest first. */
@@ -42,6 +42,20 @@ export interface QemuProfile {
   readonly flush_skips_clean: boolean;
   /** The buffered file writes to a non-blocking socket: the main loop pays the copy, not the wire (1.1). */
   readonly nonblocking_socket: boolean;
+  /** XBZRLE page encoding exists (the `xbzrle` capability, 1.2 on). */
+  readonly xbzrle: boolean;
+  /** The `multifd` capability exists (4.0 on; x-multifd before). */
+  readonly multifd: boolean;
+  /**
+   * When the migration thread syncs with the multifd channels
+   * (multifd_send_sync_main): at the end of every ram_save_iterate
+   * (`per-section`, up to 7.2), or when the scan of the dirty bitmap wraps
+   * (`per-round`, 8.0 on: multifd-flush-after-each-section off), and in both
+   * at setup and at ram_save_complete.
+   */
+  readonly multifd_sync: 'per-section' | 'per-round';
+  /** The zero-page-detection parameter exists, zero pages found by the channels by default (9.0 on). */
+  readonly zero_page_detection: boolean;
 }
 
 const MiB = 2 ** 20;
@@ -52,34 +66,39 @@ export const QEMU_PROFILES: Readonly<Record<QemuVersion, QemuProfile>> = {
     version: '1.1', mode: 'main-loop', max_bandwidth: 32 * MiB, downtime_limit_ns: 30_000_000,
     convergence: 'expected-time', device_status: 'at-completion', periodic_sync: false, auto_converge: false,
     flush_skips_clean: false, nonblocking_socket: true,
+    xbzrle: false, multifd: false, multifd_sync: 'per-section', zero_page_detection: false,
   },
   '2.12': {
     version: '2.12', mode: 'thread', max_bandwidth: 32 * MiB, downtime_limit_ns: 300_000_000,
     convergence: 'threshold', device_status: 'never', periodic_sync: false, auto_converge: true,
     flush_skips_clean: true, nonblocking_socket: false,
+    xbzrle: true, multifd: false, multifd_sync: 'per-section', zero_page_detection: false,
   },
   '5.2': {
     version: '5.2', mode: 'thread', max_bandwidth: 128 * MiB, downtime_limit_ns: 300_000_000,
     convergence: 'threshold', device_status: 'never', periodic_sync: false, auto_converge: true,
     flush_skips_clean: true, nonblocking_socket: false,
+    xbzrle: true, multifd: true, multifd_sync: 'per-section', zero_page_detection: false,
   },
   '7.2': {
     version: '7.2', mode: 'thread', max_bandwidth: 128 * MiB, downtime_limit_ns: 300_000_000,
     convergence: 'threshold', device_status: 'never', periodic_sync: false, auto_converge: true,
     flush_skips_clean: true, nonblocking_socket: false,
+    xbzrle: true, multifd: true, multifd_sync: 'per-section', zero_page_detection: false,
   },
   '9.2': {
     version: '9.2', mode: 'thread', max_bandwidth: 128 * MiB, downtime_limit_ns: 300_000_000,
     convergence: 'threshold', device_status: 'never', periodic_sync: true, auto_converge: true,
     flush_skips_clean: true, nonblocking_socket: false,
+    xbzrle: true, multifd: true, multifd_sync: 'per-round', zero_page_detection: true,
   },
 };
 
 /** Host costs that QEMU pays per page and per sync (`latsim qemu calibrate` measures them). */
 export interface HostCosts {
-  /** buffer_is_zero over a zero page on the migration thread (save_zero_page). */
+  /** buffer_is_zero over a zero page on the migration thread (save_zero_page), or on a multifd channel (9.0's multifd_send_zero_page_detect). */
   readonly zero_page_scan_ns: number;
-  /** Copying a normal page into the stream (ram_save_page -> qemu_put_buffer). */
+  /** Copying a normal page into the stream (ram_save_page -> qemu_put_buffer; multifd: the channel thread's writev). */
   readonly page_send_ns: number;
   /** KVM_GET_DIRTY_LOG + KVM_CLEAR_DIRTY_LOG under the BQL, per GiB of guest memory. */
   readonly dirty_sync_ns_per_gib: number;
@@ -98,6 +117,14 @@ export interface HostCosts {
   readonly guest_dirty_rate_max: number;
   /** Loopback TCP throughput (the calibrated link), bytes/s; 0: not measured. */
   readonly loopback: number;
+  /**
+   * XBZRLE-encoding a page against its cached copy on the migration thread
+   * (xbzrle_encode_buffer's compare and the copies into the cache and the
+   * encode buffer). Not calibrated: `latsim qemu calibrate` leaves the default.
+   */
+  readonly xbzrle_encode_ns: number;
+  /** Host cores the multifd channel threads share; 0: one core each (as every other thread of the model). */
+  readonly migration_cores: number;
 }
 
 export interface QemuSpec {
@@ -115,12 +142,13 @@ export interface QemuSpec {
 export const HOST_COSTS_DEFAULT: HostCosts = {
   zero_page_scan_ns: 100, page_send_ns: 300, dirty_sync_ns_per_gib: 500_000, dest_first_touch_ns: 1_000,
   dest_page_ns: 300, downtime_floor_ns: 2_000_000, guest_dirty_rate_max: 0, loopback: 0,
+  xbzrle_encode_ns: 800, migration_cores: 0,
 };
 
 /** No modelled cost at all: a real backend pays its host's costs for real. */
 export const HOST_COSTS_NONE: HostCosts = {
   zero_page_scan_ns: 0, page_send_ns: 0, dirty_sync_ns_per_gib: 0, dest_first_touch_ns: 0, dest_page_ns: 0,
-  downtime_floor_ns: 0, guest_dirty_rate_max: 0, loopback: 0,
+  downtime_floor_ns: 0, guest_dirty_rate_max: 0, loopback: 0, xbzrle_encode_ns: 0, migration_cores: 0,
 };
 
 /** A per-page or per-sync cost: up to a second (under emulation a page fault can take tens of us). */
@@ -129,6 +157,8 @@ const SYNC_COST_LIMIT = limit.duration('0s', '10s');
 const FLOOR_LIMIT = limit.duration('0s', '10s');
 const GUEST_RATE_LIMIT = limit.rate('0/s', '1e8/s');
 const LOOPBACK_LIMIT = limit.bandwidth('0bit/s', '1000Gbit/s');
+/** Cores for the channel threads: as many as multifd-channels can ask for. */
+const MIGRATION_CORES_MAX = 255;
 
 export function qemuSchema(): Schema {
   return obj({
@@ -138,14 +168,16 @@ export function qemuSchema(): Schema {
       description: `the QEMU version whose defaults and behaviours to follow (default ${QEMU_VERSION_DEFAULT}, the newest modelled)`,
     },
     host: obj({
-      zero_page_scan: duration('migration thread time to find a page is all zeroes', PAGE_COST_LIMIT),
-      page_send: duration('migration thread time to copy a normal page into the stream', PAGE_COST_LIMIT),
+      zero_page_scan: duration('migration thread time to find a page is all zeroes (multifd with zero-page-detection multifd: the channel thread\'s)', PAGE_COST_LIMIT),
+      page_send: duration('migration thread time to copy a normal page into the stream (multifd: the channel thread\'s writev)', PAGE_COST_LIMIT),
       dirty_sync_per_gib: duration('KVM_GET_DIRTY_LOG + KVM_CLEAR_DIRTY_LOG time per GiB of guest memory, under the BQL', SYNC_COST_LIMIT),
       dest_first_touch: duration('destination time to receive a page into memory it never touched', PAGE_COST_LIMIT),
       dest_page: duration('destination time to receive a page it already has', PAGE_COST_LIMIT),
       downtime_floor: duration('vm_stop and device state save/load: the downtime with nothing to send', FLOOR_LIMIT),
       guest_dirty_rate_max: rate('the fastest a vCPU dirties pages; a workload paced below it catches up after throttling (default: CPU-bound)', GUEST_RATE_LIMIT),
       loopback: bandwidth('measured loopback TCP throughput', LOOPBACK_LIMIT),
+      xbzrle_encode: duration('migration thread time to XBZRLE-encode a page against its cached copy (default 800ns)', PAGE_COST_LIMIT),
+      migration_cores: int(0, MIGRATION_CORES_MAX, 'host cores the multifd channel threads share (default 0: one core each)'),
     }, 'costs of the host QEMU runs on (latsim qemu calibrate writes them)'),
   }, 'the QEMU this scenario follows');
 }
@@ -167,6 +199,8 @@ export function checkQemu(q: Raw, f: Fields): QemuSpec {
       downtime_floor_ns: f.duration(at('downtime_floor'), h.downtime_floor, d.downtime_floor_ns, FLOOR_LIMIT),
       guest_dirty_rate_max: f.rate(at('guest_dirty_rate_max'), h.guest_dirty_rate_max, d.guest_dirty_rate_max, GUEST_RATE_LIMIT),
       loopback: f.bandwidth(at('loopback'), h.loopback, d.loopback, LOOPBACK_LIMIT),
+      xbzrle_encode_ns: f.duration(at('xbzrle_encode'), h.xbzrle_encode, d.xbzrle_encode_ns, PAGE_COST_LIMIT),
+      migration_cores: (h.migration_cores as number | undefined) ?? d.migration_cores,
     },
   };
 }

@@ -2,7 +2,7 @@
 import { Scheduler } from '../../sim/scheduler/index.ts';
 import { SimPlatform } from '../../sim/sim-platform.ts';
 import { Machine } from '../../sim/machine.ts';
-import { parseScenario } from '../../cli/scenario-file.ts';
+import { parseScenario, ScenarioError } from '../../cli/scenario-file.ts';
 import type { Scenario } from '../../sim/scenario/scenario.ts';
 
 export function rig(seed = 1, options: { maxEvents?: number } = {}) {
@@ -10,6 +10,17 @@ export function rig(seed = 1, options: { maxEvents?: number } = {}) {
   const platform = new SimPlatform(scheduler);
   const machine = new Machine(platform, { keepTrace: true });
   return { scheduler, platform, machine };
+}
+
+/** The one-line message of the ScenarioError that building a scenario throws; throws if it builds. */
+export function scenarioErrorOf(build: () => unknown): string {
+  try {
+    build();
+  } catch (e) {
+    if (!(e instanceof ScenarioError)) throw e;
+    return e.message;
+  }
+  throw new Error('the scenario was accepted');
 }
 
 /** A scenario from YAML text (the test's name is its file name in errors). */
