@@ -89,6 +89,10 @@ const KILL_REAP_MS = 10_000;
 
 export async function realMigrate(scenario: Scenario, o: MigrateOptions): Promise<RealMigration> {
   if (!scenario.migration) throw new RealError('unsupported', `${scenario.file}: the scenario has no migration section`);
+  // Postcopy on KVM needs the destination to register guest RAM with userfaultfd and a return path: not built.
+  if (scenario.migration.postcopy) throw new RealError('unsupported', `${scenario.file}: migration.postcopy: real mode migrates by pre-copy only`);
+  const cut = scenario.faults.find((f) => f.kind === 'link-break');
+  if (cut) throw new RealError('unsupported', `${scenario.file}: fault ${cut.name} (link-break): real mode does not cut its TCP stream`);
   const streamTimeoutNs = scenario.migration.stream_timeout_ns;
   // Fail here, with exit code 6, before a second process is started.
   ensurePayload();

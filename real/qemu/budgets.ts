@@ -44,6 +44,11 @@ export function qemuBudgetValue(key: BudgetKey, r: QemuRunResult): number | null
     case 'ping_lost':
     case 'userspace_progress':
     case 'userspace_gap':
+    // latsim qemu runs pre-copy only: no postcopy figures.
+    case 'postcopy_faults':
+    case 'postcopy_fault_p99':
+    case 'postcopy_fault_max':
+    case 'postcopy_stall':
       return null;
   }
 }

@@ -9,9 +9,14 @@
 // buffer is full, so its CPU work overlaps the wire. A non-blocking writer
 // (QEMU 1.1's buffered file on the main loop) never waits: it stops writing
 // when the buffer is full. On KVM a real socket carries the bytes (a
-// MigrationWire) and the time they take is its own.
-// Leaves out: TCP dynamics (slow start, windows), multifd channels, compression.
+// MigrationWire) and the time they take is its own. A scenario's link-break
+// faults cut the link for a while: a send while it is cut fails (the
+// migration decides how, through its guard), and what was in flight when it
+// broke is lost. Postcopy's preempt channel is a second link of the same kind.
+// Leaves out: TCP dynamics (slow start, windows), multifd channels, compression,
+// two channels sharing the wire's bandwidth.
 import type { Co, Platform } from '../platform.ts';
+import type { LinkBreak } from '../scenario/scenario.ts';
 
 /** A real carrier of the stream: transmit() returns once the bytes left (QEMU: qemu_fflush). */
 export interface MigrationWire {
@@ -42,6 +47,15 @@ export class MigrationLink {
   windowBytes = 0;
   /** When the wire and the destination have taken everything written so far. */
   drainedAtNs = 0;
+  /** When the last send's bytes began and ended draining (what postcopy needs to time each page's arrival). */
+  lastSendFromNs = 0;
+  lastSendToNs = 0;
+  /** Link-break faults, in time order. */
+  breaks: readonly LinkBreak[] = [];
+  /** When the current connection was made: a break since then broke it for good. */
+  connectedAtNs = 0;
+  /** Runs before every send: throws when the migration says the stream is broken. */
+  guard: (() => void) | null = null;
   private readonly bufferNs: number;
 
   constructor(
@@ -73,6 +87,7 @@ export class MigrationLink {
    */
   *send(bytes: number, cost: SendCost = {}): Co<void> {
     if (cost.cpuNs) yield* this.platform.cpu(cost.cpuNs);
+    this.guard?.();
     if (bytes <= 0) return;
     this.transferred += bytes;
     this.windowBytes += bytes;
@@ -80,7 +95,9 @@ export class MigrationLink {
     const p = this.platform;
     const now = p.nowNs();
     const busyNs = Math.max(1, Math.round((bytes * 1e9) / this.bandwidth), Math.round(cost.destNs ?? 0));
-    this.drainedAtNs = Math.max(now, this.drainedAtNs) + busyNs;
+    this.lastSendFromNs = Math.max(now, this.drainedAtNs);
+    this.drainedAtNs = this.lastSendFromNs + busyNs;
+    this.lastSendToNs = this.drainedAtNs;
     if (cost.blocking === false) return;
     const room = Math.ceil(this.drainedAtNs - this.bufferNs);
     if (room > now) yield* p.sleep(room - now);
@@ -104,6 +121,23 @@ export class MigrationLink {
   /** Time left in the current window. */
   windowLeftNs(): number {
     return Math.max(0, this.windowStartNs + BUFFER_DELAY_NS - this.platform.nowNs());
+  }
+
+  /** The link-break in force at tNs, or null. */
+  breakAt(tNs: number): LinkBreak | null {
+    for (const b of this.breaks) if (tNs >= b.at_ns && tNs < b.at_ns + b.for_ns) return b;
+    return null;
+  }
+
+  /** The first link-break that began in [fromNs, toNs], or null. */
+  breakBetween(fromNs: number, toNs: number): LinkBreak | null {
+    for (const b of this.breaks) if (b.at_ns >= fromNs && b.at_ns <= toNs) return b;
+    return null;
+  }
+
+  /** Forgets what was in flight (the connection broke): nothing more arrives of it. */
+  drop(): void {
+    this.drainedAtNs = Math.min(this.drainedAtNs, this.platform.nowNs());
   }
 
   /** Starts a new window (migration_rate_reset). */

@@ -17,7 +17,11 @@ export type BudgetKey =
   | 'userspace_gap'
   | 'migration_time'
   | 'completion_attempts'
-  | 'rollbacks';
+  | 'rollbacks'
+  | 'postcopy_faults'
+  | 'postcopy_fault_p99'
+  | 'postcopy_fault_max'
+  | 'postcopy_stall';
 
 export interface Budget {
   /** The name as written: max_downtime, min_main_loop_block, ... */
@@ -43,15 +47,23 @@ export const BUDGET_KINDS: Record<BudgetKey, [string, 'duration' | 'count']> = {
   migration_time: ['total migration time (a migration that did not complete fails a max_ budget)', 'duration'],
   completion_attempts: ['migration completion attempts', 'count'],
   rollbacks: ['rollbacks from device back to active', 'count'],
+  postcopy_faults: ['guest accesses that waited for a page on the postcopy destination', 'count'],
+  postcopy_fault_p99: ['99th percentile postcopy fault latency (fault to the page placed)', 'duration'],
+  postcopy_fault_max: ['longest postcopy fault latency', 'duration'],
+  postcopy_stall: ['the guest\'s total stall on the destination waiting for pages (all vCPUs)', 'duration'],
 };
 
-export const MIGRATION_STATUSES = ['none', 'setup', 'active', 'device', 'completed', 'failed', 'cancelling', 'cancelled'] as const;
+export const MIGRATION_STATUSES = [
+  'none', 'setup', 'active', 'device', 'postcopy-active', 'postcopy-paused', 'postcopy-recover', 'completed', 'failed',
+  'cancelling', 'cancelled',
+] as const;
 
 /** Handler names `slow_handlers` may list at most. */
 const SLOW_HANDLERS_MAX = 256;
 
 const NEEDS_MIGRATION: readonly BudgetKey[] = ['downtime', 'migration_time', 'completion_attempts', 'rollbacks'];
 const NEEDS_NET: readonly BudgetKey[] = ['ping_rtt_p99', 'ping_lost'];
+const NEEDS_POSTCOPY: readonly BudgetKey[] = ['postcopy_faults', 'postcopy_fault_p99', 'postcopy_fault_max', 'postcopy_stall'];
 
 export function expectSchema(): Schema {
   const props: Record<string, Schema> = {};
@@ -72,7 +84,7 @@ export interface ExpectSpec {
   readonly migration_status: string | null;
 }
 
-export function checkExpect(e: Raw, has: { migration: boolean; net: boolean }, f: Fields): ExpectSpec {
+export function checkExpect(e: Raw, has: { migration: boolean; net: boolean; postcopy: boolean }, f: Fields): ExpectSpec {
   const budgets: Budget[] = [];
   for (const [k, v] of Object.entries(e)) {
     if (k === 'slow_handlers' || k === 'migration_status') continue;
@@ -81,6 +93,7 @@ export function checkExpect(e: Raw, has: { migration: boolean; net: boolean }, f
     const kind = BUDGET_KINDS[key][1];
     if (NEEDS_MIGRATION.includes(key) && !has.migration) f.fail(['expect', k], `${k} needs a migration section`, true);
     if (NEEDS_NET.includes(key) && !has.net) f.fail(['expect', k], `${k} needs a virtio-net device`, true);
+    if (NEEDS_POSTCOPY.includes(key) && !has.postcopy) f.fail(['expect', k], `${k} needs migration.postcopy`, true);
     budgets.push({
       name: k, key, bound,
       limit: kind === 'duration' ? f.duration(['expect', k], v, 0, BOUND_LIMIT) : (v as number),

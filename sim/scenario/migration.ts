@@ -1,15 +1,39 @@
 // The `migration` section: when it starts, the completion policy, where it
 // runs (the migration thread, or the 2012 main-loop timer), QEMU's migration
 // parameters (max-bandwidth, downtime-limit, the auto-converge throttle) and
-// the link to the destination. The mode, max-bandwidth and downtime-limit
-// defaults are the scenario's QEMU version profile's (qemu.ts); the others
-// are QEMU 7.2's.
+// the link to the destination, and postcopy (the postcopy-ram capability with
+// when migrate-start-postcopy is issued, postcopy-preempt, max-postcopy-bandwidth
+// and how soon management recovers a paused postcopy). The mode, max-bandwidth
+// and downtime-limit defaults are the scenario's QEMU version profile's
+// (qemu.ts); the others are QEMU 7.2's.
 import { section, type Fields, type Raw } from './fields.ts';
 import { INSTANT_LIMIT, limit } from './limits.ts';
 import { bandwidth, duration, int, list, obj, oneOfWords, size, type Schema } from './schema-kit.ts';
 import type { QemuProfile } from './qemu.ts';
+import type { FaultSpec } from './faults.ts';
 
 export type MigrationPolicy = 'legacy' | 'flush-timeout' | 'min-interval' | 'abort-on-downtime' | 'auto-converge';
+
+/** The `postcopy` subsection: its presence turns the postcopy-ram capability on. */
+export interface PostcopySpec {
+  /** migrate-start-postcopy once this many full passes over RAM are done (dirty-sync-count one more); -1: at start_at_ns. */
+  readonly start_after_passes: number;
+  /** migrate-start-postcopy at this time of the run; -1: after start_after_passes. */
+  readonly start_at_ns: number;
+  /** The postcopy-preempt capability (QEMU >= 7.1): requested pages on a channel of their own. */
+  readonly preempt: boolean;
+  /** max-postcopy-bandwidth (QEMU >= 3.0), bytes/s; 0: unlimited, QEMU's default. */
+  readonly max_bandwidth: number;
+  /** Management's delay from the link's return to migrate-recover and migrate -r (resume). */
+  readonly recover_after_ns: number;
+}
+
+/** A link-break fault as the migration sees it: the stream and its return path are cut for a while. */
+export interface LinkBreak {
+  readonly name: string;
+  readonly at_ns: number;
+  readonly for_ns: number;
+}
 
 export interface MigrationSpec {
   readonly start_ns: number;
@@ -32,9 +56,22 @@ export interface MigrationSpec {
    * resumes the guest. QEMU itself has no such timeout (it relies on TCP).
    */
   readonly stream_timeout_ns: number;
+  /** Postcopy, when the scenario turns it on. */
+  readonly postcopy: PostcopySpec | null;
+  /** The scenario's link-break faults, in time order. */
+  readonly link_breaks: readonly LinkBreak[];
   /** Planted faults for checking the checkers (tests only). */
-  readonly bug: 'none' | 'sync-drops-new-bits' | 'skip-final-flush';
+  readonly bug: MigrationBug;
 }
+
+/**
+ * Planted faults: the sync drops the log's new bits; the final flush is
+ * skipped; get_queued_page sends a requested page the background stream
+ * already sent (its not-dirty check left out, so the destination places
+ * the page twice).
+ */
+export const MIGRATION_BUGS = ['none', 'sync-drops-new-bits', 'skip-final-flush', 'resend-queued-page'] as const;
+export type MigrationBug = (typeof MIGRATION_BUGS)[number];
 
 const POLICIES: readonly MigrationPolicy[] = ['legacy', 'flush-timeout', 'min-interval', 'abort-on-downtime', 'auto-converge'];
 
@@ -58,6 +95,26 @@ const INTERVAL_LIMIT = limit.duration('0s', '1h');
 /** Device state: up to 64 GiB (a VFIO GPU's state is gigabytes; a small VM's a few hundred KiB). */
 const DEVICE_STATE_LIMIT = limit.size('0B', '64GiB');
 const PAGE_HEADER_LIMIT = limit.size('0B', '64KiB');
+/** Passes before migrate-start-postcopy: 0 (at once) to 1000. */
+const POSTCOPY_PASSES_MAX = 1000;
+/** Management's reaction to a recovered link: up to a day. */
+const RECOVER_LIMIT = limit.duration('0s', '24h');
+const POSTCOPY_BANDWIDTH_LIMIT = limit.bandwidth('1Kbit/s', '1000Gbit/s', 'unlimited');
+
+/** QEMU 3.0-9.2: max-postcopy-bandwidth 0, the background stream unlimited. */
+export const DEFAULT_MAX_POSTCOPY_BANDWIDTH = 0;
+/** Management's reaction time to a link that came back (QEMU has no automatic recovery). */
+export const DEFAULT_RECOVER_AFTER_NS = 1_000_000_000;
+
+function postcopySchema(): Schema {
+  return obj({
+    start_after_passes: int(0, POSTCOPY_PASSES_MAX, 'issue migrate-start-postcopy once this many full passes over RAM are done (dirty-sync-count is one more); 0: at once'),
+    start_at: duration('issue migrate-start-postcopy at this time of the run (at or after migration.start)', INSTANT_LIMIT),
+    preempt: { type: 'boolean', 'x-expected': 'true or false', description: 'the postcopy-preempt capability (QEMU >= 7.1): requested pages on a channel of their own (default false)' },
+    max_bandwidth: bandwidth('max-postcopy-bandwidth: the background stream\'s rate limit in postcopy (default 0: unlimited, QEMU >= 3.0)', POSTCOPY_BANDWIDTH_LIMIT),
+    recover_after: duration('after a link-break ends, management issues migrate-recover and migrate -r (resume) this much later (default 1s)', RECOVER_LIMIT),
+  }, 'postcopy (the postcopy-ram capability, QEMU >= 2.5): give start_after_passes or start_at');
+}
 
 export function migrationSchema(): Schema {
   return obj({
@@ -87,11 +144,12 @@ export function migrationSchema(): Schema {
     device_state: size('device state sent during downtime', DEVICE_STATE_LIMIT),
     page_header: size('bytes of header per page', PAGE_HEADER_LIMIT),
     stream_timeout: duration('real mode: fail the migration when the stream does not move for this long (default 10s)', TIMEOUT_LIMIT),
-    bug: oneOfWords(['none', 'sync-drops-new-bits', 'skip-final-flush'], 'planted fault, to check the checkers'),
+    postcopy: postcopySchema(),
+    bug: oneOfWords(MIGRATION_BUGS, 'planted fault, to check the checkers'),
   }, 'live migration');
 }
 
-export function checkMigration(m: Raw, durationNs: number, profile: QemuProfile, f: Fields): MigrationSpec {
+export function checkMigration(m: Raw, durationNs: number, profile: QemuProfile, faults: readonly FaultSpec[], f: Fields): MigrationSpec {
   const start = f.duration(['migration', 'start'], m.start, 1_000_000_000, INSTANT_LIMIT);
   if (start >= durationNs) f.fail(['migration', 'start'], 'migration starts at or after the end of the run');
   const link = section(m, 'link');
@@ -109,10 +167,14 @@ export function checkMigration(m: Raw, durationNs: number, profile: QemuProfile,
   const acInitial = (ac.initial as number | undefined) ?? DEFAULT_AUTO_CONVERGE.initial;
   const acMax = (ac.max as number | undefined) ?? DEFAULT_AUTO_CONVERGE.max;
   if (acInitial > acMax) f.fail(['migration', 'auto_converge', 'initial'], 'initial throttle above max');
+  const mode = (m.mode as 'thread' | 'main-loop' | undefined) ?? profile.mode;
+  const postcopy = m.postcopy === undefined ? null : checkPostcopy(section(m, 'postcopy'), start, durationNs, mode, profile, f);
+  const linkBreaks = faults.filter((x) => x.kind === 'link-break').map((x) => ({ name: x.name, at_ns: x.at_ns, for_ns: x.for_ns }))
+    .sort((a, b) => a.at_ns - b.at_ns);
   return {
     start_ns: start,
     policy,
-    mode: (m.mode as 'thread' | 'main-loop' | undefined) ?? profile.mode,
+    mode,
     max_bandwidth: f.bandwidth(['migration', 'max_bandwidth'], m.max_bandwidth, profile.max_bandwidth, BANDWIDTH_LIMIT),
     downtime_limit_ns: f.duration(['migration', 'downtime_limit'], m.downtime_limit, profile.downtime_limit_ns, DOWNTIME_LIMIT_LIMIT),
     link: {
@@ -134,6 +196,35 @@ export function checkMigration(m: Raw, durationNs: number, profile: QemuProfile,
     // QEMU: the be64 page address with its RAM_SAVE_FLAG_* bits, before each page.
     page_header_bytes: f.size(['migration', 'page_header'], m.page_header, 8, PAGE_HEADER_LIMIT),
     stream_timeout_ns: f.duration(['migration', 'stream_timeout'], m.stream_timeout, DEFAULT_STREAM_TIMEOUT_NS, TIMEOUT_LIMIT),
-    bug: (m.bug as MigrationSpec['bug'] | undefined) ?? 'none',
+    postcopy,
+    link_breaks: linkBreaks,
+    bug: (m.bug as MigrationBug | undefined) ?? 'none',
+  };
+}
+
+/** The postcopy subsection: when migrate-start-postcopy comes, and what the QEMU version offers. */
+function checkPostcopy(pc: Raw, startNs: number, durationNs: number, mode: string, profile: QemuProfile, f: Fields): PostcopySpec {
+  const at = ['migration', 'postcopy'];
+  if (!profile.postcopy) f.fail(at, `postcopy-ram came with QEMU 2.5; this scenario follows QEMU ${profile.version}`, true);
+  if (mode !== 'thread') f.fail(at, 'postcopy runs from the migration thread: it needs mode thread', true);
+  if ((pc.start_after_passes === undefined) === (pc.start_at === undefined)) {
+    f.fail(at, 'give one of start_after_passes and start_at: when migrate-start-postcopy is issued', true);
+  }
+  let startAt = -1;
+  if (pc.start_at !== undefined) {
+    startAt = f.duration([...at, 'start_at'], pc.start_at, 0, INSTANT_LIMIT);
+    if (startAt < startNs) f.fail([...at, 'start_at'], 'migrate-start-postcopy before the migration starts (QEMU refuses it)');
+    if (startAt >= durationNs) f.fail([...at, 'start_at'], 'migrate-start-postcopy at or after the end of the run');
+  }
+  const preempt = (pc.preempt as boolean | undefined) ?? false;
+  if (preempt && !profile.postcopy_preempt) {
+    f.fail([...at, 'preempt'], `postcopy-preempt came with QEMU 7.1; this scenario follows QEMU ${profile.version}`);
+  }
+  return {
+    start_after_passes: (pc.start_after_passes as number | undefined) ?? -1,
+    start_at_ns: startAt,
+    preempt,
+    max_bandwidth: f.bandwidth([...at, 'max_bandwidth'], pc.max_bandwidth, DEFAULT_MAX_POSTCOPY_BANDWIDTH, POSTCOPY_BANDWIDTH_LIMIT),
+    recover_after_ns: f.duration([...at, 'recover_after'], pc.recover_after, DEFAULT_RECOVER_AFTER_NS, RECOVER_LIMIT),
   };
 }
