@@ -298,6 +298,7 @@ export function budgetValue(key: BudgetKey, r: RunResult): number {
     case 'postcopy_fault_p99': return mig?.postcopy?.fault_latency_p99_ns ?? 0;
     case 'postcopy_fault_max': return mig?.postcopy?.fault_latency_max_ns ?? 0;
     case 'postcopy_stall': return mig?.postcopy?.stall_ns ?? 0;
+    case 'postcopy_recovered': return mig?.postcopy?.recovered ?? 0;
   }
 }
 

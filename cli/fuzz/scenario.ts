@@ -4,7 +4,9 @@
 // the run as long as the duration knob) and liveness (faults off, a dirty
 // rate the link can outrun, and a generous duration, so migration must
 // complete). Runs stay small: 64-512 MiB of guest memory, at most 120 s of
-// simulated time.
+// simulated time. Postcopy (when the migration runs from its thread) starts
+// after 0-2 passes or at a time, with or without preempt; a link-break (safety
+// phase only) cuts the stream at any point, pre-copy, switch or postcopy.
 // Leaves out: running and judging the scenario (cli/fuzz/check.ts).
 import { stringify } from 'yaml';
 import type { Knobs } from './knobs.ts';
@@ -12,7 +14,7 @@ import type { Knobs } from './knobs.ts';
 export type Phase = 'safety' | 'liveness';
 
 /** Planted bugs of the migration model, for checking the checkers. */
-export const PLANTS = ['sync-drops-new-bits', 'skip-final-flush'] as const;
+export const PLANTS = ['sync-drops-new-bits', 'skip-final-flush', 'resend-queued-page'] as const;
 export type Plant = (typeof PLANTS)[number];
 
 /** Liveness: time for 2 full passes over memory at the slower of rate limit and link, plus 10 s, at most 120 s. */
@@ -110,6 +112,10 @@ export function buildScenario(k: Knobs, o: BuildOptions): ScenarioText {
     if (fault === 'handler-cost') f.latency = `${Math.min(k.fault_latency_ms, 2000)}ms`;
     doc.faults = [f];
   }
+  if (!liveness && k.break_on) {
+    const atMs = Math.min(startMs + k.break_at_ms, durationMs - 1000);
+    doc.faults = [...((doc.faults as unknown[] | undefined) ?? []), { name: 'fuzz-link-break', kind: 'link-break', at: `${atMs}ms`, for: `${k.break_for_ms}ms` }];
+  }
 
   // Migration.
   const policy = POLICIES[k.policy]!;
@@ -127,6 +133,14 @@ export function buildScenario(k: Knobs, o: BuildOptions): ScenarioText {
   if (policy.includes('abort-on-downtime')) migration.abort_downtime = `${k.downtime_limit_ms + k.abort_extra_ms}ms`;
   if (policy.includes('auto-converge')) {
     migration.auto_converge = { initial: k.throttle_initial, increment: k.throttle_increment };
+  }
+  if (k.postcopy_on && !k.mode) {
+    const postcopy: Record<string, unknown> = k.postcopy_start < 3
+      ? { start_after_passes: k.postcopy_start }
+      : { start_at: `${Math.min(startMs + k.postcopy_at_ms, durationMs - 1)}ms` };
+    if (k.postcopy_preempt) postcopy.preempt = true;
+    postcopy.recover_after = `${k.recover_after_ms}ms`;
+    migration.postcopy = postcopy;
   }
   if (o.plant) migration.bug = o.plant;
   doc.migration = migration;

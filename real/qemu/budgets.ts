@@ -49,6 +49,7 @@ export function qemuBudgetValue(key: BudgetKey, r: QemuRunResult): number | null
     case 'postcopy_fault_p99':
     case 'postcopy_fault_max':
     case 'postcopy_stall':
+    case 'postcopy_recovered':
       return null;
   }
 }

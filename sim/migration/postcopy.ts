@@ -144,13 +144,14 @@ interface Batch {
 const newBatch = (): Batch => ({ pages: [], ends: [], bytes: 0, loadNs: 0 });
 
 /**
- * Where RAM save puts pages in postcopy: into the batch of the thread that
- * is writing (set just before each write), whose pages go in flight once the
- * write is done. The destination places a page as UFFDIO_COPY (or
+ * Where RAM save puts pages in postcopy: into the batch of the write about
+ * to be made (begun just before it, so the two senders' writes never mix),
+ * whose pages go in flight once the write is done; a write that fails takes
+ * its batch with it. The destination places a page as UFFDIO_COPY (or
  * UFFDIO_ZEROPAGE) into memory it never touched.
  */
 class PostcopySink implements PageSink {
-  target: Batch = newBatch();
+  private target: Batch = newBatch();
 
   constructor(private readonly pageBytes: number, private readonly zeroBytes: number, private readonly placeNs: number) {}
 
@@ -160,6 +161,12 @@ class PostcopySink implements PageSink {
     b.pages.push(page);
     b.ends.push(b.bytes);
     b.loadNs += this.placeNs;
+  }
+
+  /** A new batch for the next write, which RAM save fills before its first yield. */
+  begin(): Batch {
+    this.target = newBatch();
+    return this.target;
   }
 
   takeLoadCostNs(): number {
@@ -235,8 +242,6 @@ export class Postcopy {
   private recovering = false;
   /** When the switch's package reaches the destination (-1: not sent). */
   private packageArriveNs = -1;
-  private readonly bgBatch = newBatch();
-  private readonly urgentBatch = newBatch();
   private readonly resendQueued: boolean;
 
   constructor(private readonly h: PostcopyHost) {
@@ -268,6 +273,11 @@ export class Postcopy {
       fault: (vcpu, page, interrupt) => self.fault(vcpu, page, interrupt),
     };
     for (const b of link.breaks) this.p.callAfter(Math.max(0, b.at_ns - this.p.nowNs()), () => this.onBreak(b));
+  }
+
+  /** The source's memory as it stopped at the switch (null before it). */
+  get sourceAtSwitch(): Uint32Array | null {
+    return this.snapshot;
   }
 
   get preempt(): boolean {
@@ -405,9 +415,9 @@ export class Postcopy {
           continue;
         }
         const epoch = this.epoch;
-        this.sink.target = this.bgBatch;
+        const batch = this.sink.begin();
         const sent = yield* h.ram.savePages(link, Math.min(POSTCOPY_CHUNK_BYTES, link.windowBudget()));
-        this.backgroundPages += this.commit(this.main, this.bgBatch, epoch);
+        this.backgroundPages += this.commit(this.main, batch, epoch);
         // A pass that found nothing wraps to page 0; twice in a row with pages counted dirty is a bug.
         idle = sent === 0 ? idle + 1 : 0;
         invariant(idle < 2, `${h.ram.dirtyPages} dirty pages counted but none in the migration bitmap (postcopy)`);
@@ -440,19 +450,18 @@ export class Postcopy {
     const m = this.h.machine;
     const thread = this.p.current().name;
     const epoch = this.epoch;
-    this.sink.target = this.urgentBatch;
+    const batch = this.sink.begin();
     if (yield* this.h.ram.saveQueuedPage(this.urgent.link, page, moveScan)) {
       m.trace.event(thread, 'get_queued_page', { page });
-      this.requestedPages += this.commit(this.urgent, this.urgentBatch, epoch);
+      this.requestedPages += this.commit(this.urgent, batch, epoch);
       return;
     }
     m.trace.event(thread, 'get_queued_page_not_dirty', { page });
     if (!this.resendQueued) return;
     // The planted bug: the page goes out again although the background stream sent it.
-    const zero = this.h.guestRam.isZeroPage(page);
-    this.sink.savePage(page, zero);
-    yield* this.urgent.link.send(this.urgentBatch.bytes, { destNs: this.sink.takeLoadCostNs() });
-    this.requestedPages += this.commit(this.urgent, this.urgentBatch, epoch);
+    this.sink.savePage(page, this.h.guestRam.isZeroPage(page));
+    yield* this.urgent.link.send(batch.bytes, { destNs: this.sink.takeLoadCostNs() });
+    this.requestedPages += this.commit(this.urgent, batch, epoch);
   }
 
   /**
@@ -464,10 +473,6 @@ export class Postcopy {
     const n = batch.pages.length;
     if (n === 0) return 0;
     const { pages, ends, bytes } = batch;
-    batch.pages = [];
-    batch.ends = [];
-    batch.bytes = 0;
-    batch.loadNs = 0;
     if (epoch !== this.epoch) {
       this.lostInFlight += n;
       return n;

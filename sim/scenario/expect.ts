@@ -21,7 +21,8 @@ export type BudgetKey =
   | 'postcopy_faults'
   | 'postcopy_fault_p99'
   | 'postcopy_fault_max'
-  | 'postcopy_stall';
+  | 'postcopy_stall'
+  | 'postcopy_recovered';
 
 export interface Budget {
   /** The name as written: max_downtime, min_main_loop_block, ... */
@@ -51,6 +52,7 @@ export const BUDGET_KINDS: Record<BudgetKey, [string, 'duration' | 'count']> = {
   postcopy_fault_p99: ['99th percentile postcopy fault latency (fault to the page placed)', 'duration'],
   postcopy_fault_max: ['longest postcopy fault latency', 'duration'],
   postcopy_stall: ['the guest\'s total stall on the destination waiting for pages (all vCPUs)', 'duration'],
+  postcopy_recovered: ['recoveries from postcopy-paused (migrate-recover)', 'count'],
 };
 
 export const MIGRATION_STATUSES = [
@@ -63,7 +65,7 @@ const SLOW_HANDLERS_MAX = 256;
 
 const NEEDS_MIGRATION: readonly BudgetKey[] = ['downtime', 'migration_time', 'completion_attempts', 'rollbacks'];
 const NEEDS_NET: readonly BudgetKey[] = ['ping_rtt_p99', 'ping_lost'];
-const NEEDS_POSTCOPY: readonly BudgetKey[] = ['postcopy_faults', 'postcopy_fault_p99', 'postcopy_fault_max', 'postcopy_stall'];
+const NEEDS_POSTCOPY: readonly BudgetKey[] = ['postcopy_faults', 'postcopy_fault_p99', 'postcopy_fault_max', 'postcopy_stall', 'postcopy_recovered'];
 
 export function expectSchema(): Schema {
   const props: Record<string, Schema> = {};
