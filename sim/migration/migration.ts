@@ -164,22 +164,22 @@ export class Migration<D extends MigrationDestination = Destination> {
     if (!(this.dest instanceof Destination) || !(this.guest.ram instanceof GuestRam)) {
       throw new Error('migration.postcopy needs the simulation\'s destination and guest memory');
     }
-    const self = this;
+    const finished = () => this.finished;
     return new Postcopy({
       machine: this.machine, link: this.link, ram: this.ram, dest: this.dest, guestRam: this.guest.ram,
       disks: this.devices.blk, spec: this.spec, profile: this.qemu.profile, host: this.qemu.host,
       event: (type) => {
         if (type === 'COMPLETED') {
-          self.verified = true;
-          self.snapshot();
+          this.verified = true;
+          this.snapshot();
         }
-        self.actor!.send({ type });
+        this.actor!.send({ type });
       },
-      fail: (reason) => self.fail(reason),
-      updateCounters: () => { self.updateCountersIfDue(); },
-      destinationStarted: (atNs) => self.postcopyDestinationStarted(atNs),
+      fail: (reason) => this.fail(reason),
+      updateCounters: () => { this.updateCountersIfDue(); },
+      destinationStarted: (atNs) => this.postcopyDestinationStarted(atNs),
       get finished() {
-        return self.finished;
+        return finished();
       },
     });
   }

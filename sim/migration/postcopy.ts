@@ -266,11 +266,10 @@ export class Postcopy {
       this.vcpuWake.push(this.p.createNotifier(`vcpu${v}.userfault`));
       this.open.push(null);
     }
-    const self = this;
     this.gate = {
       missing: this.missing,
-      refresh: () => self.refresh(self.p.nowNs()),
-      fault: (vcpu, page, interrupt) => self.fault(vcpu, page, interrupt),
+      refresh: () => this.refresh(this.p.nowNs()),
+      fault: (vcpu, page, interrupt) => this.fault(vcpu, page, interrupt),
     };
     for (const b of link.breaks) this.p.callAfter(Math.max(0, b.at_ns - this.p.nowNs()), () => this.onBreak(b));
   }
