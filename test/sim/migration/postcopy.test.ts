@@ -27,6 +27,8 @@ ${o.postcopy ? `  postcopy: ${o.postcopy}` : ''}
 `;
 
 const LINK_BYTES_PER_S = 10e9 / 8;
+/** Pages missing on the destination at the switch (the dirty pages after its last sync). */
+const m0 = (m: { iterations: { dirty_pages: number }[] }) => m.iterations.at(-1)!.dirty_pages;
 const LATENCY_NS = 100_000;
 
 describe('postcopy', () => {
@@ -76,6 +78,18 @@ describe('postcopy', () => {
     expect(quiet.status).toBe('completed');
     expect(quiet.postcopy!.started_at_ns).toBeNull();
     expect(quiet.transitions.map((t) => t.to)).not.toContain('postcopy-active');
+  });
+
+  it('paces the background stream with max-postcopy-bandwidth, requested pages not', () => {
+    const run = (postcopy: string) => simulate(scenario(guest({ postcopy }))).result.migration!;
+    const free = run('{ start_after_passes: 1 }');
+    const paced = run('{ start_after_passes: 1, max_bandwidth: 64MiB/s }');
+    const postcopyTime = (m: typeof free) => m.transitions.at(-1)!.t_ns - m.postcopy!.started_at_ns!;
+    expect(postcopyTime(free)).toBeLessThan(((m0(free) * 4104 * 1e9) / LINK_BYTES_PER_S) * 1.5);
+    // The background pages at the limit; a requested page goes out at once (QEMU: postcopy_has_request).
+    expect(postcopyTime(paced)).toBeGreaterThan(((paced.postcopy!.background_pages * 4104 * 1e9) / (64 * 2 ** 20)) * 0.9);
+    expect(paced.postcopy!.requested_pages).toBeGreaterThan(0);
+    expect(paced.postcopy!.fault_latency_p50_ns).toBeLessThan(free.postcopy!.fault_latency_p50_ns);
   });
 
   for (const qemu of ['7.2', '9.2']) {
@@ -136,6 +150,29 @@ describe('postcopy', () => {
     // The destination runs the guest, which waits for its missing pages for good.
     expect(world.migration!.dest.running).toBe(true);
     expect(result.guest.vcpu_stall_max_ns).toBeGreaterThan(5 * S);
+  });
+
+  it('runs the guest on neither side when the link breaks in the switch: failed before the package, paused for good after it', () => {
+    const pc = '{ start_after_passes: 1 }';
+    const base = simulate(scenario(guest({ postcopy: pc }))).result.migration!;
+    const sw = base.attempts[0]!;
+    const at = (ns: number) => `faults: [ { name: cut, kind: link-break, at: ${ns}ns, for: 10ms } ]`;
+
+    // During vm_stop: the switch's own writes fail (QEMU 7.2's postcopy_start fail path); the VM stays stopped.
+    const during = simulate(scenario(guest({ postcopy: pc, faults: at(sw.at_ns + 1) })));
+    expect(during.result.migration!.status).toBe('failed');
+    expect(during.result.migration!.attempts.map((a) => a.outcome)).toEqual(['failed']);
+    expect(during.world.machine.runstate.running).toBe(false);
+    expect(during.world.migration!.dest.running).toBe(false);
+
+    // The package sent but not arrived: the destination never entered postcopy, nothing can recover it.
+    const after = simulate(scenario(guest({ postcopy: pc, faults: at(sw.at_ns + sw.downtime_ns + 1) })));
+    const m = after.result.migration!;
+    expect(after.result.outcome).toBe('ok');
+    expect(m.status).toBe('postcopy-paused');
+    expect(m.postcopy).toMatchObject({ paused: 1, recovered: 0, faults: 0 });
+    expect(after.world.machine.runstate.running).toBe(false);
+    expect(after.world.migration!.dest.running).toBe(false);
   });
 
   it('fails a pre-copy migration on a link-break, the source running on', () => {
