@@ -98,6 +98,10 @@ export function checkRealMigration(scenario: Scenario): void {
   if (m?.xbzrle) {
     throw new RealError('unsupported', `${scenario.file}: migration.xbzrle: real mode sends pages whole; xbzrle runs in the simulation (latsim run)`);
   }
+  // Postcopy on KVM needs the destination to register guest RAM with userfaultfd and a return path: not built.
+  if (m?.postcopy) throw new RealError('unsupported', `${scenario.file}: migration.postcopy: real mode migrates by pre-copy only`);
+  const cut = scenario.faults.find((f) => f.kind === 'link-break');
+  if (cut) throw new RealError('unsupported', `${scenario.file}: fault ${cut.name} (link-break): real mode does not cut its TCP stream`);
 }
 
 export async function realMigrate(scenario: Scenario, o: MigrateOptions): Promise<RealMigration> {

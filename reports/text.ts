@@ -103,6 +103,14 @@ export function textReport(r: RunResult, options: { maxSlow?: number } = {}): st
         `stop ${formatNs(p.stop_ns)}, drain ${formatNs(p.drain_ns)}, flush ${formatNs(p.flush_ns)}, ` +
         `final ram ${formatNs(p.final_ram_ns)}, device state ${formatNs(p.device_state_ns)}, resume ${formatNs(p.resume_ns)}`);
     }
+    const pc = m.postcopy;
+    if (pc) {
+      out.push(`  postcopy${pc.preempt ? ' (preempt)' : ''}: ${pc.started_at_ns === null ? 'never started' : `started at ${sec(pc.started_at_ns)}`}, ` +
+        `${pc.faults} faults, latency p50 ${formatNs(pc.fault_latency_p50_ns)}, p99 ${formatNs(pc.fault_latency_p99_ns)}, ` +
+        `max ${formatNs(pc.fault_latency_max_ns)}, guest stall ${formatNs(pc.stall_ns)}`);
+      out.push(`    pages: ${pc.requested_pages} requested (${pc.postcopy_requests} requests), ${pc.background_pages} background; ` +
+        `paused ${pc.paused}, recovered ${pc.recovered}, ${pc.lost_in_flight} pages lost in flight`);
+    }
     if (m.iterations.length > 0) {
       out.push('  iterations (dirty bitmap syncs):');
       const its = m.iterations.length > 40 ? [...m.iterations.slice(0, 20), ...m.iterations.slice(-20)] : m.iterations;

@@ -11,6 +11,12 @@
 // what fires them (vCPU slices, exits, handler activations, pings, packets,
 // block requests, migration chunks, multifd packets), calibrated on the shipped scenarios, and
 // capped by the event bound.
+// migration's query-migrate snapshots, postcopy's copy of the source memory
+// and missing bitmap, and the records kept per event (the trace, with --trace
+// or --report). Events are estimated from the rates of what fires them (vCPU
+// slices, exits, handler activations, pings, packets, block requests,
+// migration chunks, postcopy's writes and faults), calibrated on the shipped
+// scenarios, and capped by the event bound.
 // Leaves out: the JavaScript heap's own slack, which BASE_BYTES covers for
 // small runs.
 import type { Scenario } from './scenario/scenario.ts';
@@ -21,11 +27,14 @@ import { SEND_CHUNK_BYTES, SNAPSHOTS_MAX } from './migration/migration.ts';
 import { BUFFER_DELAY_NS } from './migration/link.ts';
 import { MULTIFD_PACKET_SIZE } from './scenario/migration.ts';
 import { cacheSlots, XBZRLE_BYTES_PER_SLOT } from './migration/xbzrle.ts';
+import { POSTCOPY_CHUNK_BYTES } from './migration/postcopy.ts';
 
 /** Node, the model's code and a small run's bookkeeping (a 1 GiB scenario's RSS is 110-170 MiB). */
 export const BASE_BYTES = 160 * 2 ** 20;
 /** Migration per page: a migration-bitmap bit and the destination's content version. */
 export const MIGRATION_BYTES_PER_PAGE = 1 / 8 + 4;
+/** Postcopy per page: the source memory's version at the switch and the missing bitmap's bit. */
+export const POSTCOPY_BYTES_PER_PAGE = 4 + 1 / 8;
 /** A disk per request-sized block: the cache's and the stable copy's versions, and the driver's acknowledged version. */
 export const DISK_BYTES_PER_BLOCK = 3 * 4;
 /** A block written since the last flush: an entry in the backend's dirty set and in a flush's snapshot of it. */
@@ -53,6 +62,7 @@ const EVENTS_PER = {
   chunk: 3,
   window: 6,
   multifd_packet: 5,
+  fault: 6,
 };
 /** The main loop's own timers, per simulated second. */
 const BACKGROUND_EVENTS_PER_S = 100;
@@ -76,7 +86,23 @@ export interface MemoryEstimate {
 /** The events a run of s is expected to fire, at most its event bound. */
 export function estimateEvents(s: Scenario): number {
   const perS = eventsPerSecond(s);
-  return Math.min(s.limits.max_events, Math.ceil(perS * (s.duration_ns / 1e9)));
+  return Math.min(s.limits.max_events, Math.ceil(perS * (s.duration_ns / 1e9) + postcopyEvents(s)));
+}
+
+/**
+ * Postcopy's burst: at most all of memory in its small writes, and while it
+ * lasts (the link's time for it, the breaks and their recovery) each vCPU
+ * faulting at most once per round trip and at most as often as it writes.
+ */
+function postcopyEvents(s: Scenario): number {
+  const m = s.migration;
+  if (!m?.postcopy) return 0;
+  const bytes = s.vm.memory_bytes;
+  const seconds = bytes / m.link.bandwidth + m.link_breaks.reduce((t, b) => t + (b.for_ns + m.postcopy!.recover_after_ns) / 1e9, 0);
+  const writes = s.guest.workloads.reduce((t, w) => t + (w.dirty ? w.dirty.rate * w.vcpus.length : 0), 0);
+  const perRoundTrip = (s.vm.vcpus * 1e9) / Math.max(2 * m.link.latency_ns, 10_000);
+  const faults = Math.min(perRoundTrip, writes) * seconds;
+  return (bytes / POSTCOPY_CHUNK_BYTES) * EVENTS_PER.chunk + faults * EVENTS_PER.fault;
 }
 
 function eventsPerSecond(s: Scenario): number {
@@ -113,6 +139,9 @@ export function estimateMemory(s: Scenario, o: { keepTrace?: boolean } = {}): Me
   const pages = Math.ceil(s.vm.memory_bytes / s.vm.page_size);
   add(`guest RAM and dirty log: ${fmt(pages)} pages x ${RAM_BYTES_PER_PAGE} B`, pages * RAM_BYTES_PER_PAGE, ['vm', 'memory']);
   if (s.migration) add(`migration bitmap and destination: ${fmt(pages)} pages x ${MIGRATION_BYTES_PER_PAGE} B`, pages * MIGRATION_BYTES_PER_PAGE, ['vm', 'memory']);
+  if (s.migration?.postcopy) {
+    add(`postcopy's source memory and missing pages: ${fmt(pages)} pages x ${POSTCOPY_BYTES_PER_PAGE} B`, pages * POSTCOPY_BYTES_PER_PAGE, ['migration', 'postcopy']);
+  }
   s.devices.blk.forEach((b, i) => {
     const path = ['devices', 'blk', i, 'io', 'disk_size'];
     add(`disk ${b.name}: ${fmt(b.io.sectors)} blocks x ${DISK_BYTES_PER_BLOCK} B`, b.io.sectors * DISK_BYTES_PER_BLOCK, path);

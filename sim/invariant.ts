@@ -1,11 +1,13 @@
 // Invariant violations: a broken safety property of the model or of the
 // system it models (lock discipline, a lost page, a lost acknowledged write,
-// the VM running on both sides). They end the run with exit code 4.
+// the VM running on both sides, a page placed twice by postcopy). They end the
+// run with exit code 4.
 
 export type InvariantKind =
   | 'lock-discipline'
   | 'lost-page'
   | 'lost-write'
+  | 'duplicate-page'
   | 'split-brain'
   | 'model';
 

@@ -31,6 +31,32 @@ export interface BudgetResult {
   pass: boolean;
 }
 
+/** Postcopy's figures (times in ns). */
+export interface PostcopyResult {
+  /** When postcopy_start began; null: migrate-start-postcopy never took effect. */
+  started_at_ns: number | null;
+  /** Guest accesses on the destination that waited for a missing page. */
+  faults: number;
+  fault_latency_p50_ns: number;
+  fault_latency_p99_ns: number;
+  fault_latency_max_ns: number;
+  /** The guest's total stall on the destination waiting for pages (all vCPUs). */
+  stall_ns: number;
+  /** The postcopy-preempt capability. */
+  preempt: boolean;
+  /** Pages the source sent because the destination asked for them. */
+  requested_pages: number;
+  /** Pages the background stream sent after the switch. */
+  background_pages: number;
+  /** QEMU: postcopy-requests: page requests the source received. */
+  postcopy_requests: number;
+  /** Times the migration entered postcopy-paused, and was recovered from it. */
+  paused: number;
+  recovered: number;
+  /** Pages lost in flight to link-breaks (sent again after recovery). */
+  lost_in_flight: number;
+}
+
 export interface MigrationResult {
   status: string;
   'total-time': number;
@@ -63,6 +89,8 @@ export interface MigrationResult {
   iterations: SyncRecord[];
   snapshots: QueryMigrate[];
   transitions: { t_ns: number; from: string; to: string }[];
+  /** null when postcopy is off. */
+  postcopy: PostcopyResult | null;
 }
 
 export interface MultifdResult {
@@ -260,6 +288,28 @@ function migrationResult(world: AnyWorld): MigrationResult {
     iterations: [...mig.ram.syncs],
     snapshots: [...mig.snapshots],
     transitions: [...mig.transitions],
+    postcopy: postcopyResult(world),
+  };
+}
+
+function postcopyResult(world: AnyWorld): PostcopyResult | null {
+  const pc = world.migration!.postcopy;
+  if (!pc) return null;
+  const h = pc.faultLatency;
+  return {
+    started_at_ns: pc.startedAtNs < 0 ? null : pc.startedAtNs,
+    faults: pc.faults,
+    fault_latency_p50_ns: h.quantile(0.5),
+    fault_latency_p99_ns: h.quantile(0.99),
+    fault_latency_max_ns: h.maxNs,
+    stall_ns: pc.stallNs,
+    preempt: pc.preempt,
+    requested_pages: pc.requestedPages,
+    background_pages: pc.backgroundPages,
+    postcopy_requests: pc.requests,
+    paused: pc.paused,
+    recovered: pc.recovered,
+    lost_in_flight: pc.lostInFlight,
   };
 }
 
@@ -280,6 +330,11 @@ export function budgetValue(key: BudgetKey, r: RunResult): number {
     case 'completion_attempts': return mig ? mig.completion_attempts : 0;
     case 'rollbacks': return mig ? mig.rollbacks : 0;
     case 'multifd_sync_wait': return mig?.multifd ? mig.multifd.sync_wait_max_ns : 0;
+    case 'postcopy_faults': return mig?.postcopy?.faults ?? 0;
+    case 'postcopy_fault_p99': return mig?.postcopy?.fault_latency_p99_ns ?? 0;
+    case 'postcopy_fault_max': return mig?.postcopy?.fault_latency_max_ns ?? 0;
+    case 'postcopy_stall': return mig?.postcopy?.stall_ns ?? 0;
+    case 'postcopy_recovered': return mig?.postcopy?.recovered ?? 0;
   }
 }
 

@@ -10,10 +10,14 @@ import type { Bql } from './main-loop/bql.ts';
 import type { Instruments } from './instrument/instrument.ts';
 import type { Co, Notifier, Platform } from './platform.ts';
 
-/** An exit to userspace: a PIO or MMIO access (under the BQL), or a throttle sleep. */
+/**
+ * An exit to userspace: a PIO or MMIO access (under the BQL), a throttle
+ * sleep, or a userfault (postcopy: the vCPU waits in the kernel for a page
+ * the destination lacks; not an exit KVM counts).
+ */
 export interface VcpuExit {
   readonly name: string;
-  readonly kind: 'pio' | 'mmio' | 'throttle';
+  readonly kind: 'pio' | 'mmio' | 'throttle' | 'userfault';
   readonly needsBql: boolean;
   /**
    * When the vCPU left guest mode for this exit, if before the thread saw it:
@@ -58,6 +62,8 @@ export interface StallRecord {
   /** Time waiting for the BQL, and who held it when the wait began. */
   readonly bql_wait_ns: number;
   readonly bql_holder: string;
+  /** Time waiting for missing pages (postcopy userfaults). */
+  readonly fault_ns: number;
 }
 
 export class VcpuThread {
@@ -77,6 +83,7 @@ export class VcpuThread {
   private stoppedState = '';
   private bqlWaitNs = 0;
   private bqlHolder = '';
+  private faultNs = 0;
 
   constructor(
     readonly index: number,
@@ -121,6 +128,12 @@ export class VcpuThread {
       const exit = yield* this.guest.run(this);
       this.leaveGuest(exit?.leftAtNs ?? p.nowNs());
       if (exit === null) continue;
+      if (exit.kind === 'userfault') {
+        const t0 = p.nowNs();
+        yield* inst.run(exit.name, exit.kind, exit.handle());
+        this.faultNs += p.nowNs() - t0;
+        continue;
+      }
       this.exits++;
       inst.trace.event(this.name, 'kvm_run_exit', { reason: exit.kind, exit: exit.name });
       if (!exit.needsBql) {
@@ -151,10 +164,11 @@ export class VcpuThread {
     if (stalled > this.host.inst.thresholdNs) {
       this.stalls.push({
         vcpu: this.name, from_ns: this.leftAtNs, to_ns: now, stopped_ns: this.stoppedNs, stopped_state: this.stoppedState,
-        bql_wait_ns: this.bqlWaitNs, bql_holder: this.bqlHolder,
+        bql_wait_ns: this.bqlWaitNs, bql_holder: this.bqlHolder, fault_ns: this.faultNs,
       });
     }
     this.stoppedNs = 0;
+    this.faultNs = 0;
     this.bqlWaitNs = 0;
     this.bqlHolder = '';
     this.inGuest = true;

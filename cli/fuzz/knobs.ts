@@ -9,7 +9,12 @@
 // Leaves out: what the knobs mean in a scenario (cli/fuzz/scenario.ts).
 import { Rng } from '../../sim/scheduler/random.ts';
 
-/** Bumped whenever the table changes: the same seed then means another scenario. */
+/**
+ * Bumped whenever a knob's range or the order of the knobs changes: the same
+ * seed then draws other values. Knobs appended at the end (postcopy, the
+ * link-break) leave the earlier knobs' draws as they were; a seed's scenario
+ * gains the new features.
+ */
 export const KNOBS_VERSION = 2;
 
 /** Name, lowest (simplest) and highest value of each knob, in draw order. */
@@ -56,13 +61,21 @@ export const KNOB_TABLE = [
   ['zero_page_detection', 0, 2], // multifd (9.2's default), legacy, none
   ['xbzrle_on', 0, 1],
   ['xbzrle_cache', 0, 3], // 64MiB (QEMU's default), 16MiB, 1MiB, 64KiB
+  ['postcopy_on', 0, 1],
+  ['postcopy_start', 0, 3], // migrate-start-postcopy after 0-2 passes, or at a time
+  ['postcopy_at_ms', 0, 10_000], // postcopy_start 3: this long after the migration starts
+  ['postcopy_preempt', 0, 1],
+  ['break_on', 0, 1], // a link-break, safety phase only
+  ['break_at_ms', 0, 20_000], // after the migration starts
+  ['break_for_ms', 1, 5000],
+  ['recover_after_ms', 0, 3000],
 ] as const satisfies readonly (readonly [string, number, number])[];
 
 export type KnobName = (typeof KNOB_TABLE)[number][0];
 export type Knobs = Record<KnobName, number>;
 
 /** On/off knobs: a feature is on with probability 1/2 (the swarm). */
-const SWITCHES: ReadonlySet<KnobName> = new Set(['dirty_on', 'exits_on', 'net_on', 'blk_on', 'handler_on', 'multifd_on', 'xbzrle_on']);
+const SWITCHES: ReadonlySet<KnobName> = new Set(['dirty_on', 'exits_on', 'net_on', 'blk_on', 'handler_on', 'multifd_on', 'xbzrle_on', 'postcopy_on', 'break_on']);
 
 /** The knobs of a seed. */
 export function knobsOf(seed: number): Knobs {

@@ -6,6 +6,9 @@
 // complete). Runs stay small: 64-512 MiB of guest memory, at most 120 s of
 // simulated time. multifd (its channels and zero-page-detection) and xbzrle
 // (its cache size, down to a cache that misses) are drawn in both phases.
+// simulated time. Postcopy (when the migration runs from its thread) starts
+// after 0-2 passes or at a time, with or without preempt; a link-break (safety
+// phase only) cuts the stream at any point, pre-copy, switch or postcopy.
 // Leaves out: running and judging the scenario (cli/fuzz/check.ts).
 import { stringify } from 'yaml';
 import type { Knobs } from './knobs.ts';
@@ -13,7 +16,7 @@ import type { Knobs } from './knobs.ts';
 export type Phase = 'safety' | 'liveness';
 
 /** Planted bugs of the migration model, for checking the checkers. */
-export const PLANTS = ['sync-drops-new-bits', 'skip-final-flush'] as const;
+export const PLANTS = ['sync-drops-new-bits', 'skip-final-flush', 'resend-queued-page'] as const;
 export type Plant = (typeof PLANTS)[number];
 
 /** Liveness: time for 2 full passes over memory at the slower of rate limit and link, plus 10 s, at most 120 s. */
@@ -113,6 +116,10 @@ export function buildScenario(k: Knobs, o: BuildOptions): ScenarioText {
     if (fault === 'handler-cost') f.latency = `${Math.min(k.fault_latency_ms, 2000)}ms`;
     doc.faults = [f];
   }
+  if (!liveness && k.break_on) {
+    const atMs = Math.min(startMs + k.break_at_ms, durationMs - 1000);
+    doc.faults = [...((doc.faults as unknown[] | undefined) ?? []), { name: 'fuzz-link-break', kind: 'link-break', at: `${atMs}ms`, for: `${k.break_for_ms}ms` }];
+  }
 
   // Migration.
   const policy = POLICIES[k.policy]!;
@@ -135,6 +142,15 @@ export function buildScenario(k: Knobs, o: BuildOptions): ScenarioText {
     migration.multifd = { channels: k.multifd_channels, zero_page_detection: ZERO_PAGE_DETECTION[k.zero_page_detection] };
   }
   if (k.xbzrle_on) migration.xbzrle = { cache_size: XBZRLE_CACHE[k.xbzrle_cache] };
+  // QEMU refuses postcopy with multifd (migrate_caps_check): multifd wins the draw.
+  if (k.postcopy_on && !k.mode && !migration.multifd) {
+    const postcopy: Record<string, unknown> = k.postcopy_start < 3
+      ? { start_after_passes: k.postcopy_start }
+      : { start_at: `${Math.min(startMs + k.postcopy_at_ms, durationMs - 1)}ms` };
+    if (k.postcopy_preempt) postcopy.preempt = true;
+    postcopy.recover_after = `${k.recover_after_ms}ms`;
+    migration.postcopy = postcopy;
+  }
   if (o.plant) migration.bug = o.plant;
   doc.migration = migration;
   if (o.expect) doc.expect = o.expect;

@@ -45,6 +45,12 @@ export function qemuBudgetValue(key: BudgetKey, r: QemuRunResult): number | null
     case 'userspace_progress':
     case 'userspace_gap':
     case 'multifd_sync_wait':
+    // latsim qemu runs pre-copy only: no postcopy figures.
+    case 'postcopy_faults':
+    case 'postcopy_fault_p99':
+    case 'postcopy_fault_max':
+    case 'postcopy_stall':
+    case 'postcopy_recovered':
       return null;
   }
 }

@@ -203,11 +203,14 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
     }
     if (mig.mode === 'main-loop') migUnsupported.push('mode main-loop: QEMU 7.2 migrates from its migration thread');
     if (mig.max_iterations > 0) migUnsupported.push(`max_iterations ${mig.max_iterations}: QEMU 7.2 has no iteration cap`);
+    if (mig.postcopy) migUnsupported.push('migration.postcopy: latsim qemu drives pre-copy only (runs without postcopy)');
     migUnsupported.push(`link ${mig.link.bandwidth} B/s, ${mig.link.latency_ns} ns: the migration runs over loopback TCP`);
   }
   const features = featuresOf(s, probe.version);
   migUnsupported.push(...features.unsupported);
-  const unsupportedFaults = s.faults.filter((f) => f.kind === 'handler-cost').map((f) => `fault ${f.name} (handler-cost): QEMU's handlers are its own`);
+  const unsupportedFaults = s.faults.filter((f) => f.kind === 'handler-cost' || f.kind === 'link-break').map((f) => (f.kind === 'link-break'
+    ? `fault ${f.name} (link-break): the migration runs over loopback TCP, which latsim qemu does not cut`
+    : `fault ${f.name} (handler-cost): QEMU's handlers are its own`));
 
   const dir = mkdtempSync(join(tmpdir(), 'latsim-qemu-'));
   const untrack = opts.keepWorkDir ? () => {} : atTeardown(() => rmSync(dir, { recursive: true, force: true }));

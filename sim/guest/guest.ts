@@ -4,7 +4,10 @@
 // requests) fire at their rates, and interrupts raised by devices are served
 // (a ping reply needs the vCPU to run). Guest userspace makes progress only
 // in stretches of uninterrupted run time of at least a quantum: one unit per
-// quantum; a stall longer than the tolerance restarts the stretch.
+// quantum; a stall longer than the tolerance restarts the stretch. On a
+// postcopy destination a workload's write to a page still missing faults:
+// the vCPU leaves guest mode and waits for the page (a userfault exit), then
+// the write lands.
 // GuestPort is what devices, migration and reports see of a guest; the KVM
 // guest (real/guest-os.ts) provides it too.
 // Leaves out: guest scheduling between tasks, interrupt coalescing, HLT.
@@ -13,7 +16,8 @@ import type { Machine } from '../machine.ts';
 import type { GuestSpec, VmSpec, WorkloadSpec } from '../scenario/scenario.ts';
 import { sample } from '../util/dist.ts';
 import type { GuestCode, VcpuThread, VcpuExit } from '../vcpu.ts';
-import { GuestRam } from './ram.ts';
+import { GuestRam, type HeldWrite } from './ram.ts';
+import { testBit } from '../util/bitmap.ts';
 import type { GuestMemory } from './memory.ts';
 import { Dirtier } from './dirtier.ts';
 
@@ -168,6 +172,8 @@ export class VcpuGuest implements GuestCode {
   readonly irq: Notifier;
   throttlePct = 0;
   private readonly pending: GuestWork[] = [];
+  /** Writes to missing pages this vCPU made and has not waited for yet. */
+  private held: HeldWrite[] = [];
   private readonly activities: Scheduled[] = [];
   private runSinceThrottleNs = 0;
 
@@ -193,6 +199,8 @@ export class VcpuGuest implements GuestCode {
     const p = this.guest.machine.platform;
     const sliceNs = this.guest.spec.slice_ns;
     for (;;) {
+      // A write to a missing page (postcopy): nothing else runs until it is there.
+      if (this.held.length > 0) return this.userfaultExit(vcpu);
       // Interrupts first: the guest kernel serves them before anything else.
       const work = this.pending.shift();
       if (work) {
@@ -231,11 +239,51 @@ export class VcpuGuest implements GuestCode {
     const end = p.nowNs();
     const ran = end - start;
     if (ran > 0) {
+      const ram = this.guest.ram;
+      ram.gate?.refresh();
       for (const d of this.dirtiers) d.advance(ran);
+      if (ram.gate !== null) {
+        const held = ram.takeHeld();
+        if (held.length > 0) this.held.push(...held);
+      }
       this.guest.userspace.ran(this.index, ran, end);
       this.runSinceThrottleNs += ran;
     }
     return ready;
+  }
+
+  /**
+   * QEMU postcopy's userfault: the vCPU touched pages the destination has
+   * not got; for each in turn it waits (the fault thread asks the source for
+   * it), then its writes land. A kick while the VM must stop interrupts the
+   * wait; the writes not landed are held again for the next run.
+   */
+  private userfaultExit(vcpu: VcpuThread): VcpuExit {
+    const held = this.held;
+    this.held = [];
+    const ram = this.guest.ram;
+    const machine = this.guest.machine;
+    return {
+      name: 'userfault', kind: 'userfault', needsBql: false,
+      handle: function* (this: VcpuGuest) {
+        for (let i = 0; i < held.length; i++) {
+          const w = held[i]!;
+          for (;;) {
+            const gate = ram.gate;
+            if (gate === null) break;
+            gate.refresh();
+            if (!testBit(gate.missing, w.page)) break;
+            if (yield* gate.fault(this.index, w.page, vcpu.kick)) break;
+            if (!machine.vcpuCanRun()) {
+              this.held = held.slice(i).concat(this.held);
+              return;
+            }
+            vcpu.kick.read();
+          }
+          ram.land(w.page, w.writes);
+        }
+      }.bind(this),
+    };
   }
 
   private nextActivity(): Scheduled | undefined {

@@ -3,10 +3,41 @@
 // pages of 4 KiB) is a 1 GiB Uint32Array plus a 32 MiB bitmap. The dirty log
 // is a word bitmap laid out as KVM's (bit i = page i, little-endian words), so
 // migration_bitmap_sync reads it exactly as it reads KVM_GET_DIRTY_LOG's.
-// It is the simulation's GuestMemory (memory.ts).
+// It is the simulation's GuestMemory (memory.ts). While a PageGate is set
+// (a postcopy destination, whose missing pages userfaultfd guards), a write
+// to a missing page does not land: it is held until the vCPU that made it
+// has waited for the page (sim/guest/guest.ts).
 // Leaves out: memory regions and slots (one flat slot from guest address 0).
-import { bitmapNew, setRange } from '../util/bitmap.ts';
+import type { Co, Notifier } from '../platform.ts';
+import { bitmapNew, setRange, testBit } from '../util/bitmap.ts';
 import type { GuestMemory } from './memory.ts';
+
+/**
+ * Pages the guest may not touch yet: on a postcopy destination the pages not
+ * placed so far (QEMU registers guest RAM with userfaultfd). Whoever keeps
+ * the missing pages (postcopy) provides it.
+ */
+export interface PageGate {
+  /** Bit set: the page is missing. Up to date after refresh(). */
+  readonly missing: Uint32Array;
+  /** Places what has arrived by now. */
+  refresh(): void;
+  /**
+   * The userfault: vcpu waits until page is there, asking for it. Returns
+   * false, the page still missing, when interrupt became ready first (a kick:
+   * the vCPU leaves the wait as KVM lets it since Linux 6.3).
+   */
+  fault(vcpu: number, page: number, interrupt: Notifier): Co<boolean>;
+}
+
+/** Writes to one missing page, held until it is there. */
+export interface HeldWrite {
+  readonly page: number;
+  readonly writes: number;
+}
+
+/** write() cycles a version through 1 .. 2^32-1 (0 only before the first write). */
+const VERSION_CYCLE = 2 ** 32 - 1;
 
 /**
  * Bytes of host memory GuestRam keeps per page: a 4-byte content version and
@@ -23,6 +54,10 @@ export class GuestRam implements GuestMemory {
   /** Whether writes are logged (migration turns it on: memory_global_dirty_log_start). */
   logging = false;
   writes = 0;
+  /** Set while pages are missing (postcopy on the destination); null: every page is there. */
+  gate: PageGate | null = null;
+  /** Writes to missing pages not taken yet (takeHeld), in order. */
+  private held: HeldWrite[] = [];
   /** Pages [0, populatedPages) held data at start. */
   private populatedPages = 0;
   private readonly counterRanges: [number, number][] = [];
@@ -72,6 +107,10 @@ export class GuestRam implements GuestMemory {
 
   /** The guest writes page: its content changes and, when logging, it is marked dirty. */
   write(page: number): void {
+    if (this.gate !== null && testBit(this.gate.missing, page)) {
+      this.held.push({ page, writes: 1 });
+      return;
+    }
     this.versions[page] = (this.versions[page]! + 1) >>> 0 || 1;
     if (this.logging) {
       const w = page >>> 5;
@@ -85,6 +124,10 @@ export class GuestRam implements GuestMemory {
    * misses of random pages overlap instead of waiting one by one.
    */
   writeMany(pages: Uint32Array, count: number): void {
+    if (this.gate !== null) {
+      for (let i = 0; i < count; i++) this.write(pages[i]!);
+      return;
+    }
     const versions = this.versions;
     if (this.logging) {
       const log = this.dirtyLog;
@@ -110,9 +153,16 @@ export class GuestRam implements GuestMemory {
    */
   writeRounds(first: number, count: number, rounds: number): void {
     if (rounds <= 0 || count <= 0) return;
+    if (this.gate !== null) {
+      const missing = this.gate.missing;
+      for (let p = first, end = first + count; p < end; p++) {
+        if (testBit(missing, p)) this.held.push({ page: p, writes: rounds });
+        else this.land(p, rounds);
+      }
+      return;
+    }
     const versions = this.versions;
-    // write() cycles a version through 1 .. 2^32-1 (0 only before the first write).
-    const cycle = 2 ** 32 - 1;
+    const cycle = VERSION_CYCLE;
     for (let p = first, end = first + count; p < end; p++) versions[p] = ((versions[p]! - 1 + rounds) % cycle) + 1;
     if (this.logging) setRange(this.dirtyLog, first, count);
     this.writes += count * rounds;
@@ -126,6 +176,23 @@ export class GuestRam implements GuestMemory {
   writeSaturated(first: number, count: number, writes: number): void {
     this.writeRounds(first, count, 1);
     this.writes += writes - count;
+  }
+
+  /** The held writes since the last call, in order (the vCPU that made them waits for their pages). */
+  takeHeld(): HeldWrite[] {
+    const held = this.held;
+    if (held.length > 0) this.held = [];
+    return held;
+  }
+
+  /** writes writes to page land, the gate left aside (a held write once its page is there). */
+  land(page: number, writes: number): void {
+    this.versions[page] = ((this.versions[page]! - 1 + writes) % VERSION_CYCLE) + 1;
+    if (this.logging) {
+      const w = page >>> 5;
+      this.dirtyLog[w] = this.dirtyLog[w]! | (1 << (page & 31));
+    }
+    this.writes += writes;
   }
 
   /** Writes count consecutive pages from first (wrapping at the end of RAM). */

@@ -6,7 +6,9 @@
 // I/O it waited for. E.g. "vcpu0 waited 42.1 s for the BQL, held by main-loop
 // in migration_completion -> vm_stop -> bdrv_drain_all, waiting in
 // aio_poll(qemu_aio_context) for in-flight requests on disk0, delayed by
-// fault nfs-stall (slow-flush on disk0)". Only reads state.
+// fault nfs-stall (slow-flush on disk0)". A postcopy destination's vCPU that
+// waited for missing pages is explained by the migration's pauses and the
+// link-breaks over the wait. Only reads state.
 import type { AnyWorld } from '../world.ts';
 import type { SlowRun } from './instrument.ts';
 import { formatNs } from './format.ts';
@@ -102,6 +104,17 @@ export function attribute(world: AnyWorld): AttributionChain[] {
     // Bounded work: past CHAINS_MAX chains no more are explained (each explanation scans the slow runs).
     if (chains.length >= CHAINS_MAX) break;
     const dur = s.to_ns - s.from_ns;
+    if (s.fault_ns > s.stopped_ns && s.fault_ns > s.bql_wait_ns) {
+      const chain = [`${s.vcpu} waited ${formatNs(s.fault_ns)} for pages missing on the postcopy destination`];
+      for (const t of migration?.transitions ?? []) {
+        if (t.to === 'postcopy-paused' && t.t_ns < s.to_ns && t.t_ns >= s.from_ns - threshold) chain.push(`the migration paused at ${formatNs(t.t_ns)} (postcopy-paused)`);
+      }
+      for (const f of scenario.faults) {
+        if (f.kind === 'link-break' && overlap(f.at_ns, f.at_ns + f.for_ns, s.from_ns, s.to_ns) > 0) chain.push(`the stream cut by fault ${f.name} (link-break)`);
+      }
+      push('vcpu-stall', s.from_ns, dur, chain);
+      continue;
+    }
     if (s.stopped_ns >= s.bql_wait_ns) {
       const stop = [...machine.stops].reverse().find((x) => x.at_ns <= s.from_ns + s.stopped_ns && x.at_ns >= s.from_ns - threshold)
         ?? [...machine.stops].reverse().find((x) => x.at_ns <= s.to_ns);

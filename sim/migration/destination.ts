@@ -123,9 +123,24 @@ export class Destination implements MigrationDestination {
     yield* link.send(bytes);
   }
 
-  /** The last byte leaves the socket and takes the link's latency to arrive; loading and starting take DEST_START_NS. */
+  /**
+   * The last byte leaves the socket and takes the link's latency to arrive;
+   * loading and starting take DEST_START_NS. A link-break before it arrives
+   * loses the end of the stream: the destination never starts, and the
+   * source, which told it to, must not run the guest again (QEMU's source
+   * would even report completed; the model reports the loss).
+   */
   *arrive(_src: GuestMemory, disks: readonly BlkDevice[], link: MigrationLink): Co<number> {
-    yield* this.platform.sleep(link.arrivalNs() + DEST_START_NS);
+    if (link.breaks.length === 0) {
+      yield* this.platform.sleep(link.arrivalNs() + DEST_START_NS);
+    } else {
+      const t0 = this.platform.nowNs();
+      const arriveAt = t0 + link.arrivalNs();
+      yield* this.platform.sleep(arriveAt - t0);
+      const cut = link.breakBetween(link.connectedAtNs, arriveAt);
+      if (cut) throw new MigrationStreamError(`the stream broke (${cut.name}) before the destination had the device state`, true);
+      yield* this.platform.sleep(DEST_START_NS);
+    }
     this.verify(this.src, disks);
     return 0;
   }

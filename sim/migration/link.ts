@@ -17,9 +17,14 @@
 // which holds only that stream back when it loads slower than the wire.
 // The rate limit stays one for all: bytes count against it where QEMU
 // counts them (account()), whichever stream carries them.
+// MigrationWire) and the time they take is its own. A scenario's link-break
+// faults cut the link for a while: a send while it is cut fails (the
+// migration decides how, through its guard), and what was in flight when it
+// broke is lost. Postcopy's preempt channel is a second link of the same kind.
 // Leaves out: TCP dynamics (slow start, windows, fair sharing of a congested
-// wire), compression.
+// wire), compression; postcopy's two channels sharing the wire's bandwidth.
 import type { Co, Platform } from '../platform.ts';
+import type { LinkBreak } from '../scenario/scenario.ts';
 
 /** A real carrier of the stream: transmit() returns once the bytes left (QEMU: qemu_fflush). */
 export interface MigrationWire {
@@ -55,6 +60,15 @@ export class MigrationLink {
   /** With channels: the main stream, one of the wire's streams like them; null: the main stream alone. */
   private main: LinkStream | null = null;
   readonly channels: LinkStream[] = [];
+  /** When the last send's bytes began and ended draining (what postcopy needs to time each page's arrival). */
+  lastSendFromNs = 0;
+  lastSendToNs = 0;
+  /** Link-break faults, in time order. */
+  breaks: readonly LinkBreak[] = [];
+  /** When the current connection was made: a break since then broke it for good. */
+  connectedAtNs = 0;
+  /** Runs before every send: throws when the migration says the stream is broken. */
+  guard: (() => void) | null = null;
   private readonly bufferNs: number;
 
   constructor(
@@ -113,6 +127,7 @@ export class MigrationLink {
    */
   *send(bytes: number, cost: SendCost = {}): Co<void> {
     if (cost.cpuNs) yield* this.platform.cpu(cost.cpuNs);
+    this.guard?.();
     if (bytes <= 0) return;
     this.account(bytes);
     if (this.wire) return yield* this.wire.transmit(bytes);
@@ -120,7 +135,9 @@ export class MigrationLink {
     const p = this.platform;
     const now = p.nowNs();
     const busyNs = Math.max(1, Math.round((bytes * 1e9) / this.bandwidth), Math.round(cost.destNs ?? 0));
-    this.drainedAtNs = Math.max(now, this.drainedAtNs) + busyNs;
+    this.lastSendFromNs = Math.max(now, this.drainedAtNs);
+    this.drainedAtNs = this.lastSendFromNs + busyNs;
+    this.lastSendToNs = this.drainedAtNs;
     if (cost.blocking === false) return;
     const room = Math.ceil(this.drainedAtNs - this.bufferNs);
     if (room > now) yield* p.sleep(room - now);
@@ -146,6 +163,23 @@ export class MigrationLink {
   /** Time left in the current window. */
   windowLeftNs(): number {
     return Math.max(0, this.windowStartNs + BUFFER_DELAY_NS - this.platform.nowNs());
+  }
+
+  /** The link-break in force at tNs, or null. */
+  breakAt(tNs: number): LinkBreak | null {
+    for (const b of this.breaks) if (tNs >= b.at_ns && tNs < b.at_ns + b.for_ns) return b;
+    return null;
+  }
+
+  /** The first link-break that began in [fromNs, toNs], or null. */
+  breakBetween(fromNs: number, toNs: number): LinkBreak | null {
+    for (const b of this.breaks) if (b.at_ns >= fromNs && b.at_ns <= toNs) return b;
+    return null;
+  }
+
+  /** Forgets what was in flight (the connection broke): nothing more arrives of it. */
+  drop(): void {
+    this.drainedAtNs = Math.min(this.drainedAtNs, this.platform.nowNs());
   }
 
   /** Starts a new window (migration_rate_reset). */

@@ -24,7 +24,12 @@
 // multifd (multifd.ts): the channel threads start with the migration, and
 // RAM save syncs with them at setup, per section or per round, and at
 // completion; xbzrle (xbzrle.ts) is RAM save's. Both run in simulation only.
-// Leaves out: postcopy, return path, cancellation from QMP.
+// With postcopy (postcopy.ts) migrate-start-postcopy turns an iteration with
+// much still pending into postcopy_start: the VM stops, the last sync, the
+// discard bitmap and the device state go out, and the destination runs the
+// guest while the rest follows; the downtime is the switch's. A link-break
+// fault fails a pre-copy migration at its next write.
+// Leaves out: the return path in pre-copy, cancellation from QMP.
 import type { Machine, StopPhases } from '../machine.ts';
 import type { GuestPort } from '../guest/guest.ts';
 import { GuestRam } from '../guest/ram.ts';
@@ -39,6 +44,7 @@ import { BUFFER_DELAY_NS, MigrationLink } from './link.ts';
 import { MultifdSend } from './multifd.ts';
 import { RamState } from './ram.ts';
 import { Xbzrle } from './xbzrle.ts';
+import { Postcopy } from './postcopy.ts';
 import {
   mayComplete,
   startMigrationActor,
@@ -68,7 +74,8 @@ export interface DowntimePhases {
 export interface CompletionAttempt {
   readonly n: number;
   readonly at_ns: number;
-  readonly outcome: 'completed' | 'rollback' | 'failed';
+  /** postcopy: the switch to postcopy (its downtime is the migration's). */
+  readonly outcome: 'completed' | 'rollback' | 'failed' | 'postcopy';
   readonly downtime_ns: number;
   readonly phases: DowntimePhases;
   readonly reason: string;
@@ -106,6 +113,8 @@ export class Migration<D extends MigrationDestination = Destination> {
   readonly snapshots: QueryMigrate[] = [];
   readonly transitions: { t_ns: number; from: MigrationStatus; to: MigrationStatus }[] = [];
   actor: MigrationActor | null = null;
+  /** Postcopy, when the scenario turns it on. */
+  readonly postcopy: Postcopy | null = null;
   status: MigrationStatus = 'none';
   startNs = -1;
   setupNs = 0;
@@ -150,6 +159,40 @@ export class Migration<D extends MigrationDestination = Destination> {
     this.ram = new RamState(guest.ram, this.dest, spec, this.qemu.host, this.multifd, xbzrle);
     // QEMU: migrate_init sets expected_downtime to the downtime limit until the first estimate.
     this.expectedDowntimeNs = spec.downtime_limit_ns;
+    if (spec.link_breaks.length > 0) {
+      const link = this.link;
+      link.breaks = spec.link_breaks;
+      link.guard = () => {
+        const b = link.breakBetween(link.connectedAtNs, this.p.nowNs());
+        if (b) throw new MigrationStreamError(`the migration stream broke (${b.name})`);
+      };
+    }
+    if (spec.postcopy) this.postcopy = this.newPostcopy();
+  }
+
+  /** Postcopy runs against the model's destination (real mode refuses it). */
+  private newPostcopy(): Postcopy {
+    if (!(this.dest instanceof Destination) || !(this.guest.ram instanceof GuestRam)) {
+      throw new Error('migration.postcopy needs the simulation\'s destination and guest memory');
+    }
+    const finished = () => this.finished;
+    return new Postcopy({
+      machine: this.machine, link: this.link, ram: this.ram, dest: this.dest, guestRam: this.guest.ram,
+      disks: this.devices.blk, spec: this.spec, profile: this.qemu.profile, host: this.qemu.host,
+      event: (type) => {
+        if (type === 'COMPLETED') {
+          this.verified = true;
+          this.snapshot();
+        }
+        this.actor!.send({ type });
+      },
+      fail: (reason) => this.fail(reason),
+      updateCounters: () => { this.updateCountersIfDue(); },
+      destinationStarted: (atNs) => this.postcopyDestinationStarted(atNs),
+      get finished() {
+        return finished();
+      },
+    });
   }
 
   /** Arms the start of the migration at spec.start_ns. */
@@ -160,6 +203,8 @@ export class Migration<D extends MigrationDestination = Destination> {
   /** QEMU: qmp_migrate -> migrate_fd_connect: status setup, then the migration thread. */
   private begin(): void {
     this.startNs = this.p.nowNs();
+    this.link.connectedAtNs = this.startNs;
+    this.postcopy?.armStartAt();
     const rollback = this.policy.has('flush-timeout');
     const minIntervalMs = this.policy.has('min-interval') ? this.spec.min_interval_ns / 1e6 : 0;
     const deviceStatus = this.qemu.profile.device_status;
@@ -216,6 +261,10 @@ export class Migration<D extends MigrationDestination = Destination> {
     try {
       yield* this.setup('migration_thread');
       while (!this.finished) {
+        if (this.postcopy?.switched) {
+          yield* this.postcopy.run();
+          break;
+        }
         if (!this.link.rateExceeded()) {
           const progressed = yield* this.iterationRun();
           if (this.finished) break;
@@ -384,6 +433,10 @@ export class Migration<D extends MigrationDestination = Destination> {
         yield* this.completion();
         return true;
       }
+    } else if (this.postcopy?.startRequested(this.ram.dirtySyncCount)) {
+      // QEMU 7.2: much still pending and start_postcopy set.
+      yield* this.postcopyStart();
+      return true;
     }
     return yield* this.ramSaveIterate();
   }
@@ -563,6 +616,80 @@ export class Migration<D extends MigrationDestination = Destination> {
     this.send('COMPLETED');
     this.endNs = t2;
     this.snapshot();
+  }
+
+  /** QEMU: postcopy_start (migration/migration.c, 7.2). */
+  private *postcopyStart(): Co<void> {
+    yield* this.machine.inst.run('postcopy_start', 'migration', this.doPostcopyStart());
+  }
+
+  private *doPostcopyStart(): Co<void> {
+    const m = this.machine;
+    const p = this.p;
+    const pc = this.postcopy!;
+    const thread = p.current().name;
+    const n = this.attempts.length + 1;
+    // QEMU 7.2: postcopy-active before the VM stops; time_at_stop from here.
+    const t0 = p.nowNs();
+    pc.startedAtNs = t0;
+    this.actor!.send({ type: 'POSTCOPY_START' });
+    m.trace.event(thread, 'postcopy_start');
+    yield* m.bql.lock('postcopy_start');
+    // The source's vCPUs run no more: the destination's are not throttled (cpu_throttle_stop).
+    this.throttleStop();
+    // Planted bug for the checker: the flush of bdrv_inactivate_all is skipped.
+    this.devices.block.skipFlush = this.spec.bug === 'skip-final-flush';
+    const stop: StopPhases = yield* m.vmStop('finish-migrate');
+    this.devices.block.skipFlush = false;
+    const stopPhases = { stop_ns: stop.stop_ns, drain_ns: stop.drain_ns, flush_ns: stop.flush_ns };
+    // QEMU: postcopy_start's fail path: failed, and the VM stays stopped (vm_was_running is migration_completion's).
+    const failed = (reason: string, sent: { final_ram_ns: number; device_state_ns: number }) => {
+      m.runstate.set('postmigrate');
+      m.bql.unlock();
+      this.attempts.push({
+        n, at_ns: t0, outcome: 'failed', downtime_ns: p.nowNs() - t0, phases: { ...stopPhases, ...sent, resume_ns: 0 }, reason,
+      });
+      this.fail(reason);
+    };
+    if (stop.error) {
+      failed(`postcopy_start: ${stop.error}`, { final_ram_ns: 0, device_state_ns: 0 });
+      return;
+    }
+    const t1 = p.nowNs();
+    let t2 = 0;
+    try {
+      // ram_postcopy_send_discard_bitmap: the last sync, then the dirty pages' ranges.
+      yield* this.syncNow();
+      const discard = pc.switchOver();
+      this.ram.transferred += discard;
+      yield* this.link.send(discard);
+      t2 = p.nowNs();
+      // The package: LISTEN, every device's vmstate, RUN.
+      this.devices.saveState();
+      yield* p.cpu(this.qemu.host.downtime_floor_ns);
+      yield* this.dest.sendDeviceState(this.link, pc.packageBytes(this.spec.device_state_bytes));
+    } catch (e) {
+      if (!(e instanceof MigrationStreamError)) throw e;
+      m.trace.event(thread, 'migrate_set_error', { error: e.message });
+      const now = p.nowNs();
+      failed(e.message, t2 === 0 ? { final_ram_ns: now - t1, device_state_ns: 0 } : { final_ram_ns: t2 - t1, device_state_ns: now - t2 });
+      return;
+    }
+    const t3 = p.nowNs();
+    pc.listen();
+    m.runstate.set('postmigrate');
+    m.bql.unlock();
+    // QEMU: ms->downtime = now - time_at_stop, once the package is sent.
+    this.downtimeNs = t3 - t0;
+    const resumeNs = this.link.arrivalNs() + DEST_START_NS;
+    this.downtimePhases = { ...stopPhases, final_ram_ns: t2 - t1, device_state_ns: t3 - t2, resume_ns: resumeNs };
+    this.attempts.push({ n, at_ns: t0, outcome: 'postcopy', downtime_ns: this.downtimeNs, phases: this.downtimePhases, reason: '' });
+  }
+
+  /** The destination runs the guest: what the guest saw of the switch ends here. */
+  private postcopyDestinationStarted(atNs: number): void {
+    const at = this.postcopy!.startedAtNs;
+    this.guestDowntimeNs = atNs - at;
   }
 
   private snapshot(): void {

@@ -15,13 +15,15 @@
 // channels instead of sending them (multifd.ts): it goes on from where it
 // stopped also in the last stage, and a wrap of the scan is a multifd sync
 // where the QEMU version syncs per round.
-// Leaves out: multiple RAMBlocks, postcopy, compression.
+// Postcopy (postcopy.ts) puts its own sink in place at the switch, sends
+// requested pages ahead of the scan, and reloads the bitmap on recovery.
+// Leaves out: multiple RAMBlocks, compression.
 import type { GuestMemory, PageSink } from '../guest/memory.ts';
 import type { Co } from '../platform.ts';
 import { invariant } from '../invariant.ts';
 import { HOST_COSTS_DEFAULT, type HostCosts } from '../scenario/qemu.ts';
 import type { MigrationSpec } from '../scenario/scenario.ts';
-import { bitmapNew, findNextBit, setRange, syncDirtyLog } from '../util/bitmap.ts';
+import { bitmapNew, countSetBits, findNextBit, setRange, syncDirtyLog, testAndClearBit } from '../util/bitmap.ts';
 import type { MigrationLink } from './link.ts';
 import { MULTIFD_FLUSH_BYTES, type MultifdSend } from './multifd.ts';
 import { XBZRLE_HEADER_BYTES, type Xbzrle } from './xbzrle.ts';
@@ -80,7 +82,7 @@ export class RamState {
 
   constructor(
     readonly ram: GuestMemory,
-    private readonly sink: PageSink,
+    private sink: PageSink,
     private readonly spec: MigrationSpec,
     private readonly host: HostCosts = HOST_COSTS_DEFAULT,
     /** The multifd channels, when the capability is on. */
@@ -397,6 +399,49 @@ export class RamState {
     const mf = this.multifd;
     if (!mf || (at === 'iterate' && mf.syncPerRound)) return;
     yield* this.multifdFlush(link, at === 'complete');
+  }
+
+  /** Where pages go from now on (postcopy's sink after the switch). */
+  setSink(sink: PageSink): void {
+    this.sink = sink;
+  }
+
+  /**
+   * QEMU: get_queued_page + ram_save_host_page for one page the destination
+   * asked for (postcopy): sent on link if still dirty, else skipped (already
+   * sent: get_queued_page_not_dirty). With moveScan the background scan goes
+   * on from the page after it (the migration thread's pss, QEMU 7.2).
+   * Returns whether the page was sent.
+   */
+  *saveQueuedPage(link: MigrationLink, page: number, moveScan: boolean): Co<boolean> {
+    if (!testAndClearBit(this.bitmap, page)) return false;
+    const zero = this.ram.isZeroPage(page);
+    this.sink.savePage(page, zero);
+    this.dirtyPages--;
+    if (zero) this.duplicate++;
+    else this.normal++;
+    const bytes = zero ? this.spec.page_header_bytes + ZERO_PAGE_BYTES : this.pageBytes;
+    this.transferred += bytes;
+    if (moveScan) this.cursor = page + 1 < this.ram.pages ? page + 1 : 0;
+    const cpuNs = zero ? this.host.zero_page_scan_ns : this.host.page_send_ns;
+    yield* link.send(bytes, { cpuNs, destNs: this.sink.takeLoadCostNs?.() ?? 0 });
+    return true;
+  }
+
+  /** The scan starts over from page 0 (QEMU: last_page = 0 at the postcopy switch). */
+  restartScan(): void {
+    this.cursor = 0;
+  }
+
+  /**
+   * QEMU: ram_dirty_bitmap_reload + ram_state_resume_prepare (postcopy
+   * recovery): the destination's received bitmap, complemented, is the
+   * dirty bitmap (pages lost in flight are dirty again); the scan restarts.
+   */
+  reloadBitmap(notReceived: Uint32Array): void {
+    this.bitmap.set(notReceived);
+    this.dirtyPages = countSetBits(this.bitmap, this.ram.pages);
+    this.cursor = 0;
   }
 
   /** Sends every dirty page (the final pass), in chunks of chunkBytes. */

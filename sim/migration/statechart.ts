@@ -8,12 +8,17 @@
 // no path for) or fails. When `device` is entered follows the QEMU version:
 // at the completion decision (the talk's proposal on QEMU 1.1), never
 // (QEMU 2.x-9.x without pause-before-switchover: completion runs in `active`),
-// or once the VM has stopped. Every transition becomes a `migrate_set_state` trace
-// event and a QMP MIGRATION event.
+// or once the VM has stopped. Postcopy (QEMU >= 2.5) leaves `active` for
+// `postcopy-active` when migrate-start-postcopy takes effect (7.2 sets it
+// before the VM stops, in postcopy_start); a broken stream moves it to
+// `postcopy-paused` (QEMU >= 3.0), migrate-recover to `postcopy-recover`, and
+// the destination's resume ack back to `postcopy-active`, which completes
+// once every page is sent. Every transition becomes a `migrate_set_state`
+// trace event and a QMP MIGRATION event.
 //
 // To view it: paste migrationMachine's config (or this file) into the Stately
 // visualizer at stately.ai/viz; `latsim statechart` prints it as JSON.
-// Leaves out: postcopy states, pre-switchover, colo, wait-unplug.
+// Leaves out: pre-switchover, colo, wait-unplug.
 import { and, createActor, setup, type Actor, type SnapshotFrom } from 'xstate';
 import type { Platform } from '../platform.ts';
 import { xstateClock } from '../scheduler/clock.ts';
@@ -24,6 +29,9 @@ export type MigrationStatus =
   | 'setup'
   | 'active'
   | 'device'
+  | 'postcopy-active'
+  | 'postcopy-paused'
+  | 'postcopy-recover'
   | 'completed'
   | 'failed'
   | 'cancelling'
@@ -39,6 +47,14 @@ export type MigrationEvent =
   | { type: 'VM_STOPPED' }
   /** A completion attempt timed out (flush took too long). */
   | { type: 'COMPLETION_TIMEOUT' }
+  /** QEMU: postcopy_start: migrate-start-postcopy took effect. */
+  | { type: 'POSTCOPY_START' }
+  /** QEMU: postcopy_pause: the stream broke during postcopy. */
+  | { type: 'POSTCOPY_PAUSE' }
+  /** QEMU: migrate -r (resume) after migrate-recover on the destination. */
+  | { type: 'POSTCOPY_RECOVER' }
+  /** QEMU: migrate_handle_rp_resume_ack: both sides run postcopy again. */
+  | { type: 'POSTCOPY_RESUMED' }
   | { type: 'FAIL'; reason: string }
   | { type: 'CANCEL' }
   | { type: 'CANCELLED' };
@@ -126,8 +142,28 @@ export const migrationMachine = setup({
         holding_off: { after: { minInterval: { target: 'may_complete', reenter: true } } },
       },
       on: {
+        POSTCOPY_START: 'postcopy-active',
         FAIL: { target: 'failed', actions: ({ context, event }) => { context.failReason = event.reason; } },
         CANCEL: 'cancelling',
+      },
+    },
+    'postcopy-active': {
+      on: {
+        COMPLETED: 'completed',
+        POSTCOPY_PAUSE: 'postcopy-paused',
+        FAIL: { target: 'failed', actions: ({ context, event }) => { context.failReason = event.reason; } },
+      },
+    },
+    'postcopy-paused': {
+      on: {
+        POSTCOPY_RECOVER: 'postcopy-recover',
+      },
+    },
+    'postcopy-recover': {
+      on: {
+        POSTCOPY_RESUMED: 'postcopy-active',
+        // QEMU: postcopy_pause loops: a failed recovery pauses again.
+        POSTCOPY_PAUSE: 'postcopy-paused',
       },
     },
     device: {

@@ -18,7 +18,12 @@ export type BudgetKey =
   | 'migration_time'
   | 'completion_attempts'
   | 'rollbacks'
-  | 'multifd_sync_wait';
+  | 'multifd_sync_wait'
+  | 'postcopy_faults'
+  | 'postcopy_fault_p99'
+  | 'postcopy_fault_max'
+  | 'postcopy_stall'
+  | 'postcopy_recovered';
 
 export interface Budget {
   /** The name as written: max_downtime, min_main_loop_block, ... */
@@ -45,15 +50,24 @@ export const BUDGET_KINDS: Record<BudgetKey, [string, 'duration' | 'count']> = {
   completion_attempts: ['migration completion attempts', 'count'],
   rollbacks: ['rollbacks from device back to active', 'count'],
   multifd_sync_wait: ['longest wait of the migration thread for the multifd channels in multifd_send_sync_main', 'duration'],
+  postcopy_faults: ['guest accesses that waited for a page on the postcopy destination', 'count'],
+  postcopy_fault_p99: ['99th percentile postcopy fault latency (fault to the page placed)', 'duration'],
+  postcopy_fault_max: ['longest postcopy fault latency', 'duration'],
+  postcopy_stall: ['the guest\'s total stall on the destination waiting for pages (all vCPUs)', 'duration'],
+  postcopy_recovered: ['recoveries from postcopy-paused (migrate-recover)', 'count'],
 };
 
-export const MIGRATION_STATUSES = ['none', 'setup', 'active', 'device', 'completed', 'failed', 'cancelling', 'cancelled'] as const;
+export const MIGRATION_STATUSES = [
+  'none', 'setup', 'active', 'device', 'postcopy-active', 'postcopy-paused', 'postcopy-recover', 'completed', 'failed',
+  'cancelling', 'cancelled',
+] as const;
 
 /** Handler names `slow_handlers` may list at most. */
 const SLOW_HANDLERS_MAX = 256;
 
 const NEEDS_MIGRATION: readonly BudgetKey[] = ['downtime', 'migration_time', 'completion_attempts', 'rollbacks', 'multifd_sync_wait'];
 const NEEDS_NET: readonly BudgetKey[] = ['ping_rtt_p99', 'ping_lost'];
+const NEEDS_POSTCOPY: readonly BudgetKey[] = ['postcopy_faults', 'postcopy_fault_p99', 'postcopy_fault_max', 'postcopy_stall', 'postcopy_recovered'];
 
 export function expectSchema(): Schema {
   const props: Record<string, Schema> = {};
@@ -74,7 +88,7 @@ export interface ExpectSpec {
   readonly migration_status: string | null;
 }
 
-export function checkExpect(e: Raw, has: { migration: boolean; multifd: boolean; net: boolean }, f: Fields): ExpectSpec {
+export function checkExpect(e: Raw, has: { migration: boolean; multifd: boolean; net: boolean; postcopy: boolean }, f: Fields): ExpectSpec {
   const budgets: Budget[] = [];
   for (const [k, v] of Object.entries(e)) {
     if (k === 'slow_handlers' || k === 'migration_status') continue;
@@ -84,6 +98,7 @@ export function checkExpect(e: Raw, has: { migration: boolean; multifd: boolean;
     if (NEEDS_MIGRATION.includes(key) && !has.migration) f.fail(['expect', k], `${k} needs a migration section`, true);
     if (NEEDS_NET.includes(key) && !has.net) f.fail(['expect', k], `${k} needs a virtio-net device`, true);
     if (key === 'multifd_sync_wait' && has.migration && !has.multifd) f.fail(['expect', k], `${k} needs migration.multifd`, true);
+    if (NEEDS_POSTCOPY.includes(key) && !has.postcopy) f.fail(['expect', k], `${k} needs migration.postcopy`, true);
     budgets.push({
       name: k, key, bound,
       limit: kind === 'duration' ? f.duration(['expect', k], v, 0, BOUND_LIMIT) : (v as number),

@@ -1,18 +1,42 @@
 // The `migration` section: when it starts, the completion policy, where it
 // runs (the migration thread, or the 2012 main-loop timer), QEMU's migration
 // parameters (max-bandwidth, downtime-limit, the auto-converge throttle) and
-// the link to the destination. The mode, max-bandwidth and downtime-limit
-// defaults are the scenario's QEMU version profile's (qemu.ts); the others
-// are QEMU 7.2's. `multifd` (multifd-channels sender threads, QEMU 4.0 on,
-// with zero-page-detection from 9.0) and `xbzrle` (the page cache, 1.2 on)
-// turn on QEMU's capabilities of those names by being there.
+// the link to the destination, and postcopy (the postcopy-ram capability with
+// when migrate-start-postcopy is issued, postcopy-preempt, max-postcopy-bandwidth
+// and how soon management recovers a paused postcopy). The mode, max-bandwidth
+// and downtime-limit defaults are the scenario's QEMU version profile's
+// (qemu.ts); the others are QEMU 7.2's. `multifd` (multifd-channels sender
+// threads, QEMU 4.0 on, with zero-page-detection from 9.0) and `xbzrle` (the
+// page cache, 1.2 on) turn on QEMU's capabilities of those names by being there.
 import { section, type Fields, type Raw } from './fields.ts';
 import { INSTANT_LIMIT, limit } from './limits.ts';
 import { bandwidth, duration, int, list, obj, oneOfWords, size, type Schema } from './schema-kit.ts';
 import type { QemuProfile } from './qemu.ts';
 import type { VmSpec } from './vm.ts';
+import type { FaultSpec } from './faults.ts';
 
 export type MigrationPolicy = 'legacy' | 'flush-timeout' | 'min-interval' | 'abort-on-downtime' | 'auto-converge';
+
+/** The `postcopy` subsection: its presence turns the postcopy-ram capability on. */
+export interface PostcopySpec {
+  /** migrate-start-postcopy once this many full passes over RAM are done (dirty-sync-count one more); -1: at start_at_ns. */
+  readonly start_after_passes: number;
+  /** migrate-start-postcopy at this time of the run; -1: after start_after_passes. */
+  readonly start_at_ns: number;
+  /** The postcopy-preempt capability (QEMU >= 7.1): requested pages on a channel of their own. */
+  readonly preempt: boolean;
+  /** max-postcopy-bandwidth (QEMU >= 3.0), bytes/s; 0: unlimited, QEMU's default. */
+  readonly max_bandwidth: number;
+  /** Management's delay from the link's return to migrate-recover and migrate -r (resume). */
+  readonly recover_after_ns: number;
+}
+
+/** A link-break fault as the migration sees it: the stream and its return path are cut for a while. */
+export interface LinkBreak {
+  readonly name: string;
+  readonly at_ns: number;
+  readonly for_ns: number;
+}
 
 export interface MigrationSpec {
   readonly start_ns: number;
@@ -35,8 +59,12 @@ export interface MigrationSpec {
    * resumes the guest. QEMU itself has no such timeout (it relies on TCP).
    */
   readonly stream_timeout_ns: number;
+  /** Postcopy, when the scenario turns it on. */
+  readonly postcopy: PostcopySpec | null;
+  /** The scenario's link-break faults, in time order. */
+  readonly link_breaks: readonly LinkBreak[];
   /** Planted faults for checking the checkers (tests only). */
-  readonly bug: 'none' | 'sync-drops-new-bits' | 'skip-final-flush' | 'multifd-skips-sync';
+  readonly bug: MigrationBug;
   /** The multifd capability with its parameters, or null (off). */
   readonly multifd: MultifdSpec | null;
   /** The xbzrle capability with its parameters, or null (off). */
@@ -58,6 +86,15 @@ export interface XbzrleSpec {
   /** QEMU: xbzrle-cache-size, bytes. */
   readonly cache_size: number;
 }
+
+/**
+ * Planted faults: the sync drops the log's new bits; the final flush is
+ * skipped; get_queued_page sends a requested page the background stream
+ * already sent (its not-dirty check left out, so the destination places
+ * the page twice).
+ */
+export const MIGRATION_BUGS = ['none', 'sync-drops-new-bits', 'skip-final-flush', 'resend-queued-page', 'multifd-skips-sync'] as const;
+export type MigrationBug = (typeof MIGRATION_BUGS)[number];
 
 const POLICIES: readonly MigrationPolicy[] = ['legacy', 'flush-timeout', 'min-interval', 'abort-on-downtime', 'auto-converge'];
 
@@ -92,6 +129,26 @@ const DEVICE_STATE_LIMIT = limit.size('0B', '64GiB');
 const PAGE_HEADER_LIMIT = limit.size('0B', '64KiB');
 /** The XBZRLE cache: a page to guest-memory sized (a larger one holds no more pages). */
 const XBZRLE_CACHE_LIMIT = limit.size('1B', '4TiB');
+/** Passes before migrate-start-postcopy: 0 (at once) to 1000. */
+const POSTCOPY_PASSES_MAX = 1000;
+/** Management's reaction to a recovered link: up to a day. */
+const RECOVER_LIMIT = limit.duration('0s', '24h');
+const POSTCOPY_BANDWIDTH_LIMIT = limit.bandwidth('1Kbit/s', '1000Gbit/s', 'unlimited');
+
+/** QEMU 3.0-9.2: max-postcopy-bandwidth 0, the background stream unlimited. */
+export const DEFAULT_MAX_POSTCOPY_BANDWIDTH = 0;
+/** Management's reaction time to a link that came back (QEMU has no automatic recovery). */
+export const DEFAULT_RECOVER_AFTER_NS = 1_000_000_000;
+
+function postcopySchema(): Schema {
+  return obj({
+    start_after_passes: int(0, POSTCOPY_PASSES_MAX, 'issue migrate-start-postcopy once this many full passes over RAM are done (dirty-sync-count is one more); 0: at once'),
+    start_at: duration('issue migrate-start-postcopy at this time of the run (at or after migration.start)', INSTANT_LIMIT),
+    preempt: { type: 'boolean', 'x-expected': 'true or false', description: 'the postcopy-preempt capability (QEMU >= 7.1): requested pages on a channel of their own (default false)' },
+    max_bandwidth: bandwidth('max-postcopy-bandwidth: the background stream\'s rate limit in postcopy (default 0: unlimited, QEMU >= 3.0)', POSTCOPY_BANDWIDTH_LIMIT),
+    recover_after: duration('after a link-break ends, management issues migrate-recover and migrate -r (resume) this much later (default 1s)', RECOVER_LIMIT),
+  }, 'postcopy (the postcopy-ram capability, QEMU >= 2.5): give start_after_passes or start_at');
+}
 
 export function migrationSchema(): Schema {
   return obj({
@@ -121,7 +178,8 @@ export function migrationSchema(): Schema {
     device_state: size('device state sent during downtime', DEVICE_STATE_LIMIT),
     page_header: size('bytes of header per page', PAGE_HEADER_LIMIT),
     stream_timeout: duration('real mode: fail the migration when the stream does not move for this long (default 10s)', TIMEOUT_LIMIT),
-    bug: oneOfWords(['none', 'sync-drops-new-bits', 'skip-final-flush', 'multifd-skips-sync'], 'planted fault, to check the checkers'),
+    postcopy: postcopySchema(),
+    bug: oneOfWords(MIGRATION_BUGS, 'planted fault, to check the checkers'),
     multifd: obj({
       channels: int(1, MULTIFD_CHANNELS_MAX, `multifd-channels: sender threads, each with its own stream (default ${DEFAULT_MULTIFD_CHANNELS})`),
       zero_page_detection: oneOfWords(ZERO_PAGE_DETECTIONS,
@@ -133,7 +191,7 @@ export function migrationSchema(): Schema {
   }, 'live migration');
 }
 
-export function checkMigration(m: Raw, durationNs: number, profile: QemuProfile, vm: VmSpec, f: Fields): MigrationSpec {
+export function checkMigration(m: Raw, durationNs: number, profile: QemuProfile, vm: VmSpec, faults: readonly FaultSpec[], f: Fields): MigrationSpec {
   const start = f.duration(['migration', 'start'], m.start, 1_000_000_000, INSTANT_LIMIT);
   if (start >= durationNs) f.fail(['migration', 'start'], 'migration starts at or after the end of the run');
   const link = section(m, 'link');
@@ -154,6 +212,11 @@ export function checkMigration(m: Raw, durationNs: number, profile: QemuProfile,
   const acInitial = (ac.initial as number | undefined) ?? DEFAULT_AUTO_CONVERGE.initial;
   const acMax = (ac.max as number | undefined) ?? DEFAULT_AUTO_CONVERGE.max;
   if (acInitial > acMax) f.fail(['migration', 'auto_converge', 'initial'], 'initial throttle above max');
+  const postcopy = m.postcopy === undefined ? null : checkPostcopy(section(m, 'postcopy'), start, durationNs, mode, profile, f);
+  // QEMU 7.2-9.2 migrate_caps_check: "Postcopy is not yet compatible with multifd".
+  if (postcopy && multifd) f.fail(['migration', 'postcopy'], 'postcopy is not compatible with multifd in QEMU (migrate_caps_check): give one of them', true);
+  const linkBreaks = faults.filter((x) => x.kind === 'link-break').map((x) => ({ name: x.name, at_ns: x.at_ns, for_ns: x.for_ns }))
+    .sort((a, b) => a.at_ns - b.at_ns);
   return {
     start_ns: start,
     policy,
@@ -179,9 +242,38 @@ export function checkMigration(m: Raw, durationNs: number, profile: QemuProfile,
     // QEMU: the be64 page address with its RAM_SAVE_FLAG_* bits, before each page.
     page_header_bytes: f.size(['migration', 'page_header'], m.page_header, 8, PAGE_HEADER_LIMIT),
     stream_timeout_ns: f.duration(['migration', 'stream_timeout'], m.stream_timeout, DEFAULT_STREAM_TIMEOUT_NS, TIMEOUT_LIMIT),
-    bug: (m.bug as MigrationSpec['bug'] | undefined) ?? 'none',
     multifd,
     xbzrle,
+    postcopy,
+    link_breaks: linkBreaks,
+    bug: (m.bug as MigrationBug | undefined) ?? 'none',
+  };
+}
+
+/** The postcopy subsection: when migrate-start-postcopy comes, and what the QEMU version offers. */
+function checkPostcopy(pc: Raw, startNs: number, durationNs: number, mode: string, profile: QemuProfile, f: Fields): PostcopySpec {
+  const at = ['migration', 'postcopy'];
+  if (!profile.postcopy) f.fail(at, `postcopy-ram came with QEMU 2.5; this scenario follows QEMU ${profile.version}`, true);
+  if (mode !== 'thread') f.fail(at, 'postcopy runs from the migration thread: it needs mode thread', true);
+  if ((pc.start_after_passes === undefined) === (pc.start_at === undefined)) {
+    f.fail(at, 'give one of start_after_passes and start_at: when migrate-start-postcopy is issued', true);
+  }
+  let startAt = -1;
+  if (pc.start_at !== undefined) {
+    startAt = f.duration([...at, 'start_at'], pc.start_at, 0, INSTANT_LIMIT);
+    if (startAt < startNs) f.fail([...at, 'start_at'], 'migrate-start-postcopy before the migration starts (QEMU refuses it)');
+    if (startAt >= durationNs) f.fail([...at, 'start_at'], 'migrate-start-postcopy at or after the end of the run');
+  }
+  const preempt = (pc.preempt as boolean | undefined) ?? false;
+  if (preempt && !profile.postcopy_preempt) {
+    f.fail([...at, 'preempt'], `postcopy-preempt came with QEMU 7.1; this scenario follows QEMU ${profile.version}`);
+  }
+  return {
+    start_after_passes: (pc.start_after_passes as number | undefined) ?? -1,
+    start_at_ns: startAt,
+    preempt,
+    max_bandwidth: f.bandwidth([...at, 'max_bandwidth'], pc.max_bandwidth, DEFAULT_MAX_POSTCOPY_BANDWIDTH, POSTCOPY_BANDWIDTH_LIMIT),
+    recover_after_ns: f.duration([...at, 'recover_after'], pc.recover_after, DEFAULT_RECOVER_AFTER_NS, RECOVER_LIMIT),
   };
 }
 

@@ -56,6 +56,18 @@ export interface QemuProfile {
   readonly multifd_sync: 'per-section' | 'per-round';
   /** The zero-page-detection parameter exists, zero pages found by the channels by default (9.0 on). */
   readonly zero_page_detection: boolean;
+  /** The postcopy-ram capability and migrate-start-postcopy (2.5 on). */
+  readonly postcopy: boolean;
+  /** A broken postcopy stream pauses (postcopy-paused) and migrate-recover resumes it (3.0 on); before, the migration fails. */
+  readonly postcopy_recover: boolean;
+  /** The postcopy-preempt capability (7.1 on). */
+  readonly postcopy_preempt: boolean;
+  /**
+   * With postcopy-preempt the return-path thread itself sends a requested
+   * page on the preempt channel (8.0 on); in 7.1-7.2 the migration thread
+   * does, between the host pages of its background stream.
+   */
+  readonly postcopy_urgent_from_return_path: boolean;
 }
 
 const MiB = 2 ** 20;
@@ -67,30 +79,35 @@ export const QEMU_PROFILES: Readonly<Record<QemuVersion, QemuProfile>> = {
     convergence: 'expected-time', device_status: 'at-completion', periodic_sync: false, auto_converge: false,
     flush_skips_clean: false, nonblocking_socket: true,
     xbzrle: false, multifd: false, multifd_sync: 'per-section', zero_page_detection: false,
+    postcopy: false, postcopy_recover: false, postcopy_preempt: false, postcopy_urgent_from_return_path: false,
   },
   '2.12': {
     version: '2.12', mode: 'thread', max_bandwidth: 32 * MiB, downtime_limit_ns: 300_000_000,
     convergence: 'threshold', device_status: 'never', periodic_sync: false, auto_converge: true,
     flush_skips_clean: true, nonblocking_socket: false,
     xbzrle: true, multifd: false, multifd_sync: 'per-section', zero_page_detection: false,
+    postcopy: true, postcopy_recover: false, postcopy_preempt: false, postcopy_urgent_from_return_path: false,
   },
   '5.2': {
     version: '5.2', mode: 'thread', max_bandwidth: 128 * MiB, downtime_limit_ns: 300_000_000,
     convergence: 'threshold', device_status: 'never', periodic_sync: false, auto_converge: true,
     flush_skips_clean: true, nonblocking_socket: false,
     xbzrle: true, multifd: true, multifd_sync: 'per-section', zero_page_detection: false,
+    postcopy: true, postcopy_recover: true, postcopy_preempt: false, postcopy_urgent_from_return_path: false,
   },
   '7.2': {
     version: '7.2', mode: 'thread', max_bandwidth: 128 * MiB, downtime_limit_ns: 300_000_000,
     convergence: 'threshold', device_status: 'never', periodic_sync: false, auto_converge: true,
     flush_skips_clean: true, nonblocking_socket: false,
     xbzrle: true, multifd: true, multifd_sync: 'per-section', zero_page_detection: false,
+    postcopy: true, postcopy_recover: true, postcopy_preempt: true, postcopy_urgent_from_return_path: false,
   },
   '9.2': {
     version: '9.2', mode: 'thread', max_bandwidth: 128 * MiB, downtime_limit_ns: 300_000_000,
     convergence: 'threshold', device_status: 'never', periodic_sync: true, auto_converge: true,
     flush_skips_clean: true, nonblocking_socket: false,
     xbzrle: true, multifd: true, multifd_sync: 'per-round', zero_page_detection: true,
+    postcopy: true, postcopy_recover: true, postcopy_preempt: true, postcopy_urgent_from_return_path: true,
   },
 };
 

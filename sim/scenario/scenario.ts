@@ -23,7 +23,7 @@ export type { SyntheticHandlerSpec } from './main-loop.ts';
 export type { DirtyPattern, GuestSpec, WorkloadSpec } from './guest.ts';
 export type { BlkSpec, DevicesSpec, NetSpec } from './devices.ts';
 export type { FaultSpec } from './faults.ts';
-export type { MigrationPolicy, MigrationSpec, MultifdSpec, XbzrleSpec, ZeroPageDetection } from './migration.ts';
+export type { LinkBreak, MigrationPolicy, MigrationSpec, MultifdSpec, PostcopySpec, XbzrleSpec, ZeroPageDetection } from './migration.ts';
 export type { Budget, BudgetKey } from './expect.ts';
 export type { HostCosts, QemuProfile, QemuSpec, QemuVersion } from './qemu.ts';
 
@@ -89,8 +89,12 @@ export function checkScenario(r: Raw, file: string, fail: Fail): Scenario {
   const guest = checkGuest(section(r, 'guest'), vm, vcpuAt, f);
   const devices = checkDevices(r.devices, vcpuAt, f);
   const faults = checkFaults(r.faults, String(r.duration), duration, devices, f);
-  const migration = r.migration ? checkMigration(r.migration as Raw, duration, qemu.profile, vm, f) : null;
-  const expect = checkExpect(section(r, 'expect'), { migration: migration !== null, multifd: migration?.multifd != null, net: devices.net.length > 0 }, f);
+  const migration = r.migration ? checkMigration(r.migration as Raw, duration, qemu.profile, vm, faults, f) : null;
+  const linkBreak = faults.findIndex((x) => x.kind === 'link-break');
+  if (linkBreak >= 0 && !migration) f.fail(['faults', linkBreak, 'kind'], 'a link-break cuts the migration stream: the scenario has no migration section');
+  const expect = checkExpect(section(r, 'expect'), {
+    migration: migration !== null, multifd: migration?.multifd != null, net: devices.net.length > 0, postcopy: migration?.postcopy != null,
+  }, f);
 
   return {
     name: r.name as string,

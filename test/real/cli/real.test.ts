@@ -4,8 +4,9 @@
  * a live migration to a second process that arrives with identical memory and
  * keeps running; `real compare` printing both columns; a triple-faulting guest
  * (exit 7). Skip with the reason without /dev/kvm or the addon (fail instead
- * under `npm run test:kvm`). The last case runs everywhere: without KVM every
- * real command says so in one line and exits 6.
+ * under `npm run test:kvm`). The last two cases run everywhere: without KVM every
+ * real command says so in one line and exits 6, and postcopy or a link-break
+ * is refused in one line (exit 2) before anything starts.
  * Leaves out: timing assertions (the nested test VM is ~100x slower).
  */
 import { spawnSync } from 'node:child_process';
@@ -139,5 +140,17 @@ describe('latsim real', () => {
       expect(lines[0]).toMatch(/^latsim: real: unavailable: /);
       expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
     }
+  });
+
+  it('refuses postcopy and link-break faults before anything starts: exit 2, one line naming the field', T, async () => {
+    const pc = parseScenario(SMALL.replace('  downtime_limit: 300ms', '  downtime_limit: 300ms\n  postcopy: { start_after_passes: 1 }'), file);
+    await expect(realMigrate(pc, { file, checkNs: 0, passArgs: [] })).rejects.toThrow(/migration\.postcopy: real mode migrates by pre-copy only$/);
+    const cut = parseScenario(`${SMALL}faults: [ { name: cut, kind: link-break, at: 1s, for: 1s } ]\n`, file);
+    await expect(realMigrate(cut, { file, checkNs: 0, passArgs: [] })).rejects.toThrow(/fault cut \(link-break\): real mode does not cut its TCP stream$/);
+    const pcFile = join(dir, 'postcopy.yaml');
+    writeFileSync(pcFile, SMALL.replace('  downtime_limit: 300ms', '  downtime_limit: 300ms\n  postcopy: { start_after_passes: 1 }'));
+    const r = latsim(['real', 'migrate', pcFile]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n').filter((l) => l.startsWith('latsim: real:'))).toEqual([`latsim: real: ${pcFile}: migration.postcopy: real mode migrates by pre-copy only`]);
   });
 });
