@@ -1,7 +1,7 @@
 // `latsim fuzz`: a seed always draws the same knobs; the fast-check shrinker
 // finds the smallest knobs that still fail; clean seeds pass (exit 0); and
 // with a planted bug (the dirty-bitmap sync drops new bits) fuzz finds it in
-// the safety phase, exits 4, shrinks it to a small scenario written to --out
+// a phase, exits 4, shrinks it to a small scenario written to --out
 // (never to scenarios/regressions from a test) that still fails when run.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -95,7 +95,7 @@ describe('latsim fuzz', () => {
 
     const human = latsim('fuzz', '--seeds', '1', '--seed-start', String(f.seed), '--plant', 'sync-drops-new-bits', '--out', out, '--shrink-runs', '0');
     expect(human.code).toBe(4);
-    expect(human.stdout).toContain(`seed ${f.seed}: safety phase: lost-page`);
+    expect(human.stdout).toContain(`seed ${f.seed}: ${f.phase} phase: lost-page`);
     expect(human.stdout).toMatch(/fuzz: 1 seeds run of \d+\.\.\d+, planted bug sync-drops-new-bits: 0 passed, 1 failed \(1 safety, 0 liveness\)/);
   });
 
