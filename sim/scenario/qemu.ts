@@ -42,6 +42,21 @@ export interface QemuProfile {
   readonly flush_skips_clean: boolean;
   /** The buffered file writes to a non-blocking socket: the main loop pays the copy, not the wire (1.1). */
   readonly nonblocking_socket: boolean;
+  /**
+   * What protects the block layer off the main loop. `bql`: no IOThreads
+   * (-object iothread arrived in 2.0); everything runs under the BQL.
+   * `aio-context` (2.0 to 8.1): each AioContext has a recursive lock that the
+   * IOThread's handlers (virtio_blk_handle_vq, the linux-aio completion) and
+   * any BQL holder reaching into the context (the drain, the dataplane stop)
+   * take, dropped only inside AIO_WAIT_WHILE's aio_poll; a drained section
+   * disables every external handler of the node's context
+   * (aio_disable_external). `graph` (8.2 on): the AioContext lock is gone, the
+   * graph lock (8.0) guards the node graph (requests read it; no modelled
+   * path writes it during a drain), AIO_WAIT_WHILE_UNLOCKED polls, and a
+   * drained section asks the device to detach its own host notifiers
+   * (BlockDevOps.drained_begin).
+   */
+  readonly block_locking: 'bql' | 'aio-context' | 'graph';
 }
 
 const MiB = 2 ** 20;
@@ -51,27 +66,27 @@ export const QEMU_PROFILES: Readonly<Record<QemuVersion, QemuProfile>> = {
   '1.1': {
     version: '1.1', mode: 'main-loop', max_bandwidth: 32 * MiB, downtime_limit_ns: 30_000_000,
     convergence: 'expected-time', device_status: 'at-completion', periodic_sync: false, auto_converge: false,
-    flush_skips_clean: false, nonblocking_socket: true,
+    flush_skips_clean: false, nonblocking_socket: true, block_locking: 'bql',
   },
   '2.12': {
     version: '2.12', mode: 'thread', max_bandwidth: 32 * MiB, downtime_limit_ns: 300_000_000,
     convergence: 'threshold', device_status: 'never', periodic_sync: false, auto_converge: true,
-    flush_skips_clean: true, nonblocking_socket: false,
+    flush_skips_clean: true, nonblocking_socket: false, block_locking: 'aio-context',
   },
   '5.2': {
     version: '5.2', mode: 'thread', max_bandwidth: 128 * MiB, downtime_limit_ns: 300_000_000,
     convergence: 'threshold', device_status: 'never', periodic_sync: false, auto_converge: true,
-    flush_skips_clean: true, nonblocking_socket: false,
+    flush_skips_clean: true, nonblocking_socket: false, block_locking: 'aio-context',
   },
   '7.2': {
     version: '7.2', mode: 'thread', max_bandwidth: 128 * MiB, downtime_limit_ns: 300_000_000,
     convergence: 'threshold', device_status: 'never', periodic_sync: false, auto_converge: true,
-    flush_skips_clean: true, nonblocking_socket: false,
+    flush_skips_clean: true, nonblocking_socket: false, block_locking: 'aio-context',
   },
   '9.2': {
     version: '9.2', mode: 'thread', max_bandwidth: 128 * MiB, downtime_limit_ns: 300_000_000,
     convergence: 'threshold', device_status: 'never', periodic_sync: true, auto_converge: true,
-    flush_skips_clean: true, nonblocking_socket: false,
+    flush_skips_clean: true, nonblocking_socket: false, block_locking: 'graph',
   },
 };
 
