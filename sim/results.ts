@@ -311,6 +311,7 @@ export function budgetValue(key: BudgetKey, r: RunResult): number {
   const mig = r.migration;
   switch (key) {
     case 'main_loop_block': return r.main_loop.blocked_max_ns;
+    case 'iothread_block': return r.threads.filter((t) => t.kind === 'iothread').reduce((m, t) => Math.max(m, t.blocked_max_ns), 0);
     case 'bql_wait': return r.bql.wait_max_ns;
     case 'bql_hold': return r.bql.hold_max_ns;
     case 'vcpu_stall': return r.guest.vcpu_stall_max_ns;

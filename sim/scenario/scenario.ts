@@ -95,7 +95,7 @@ export function checkScenario(r: Raw, file: string, fail: Fail): Scenario {
   const devices = checkDevices(r.devices, vcpuAt, f, iothreadIds(iothreads));
   const faults = checkFaults(r.faults, String(r.duration), duration, devices, f);
   const migration = r.migration ? checkMigration(r.migration as Raw, duration, qemu.profile, f) : null;
-  const expect = checkExpect(section(r, 'expect'), { migration: migration !== null, net: devices.net.length > 0 }, f);
+  const expect = checkExpect(section(r, 'expect'), { migration: migration !== null, net: devices.net.length > 0, iothreads: iothreads.length > 0 }, f);
 
   return {
     name: r.name as string,
