@@ -127,7 +127,8 @@ export function attribute(world: AnyWorld): AttributionChain[] {
       ['stopping the vCPUs', p.stop_ns], ['bdrv_drain_all', p.drain_ns], ['bdrv_flush_all', p.flush_ns],
       ['the final RAM pass', p.final_ram_ns], ['device state', p.device_state_ns], ['the destination start', p.resume_ns],
     ];
-    let [phase, ns] = phases.reduce((m, x) => (x[1] > m[1] ? x : m));
+    const [top, ns] = phases.reduce((m, x) => (x[1] > m[1] ? x : m));
+    let phase = top;
     const stop = machine.stops.find((x) => x.at_ns >= a.at_ns && x.at_ns <= a.at_ns + a.downtime_ns);
     // The drain phase includes vm_state_notify's handlers: a dataplane stop drains there, before bdrv_drain_all.
     const act = stop ? activity(stop.thread, a.at_ns, a.at_ns + a.downtime_ns) : null;

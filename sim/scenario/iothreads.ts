@@ -26,6 +26,8 @@ export interface IothreadSpec {
 export const IOTHREAD_POLL_MAX_NS_DEFAULT = 32_768;
 /** IOThreads a scenario may declare at most. */
 export const IOTHREADS_MAX = 64;
+/** Thread names the model gives its other threads. */
+const RESERVED_THREAD = /^(main-loop|migration|vcpu\d+|vhost-.*)$/;
 /** poll-max-ns: QEMU takes any int64; past a second a poll is no longer a poll. */
 const POLL_MAX_LIMIT = limit.duration('0s', '1s');
 
@@ -47,6 +49,8 @@ export function checkIothreads(iothreads: unknown, profile: QemuProfile, f: Fiel
   f.distinct(['iothreads'], list.map((t) => t.id), 'IOThread id', 'id');
   return list.map((t, i) => {
     const path = ['iothreads', i];
+    // The id names the IOThread's thread in reports: it must not be another thread's name.
+    if (RESERVED_THREAD.test(t.id as string)) f.fail([...path, 'id'], `${JSON.stringify(t.id)} is the name of another thread (main-loop, migration, vcpuN, vhost-*)`);
     return {
       id: t.id as string,
       poll_max_ns: f.duration([...path, 'poll_max_ns'], t.poll_max_ns, IOTHREAD_POLL_MAX_NS_DEFAULT, POLL_MAX_LIMIT),

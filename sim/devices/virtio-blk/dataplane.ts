@@ -27,9 +27,9 @@ import type { BlockLayer } from '../../block/block-layer.ts';
 import type { BlockBackend, BlockDevOps } from '../../block/backend.ts';
 import type { Co } from '../../platform.ts';
 import type { DeviceHandle } from '../handle.ts';
-import type { VirtIOBlock } from './device.ts';
+import type { BlkDataPlane, VirtIOBlock } from './device.ts';
 
-export class VirtIOBlockDataPlane implements BlockDevOps {
+export class VirtIOBlockDataPlane implements BlockDevOps, BlkDataPlane {
   /** QEMU: vblk->dataplane_started */
   started = false;
   readonly ctx: AioContext;

@@ -9,7 +9,7 @@
 // s->rq and the VM stops; when the VM resumes, the dma-restart bottom half
 // resubmits them (with a dataplane, its start does).
 // Leaves out: discard/write-zeroes, multiqueue, SCSI passthrough.
-import type { QEMUBH } from '../../main-loop/aio.ts';
+import type { AioContext, QEMUBH } from '../../main-loop/aio.ts';
 import type { DeviceHandle } from '../handle.ts';
 import type { Co, Notifier } from '../../platform.ts';
 import type { BlkSpec } from '../../scenario/scenario.ts';
@@ -17,7 +17,16 @@ import { sample } from '../../util/dist.ts';
 import type { BlockBackend } from '../../block/backend.ts';
 import { SimVirtQueue, type VirtQueue } from '../virtqueue.ts';
 import type { VirtIOBlockReq } from './request.ts';
-import type { VirtIOBlockDataPlane } from './dataplane.ts';
+
+/** What the device sees of its dataplane (dataplane.ts): where it runs, and its guest notification. */
+export interface BlkDataPlane {
+  readonly started: boolean;
+  /** The IOThread's id and context. */
+  readonly iothread: string;
+  readonly ctx: AioContext;
+  /** QEMU: virtio_blk_data_plane_notify */
+  notify(raise: () => void): void;
+}
 
 /** QEMU: VIRTIO_BLK_MAX_MERGE_REQS-like cap on requests merged into one. */
 export const MERGE_REQS_MAX = 32;
@@ -36,7 +45,7 @@ export class VirtIOBlock {
   merged = 0;
   restarted = 0;
   /** QEMU: s->dataplane, with iothread=; set by the event glue. */
-  dataplane: VirtIOBlockDataPlane | null = null;
+  dataplane: BlkDataPlane | null = null;
   private readonly rng;
 
   constructor(
