@@ -130,6 +130,11 @@ export class DeviceHandle {
     this.machine.addFinisher(fn);
   }
 
+  /** Attributes a wait of ns (label: what was waited for) to the handlers running on the current thread. */
+  noteWait(label: string, ns: number): void {
+    this.machine.inst.noteWait(this.machine.platform.current().name, label, ns);
+  }
+
   /** Notes that thread could not run its handlers for ns from startNs. */
   noteBlocked(thread: string, startNs: number, ns: number): void {
     this.machine.inst.noteBlocked(thread, startNs, ns);
@@ -148,6 +153,11 @@ export class DeviceHandle {
   /** Lock discipline: the handler `site` runs under the BQL. */
   assertBqlHeld(site: string): void {
     this.machine.bql.assertHeld(site);
+  }
+
+  /** The name of the thread running the device's code now. */
+  currentThread(): string {
+    return this.machine.platform.current().name;
   }
 
   /** A trace event on the current thread. */

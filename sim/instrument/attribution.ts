@@ -69,6 +69,10 @@ export function attribute(world: AnyWorld): AttributionChain[] {
     });
   };
 
+  /** Threads whose work others wait for: IOThreads and vhost workers. */
+  const others = [...machine.iothreads.keys(), ...devices.net.flatMap((n) => (n.vhost ? [n.vhost.thread] : []))];
+  const mentions = (label: string, id: string) => new RegExp(`(^|[^\\w.-])${id.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}($|[^\\w.-])`).test(label);
+
   /** The AioContext locks by the label a wait for one carries ("iothread0's AioContext lock"). */
   const locks = new Map<string, readonly LockWait[]>();
   for (const t of machine.iothreads.values()) if (t.ctx.lock) locks.set(t.ctx.lock.label, t.ctx.lock.waits);
@@ -102,9 +106,9 @@ export function attribute(world: AnyWorld): AttributionChain[] {
     const runTo = Math.min(to, act.at_ns + act.duration_ns);
     const holder = locks.has(act.waited_on) ? lockHolder(act.waited_on, thread, runFrom, runTo) : null;
     if (holder !== null && depth < 2) steps.push(...explain('held by', holder, runFrom, runTo, depth + 1));
-    // Requests that run in an IOThread: what that thread did meanwhile.
-    for (const id of machine.iothreads.keys()) {
-      if (!act.waited_on.includes(` in ${id}`) || depth >= 2) continue;
+    // Work that runs on another event loop (an IOThread's requests, a vhost worker's flush): what it did meanwhile.
+    for (const id of others) {
+      if (locks.has(act.waited_on) || !mentions(act.waited_on, id) || id === thread || depth >= 2) continue;
       const there = activity(id, runFrom, runTo);
       steps.push(there
         ? `${id} meanwhile in ${there.stack.join(' -> ')} for ${formatNs(there.duration_ns)}`

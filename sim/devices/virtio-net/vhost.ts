@@ -103,9 +103,14 @@ export class VhostNet {
     this.started = false;
     h.traceEvent('vhost_net_stop', { dev: this.dev.spec.name });
     this.ctl.set();
+    const t0 = h.nowNs();
     while (this.busy) {
       yield* h.wait([this.flushed], -1);
       this.flushed.read();
+    }
+    if (h.nowNs() > t0) {
+      h.noteWait(`the work in flight of ${this.thread} (vhost_net_flush)`, h.nowNs() - t0);
+      h.noteBlocked(h.currentThread(), t0, h.nowNs() - t0);
     }
     // QEMU: vhost_log_put(dev, true): what the worker logged goes into QEMU's bitmap now.
     this.logSync();
