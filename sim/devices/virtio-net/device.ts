@@ -103,48 +103,40 @@ export class VirtIONet {
 
   /** QEMU: virtio_net_tx_timer (hw/net/virtio-net.c), a QEMU_CLOCK_VIRTUAL timer on the main loop. */
   private *txTimerFn(): Co<void> {
-    this.h.assertBqlHeld(`virtio-net.${this.spec.name}.tx-timer`);
     const timer = this.txTimer!;
-    // Stopped: tx_waiting stays set and the resume re-arms the timer.
-    if (!this.h.running) return;
-    this.txWaiting = false;
-    const sent = yield* this.flushTx();
-    if (sent >= this.spec.tx_burst) {
-      // "assume there are more coming and immediately rearm"
-      this.txWaiting = true;
-      timer.mod(this.h.virtualNowNs() + this.spec.x_txtimer_ns);
-      return;
-    }
-    // Re-enable notification and flush what came in meanwhile; if anything did, re-arm.
-    this.txVq.setNotification(true);
-    if (this.txVq.empty) return;
-    if ((yield* this.flushTx()) > 0) {
-      this.txVq.setNotification(false);
-      this.txWaiting = true;
-      timer.mod(this.h.virtualNowNs() + this.spec.x_txtimer_ns);
-    }
+    // Re-enabled notifications, the timer flushes what came in meanwhile before it re-arms.
+    yield* this.txFlushRearm(`virtio-net.${this.spec.name}.tx-timer`, () => timer.mod(this.h.virtualNowNs() + this.spec.x_txtimer_ns), true);
   }
 
   /** QEMU: virtio_net_tx_bh (hw/net/virtio-net.c) */
   private *txBhFn(): Co<void> {
-    this.h.assertBqlHeld(`virtio-net.${this.spec.name}.tx-bh`);
     const bh = this.txBh!;
-    // Stopped: tx_waiting stays set and the resume reschedules the flush.
+    yield* this.txFlushRearm(`virtio-net.${this.spec.name}.tx-bh`, () => bh.schedule(), false);
+  }
+
+  /**
+   * What virtio_net_tx_bh and virtio_net_tx_timer share: flush up to tx_burst;
+   * a full burst re-arms at once (more may be waiting); else notifications go
+   * back on and, if the guest added more meanwhile (the timer: and a second
+   * flush sent some), they go off again and it re-arms. Stopped: tx_waiting
+   * stays set and the resume re-arms.
+   */
+  private *txFlushRearm(site: string, rearm: () => void, flushAgain: boolean): Co<void> {
+    this.h.assertBqlHeld(site);
     if (!this.h.running) return;
     this.txWaiting = false;
     const sent = yield* this.flushTx();
     if (sent >= this.spec.tx_burst) {
-      // More may be waiting: stay in bottom-half mode.
-      bh.schedule();
+      rearm();
       this.txWaiting = true;
       return;
     }
     this.txVq.setNotification(true);
-    if (!this.txVq.empty) {
-      this.txVq.setNotification(false);
-      bh.schedule();
-      this.txWaiting = true;
-    }
+    if (this.txVq.empty) return;
+    if (flushAgain && (yield* this.flushTx()) === 0) return;
+    this.txVq.setNotification(false);
+    rearm();
+    this.txWaiting = true;
   }
 
   /** QEMU: virtio_net_flush_tx: up to tx_burst packets to the tap. */
