@@ -99,7 +99,7 @@ export function devicesSchema(): Schema {
     tx_bh_cost: dist('tx bottom half cost', COST_LIMIT),
     rx_cost: dist('receive path cost per packet', COST_LIMIT),
     tx_burst: int(1, 4096, 'packets per tx flush (x-txburst; default 256, TX_BURST)'),
-    vhost: bool('-netdev tap,vhost=on: a vhost-net kernel worker serves tx and rx (default false)'),
+    vhost: bool('-netdev tap,vhost=on: a vhost-net kernel worker serves tx and rx, costing tx_bh_cost per tx run and rx_cost per packet; host_notifier_cost, tx and x_txtimer do not apply (default false)'),
     tx: oneOfWords(['bh', 'timer'], 'tx=: flush tx from a bottom half (bh, the default) or from the tx timer'),
     x_txtimer: duration('x-txtimer: how long tx=timer waits for a batch (default 150us, TX_TIMER_INTERVAL)', TX_TIMER_LIMIT),
     peer,
