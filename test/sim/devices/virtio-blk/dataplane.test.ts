@@ -7,6 +7,9 @@ import { describe, expect, it } from 'vitest';
 import { loadScenarioFile } from '../../../../cli/scenario-file.ts';
 import { simulate } from '../../../../sim/run.ts';
 import { scenario, MS, S } from '../../helpers.ts';
+import { Scheduler } from '../../../../sim/scheduler/index.ts';
+import { SimPlatform } from '../../../../sim/sim-platform.ts';
+import { buildWorld } from '../../../../sim/world.ts';
 
 const stopDuringHandler = (version: string) => scenario(`
 name: dataplane-stop
@@ -120,5 +123,43 @@ faults:
     expect(downtime.chain).toContain('on migration in migration_completion -> vm_stop -> virtio-blk.disk0.dataplane-stop -> blk_set_aio_context');
     expect(downtime.text).toMatch(/for in-flight requests on disk0 in iothread0, iothread0 meanwhile free/);
     expect(downtime.text).toMatch(/delayed by fault nfs-stall \(slow-flush on disk0\)$/);
+  });
+
+  it.each(['7.2', '9.2'])('%s: a drained section in the running VM keeps the guest\'s requests in the ring until it ends', (version) => {
+    const s = scenario(`
+name: drained
+seed: 4
+duration: 30s
+qemu: { version: ${version} }
+iothreads: [ { id: iothread0 } ]
+vm: { memory: 64MiB, vcpus: 1 }
+devices:
+  blk:
+    - { name: disk0, iothread: iothread0, io: { rate: 100/s, write_fraction: 1, flush_every: 0 } }
+faults:
+  - { name: stuck, device: disk0, kind: stall, at: 1s, for: 5s }
+`);
+    const scheduler = new Scheduler({ seed: s.seed });
+    const platform = new SimPlatform(scheduler);
+    const world = buildWorld(s, platform, false);
+    const m = world.machine;
+    const d = world.devices.blk[0]!;
+    const qmp = platform.createNotifier('qmp');
+    let drained = -1;
+    m.mainLoop.setFdHandler(qmp, 'qmp.drain', function* () {
+      qmp.read();
+      yield* world.devices.block.drainAll();
+      drained = platform.nowNs();
+    });
+    scheduler.callAt(2 * S, () => qmp.set());
+    scheduler.run(3 * S);
+    // Drained since 2 s, the stall holds what is in flight until 6 s: the guest's new requests wait in the ring.
+    expect(drained).toBe(-1);
+    expect(d.dev.vq.length).toBeGreaterThan(50);
+    const ringAt3s = d.dev.vq.length;
+    scheduler.run(10 * S);
+    expect(drained).toBeGreaterThanOrEqual(6 * S);
+    expect(d.dev.vq.length).toBeLessThan(ringAt3s);
+    expect(d.dataplane?.started).toBe(true);
   });
 });
