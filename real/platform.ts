@@ -14,15 +14,21 @@
 // file through the addon); its completion then waits for the request's fault
 // delay on a timer, so a slow-flush fault stalls whoever waits for the flush
 // (bdrv_drain_all's aio_poll), not the loop itself.
-// Leaves out: parallelism among coroutine threads (they share one OS thread:
-// a cpu(ns) spin holds every other coroutine off; only vCPUs run beside it),
+// Threads spawned with ownCore (IOThreads, vhost workers) stand for OS
+// threads of their own: each is its own event loop (its own blocking waits on
+// its own fds), and its cpu(ns) is a timed suspension instead of a spin, so
+// the main loop runs on meanwhile as it would beside a real IOThread.
+// Leaves out: parallelism among the other coroutine threads (they share one
+// OS thread: a cpu(ns) spin holds every other coroutine off; only vCPUs run
+// beside it), a lock held across an ownCore thread's cpu(ns) being a real
+// contention between host cores,
 // timer precision below epoll_wait's millisecond (timers fire up to 1 ms
 // late), write readiness other than for sockets.
 import {
   CoMutex, PENDING, Scheduler, ThreadHost, beginWait, checkDelayNs, waitResult, wakeWaiters,
   type CoThread, type Coroutine, type Rng,
 } from '../sim/scheduler/index.ts';
-import type { Co, IoRequest, IoResult, Mutex, Notifier, Platform, PlatformOp } from '../sim/platform.ts';
+import type { Co, IoRequest, IoResult, Mutex, Notifier, Platform, PlatformOp, SpawnOptions } from '../sim/platform.ts';
 import { openFdIo, type FdIo, type KvmConstants } from './kvm/index.ts';
 
 const OP_CPU = 1;
@@ -119,6 +125,8 @@ export class RealPlatform extends ThreadHost<PlatformOp> implements Platform {
   private closed = false;
   private readonly files = new Map<string, number>();
   private ioBuffer = new Uint8Array(0);
+  /** Threads that stand for an OS thread of their own (their CPU time does not hold the others off). */
+  private readonly ownCore = new Set<number>();
 
   constructor(options: RealPlatformOptions) {
     super(new Scheduler({ seed: options.seed }));
@@ -144,6 +152,12 @@ export class RealPlatform extends ThreadHost<PlatformOp> implements Platform {
 
   random(component: string): Rng {
     return this.scheduler.random.stream(component);
+  }
+
+  override spawn(name: string, body: () => Co<void>, options?: SpawnOptions): RealThread {
+    // The next thread's id (ThreadHost numbers threads in spawn order), known before its body runs.
+    if (options?.ownCore) this.ownCore.add(this.threads.length);
+    return super.spawn(name, body);
   }
 
   *cpu(ns: number): Co<void> {
@@ -375,6 +389,12 @@ export class RealPlatform extends ThreadHost<PlatformOp> implements Platform {
     switch (op.op) {
       case OP_CPU: {
         const ns = checkDelayNs(thread, (op as DelayOp).ns);
+        if (this.ownCore.has(thread.id)) {
+          // Its own core: busy for ns while the loop serves the other threads.
+          thread.cpuNs += ns;
+          co.suspend(this.nowNs() + ns, undefined);
+          return PENDING;
+        }
         const end = process.hrtime.bigint() + BigInt(ns);
         while (process.hrtime.bigint() < end) {
           // Spinning: this thread uses the CPU, and nothing else in the loop runs.

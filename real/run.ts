@@ -86,7 +86,7 @@ export function collectRealRun<D extends MigrationDestination>(
   const w = s.world;
   const p = s.platform;
   const now = p.nowNs();
-  w.machine.mainLoop.finish();
+  w.machine.finish();
   w.guest.userspace.finish(now);
   w.machine.trace.event('latsim', 'run_end', { outcome, events: p.scheduler.events });
   const message = error ? error.message : null;

@@ -3,9 +3,13 @@
 // over mmap'd RAM; the first virtio-net device's tx queue is the payload's
 // split ring, its kick a KVM ioeventfd bound to the device's host notifier,
 // and its guest half the payload (pings through the mailbox); block backends
-// write real files in a temporary directory. A RealSession owns /dev/kvm, the
-// VM, the platform and the files, and releases them all in close().
-// Leaves out: more than one virtio-net device (the payload drives one queue).
+// write real files in a temporary directory. IOThreads are threads of the
+// real platform with their own event loop each (RealPlatform's ownCore): a
+// dataplane's handlers and completions run there, not on the main loop. A
+// RealSession owns /dev/kvm, the VM, the platform and the files, and releases
+// them all in close().
+// Leaves out: more than one virtio-net device (the payload drives one queue),
+// vhost-net (its worker writes the model's guest memory, not the payload's).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -77,6 +81,8 @@ export class RealSession<D extends MigrationDestination = MigrationDestination> 
     if (scenario.devices.net.length > 1) {
       throw new RealError('unsupported', `real mode drives one virtio-net device; the scenario has ${scenario.devices.net.length}`);
     }
+    const vhost = scenario.devices.net.find((n) => n.vhost);
+    if (vhost) throw new RealError('unsupported', `real mode has no vhost-net (${vhost.name}: vhost: true); run it in the simulation`);
     this.dir = mkdtempSync(join(tmpdir(), 'latsim-real-'));
     this.platform = new RealPlatform({ seed: scenario.seed, io: kvm.native });
     try {

@@ -180,6 +180,20 @@ function handlerLatency(id: string, r: RunResult): ChartSpec | null {
   }, Math.max(300, 110 + hs.length * 30));
 }
 
+/** Each thread's longest blocked stretch: the main loop, vCPUs, migration, IOThreads, vhost workers. */
+function threadBlocked(id: string, r: RunResult): ChartSpec | null {
+  const ts = r.threads ?? [];
+  if (ts.length === 0) return null;
+  const rows = [...ts].reverse();
+  return chart(id, 'threads', {
+    ...base('Blocked time per thread', 'the longest time each thread could not run its handlers (a vCPU: its longest stall)'),
+    tooltip: { trigger: 'axis', axisPointer: { type: 'shadow' }, valueFormatter: '@us' },
+    xAxis: logUsAxis({ name: 'log scale', nameLocation: 'middle', nameGap: 26 }),
+    yAxis: { type: 'category', data: rows.map((t) => `${t.name} (${t.kind}, ${t.handlers.length} handlers)`), axisLabel: { fontSize: 11, width: 320, overflow: 'truncate' } },
+    series: [{ name: 'blocked max', type: 'bar', data: rows.map((t) => logUs(t.blocked_max_ns)) }],
+  }, Math.max(220, 110 + rows.length * 30));
+}
+
 /**
  * What blocked the main loop, over time: every handler run over the threshold
  * (any thread: a migration-thread drain holding the BQL blocks the main loop
@@ -324,6 +338,7 @@ export function runCharts(r: RunResult, prefix: string, trace?: readonly TraceRe
     downtimePhases(`${prefix}-downtime`, r),
     stallTimeline(`${prefix}-main-loop`, r, trace),
     handlerLatency(`${prefix}-handlers`, r),
+    threadBlocked(`${prefix}-threads`, r),
     bqlWait(`${prefix}-bql`, r),
     pingRtt(`${prefix}-ping`, r),
     userspaceProgress(`${prefix}-userspace`, r),

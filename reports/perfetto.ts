@@ -1,5 +1,6 @@
 // The trace as Chrome trace-event JSON, which ui.perfetto.dev opens: one track
-// per thread (main loop, vCPUs, migration, IOThreads) with complete slices for
+// per thread (main loop, vCPUs, migration, IOThreads, vhost workers, in that
+// order when the result lists its threads) with complete slices for
 // handlers, bottom halves and timers; each thread's BQL holds on a track of
 // their own ("vcpu0 BQL"), since a hold need not nest inside a handler;
 // counters for dirty pages and remaining bytes; instants for statechart
@@ -21,6 +22,12 @@ export interface PerfettoMeta {
   readonly scenario: string;
   readonly seed: number;
   readonly trace_sha256: string;
+  /**
+   * The run's threads in report order (main loop, vCPUs, migration, IOThreads,
+   * vhost workers): each gets its track in this order, even one that never
+   * ran a handler, and its kind in the track's metadata.
+   */
+  readonly threads?: readonly { readonly name: string; readonly kind?: string }[];
 }
 
 /** One trace event; ph, ts and pid are always set. */
@@ -90,6 +97,13 @@ export function perfettoTrace(records: readonly TraceRecord[], meta: PerfettoMet
   };
   head.push({ ph: 'M', ts: 0, pid: PID, name: 'process_name', args: { name: `latsim ${meta.scenario} (seed ${meta.seed})` } });
   const mainTid = tid('main-loop');
+  for (const t of meta.threads ?? []) {
+    const id = tid(t.name);
+    // An IOThread or vhost worker says what it is: a track per thread, as QEMU's threads are.
+    if (t.kind === 'iothread' || t.kind === 'vhost') {
+      head.push({ ph: 'M', ts: 0, pid: PID, tid: id, name: 'thread_kind', args: { kind: t.kind === 'iothread' ? 'IOThread (own AioContext)' : 'vhost worker (kernel thread)' } });
+    }
+  }
 
   // Where each flow ends: the first handler slice written after the flow end on
   // the same thread that spans its time (the innermost handler then running),

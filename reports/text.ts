@@ -41,6 +41,20 @@ export function textReport(r: RunResult, options: { maxSlow?: number } = {}): st
 
   out.push('', `main loop: blocked at most ${formatNs(r.main_loop.blocked_max_ns)} (from ${sec(r.main_loop.blocked_max_at_ns)}), ` +
     `p99 ${formatNs(r.main_loop.blocked_p99_ns)}, ${r.main_loop.iterations} iterations`);
+  const threads = r.threads ?? [];
+  if (threads.length > 0) {
+    out.push('', 'threads (blocked: the longest time the thread could not run its handlers):');
+    out.push(indent(table(['thread', 'kind', 'blocked max', 'from', 'handlers'], threads.map((t) => [
+      t.name, t.kind, formatNs(t.blocked_max_ns), sec(t.blocked_max_at_ns), t.handlers.length,
+    ]), 2)));
+    for (const t of threads) {
+      const p = t.poll;
+      if (!p) continue;
+      out.push(`  ${t.name} polling: poll-max-ns ${formatNs(p.poll_max_ns)}, poll_ns ${formatNs(p.poll_ns)} (at most ${formatNs(p.poll_ns_max)}), ` +
+        `busy-polled ${formatNs(p.polled_ns)}, ${p.poll_hits} polls found an event, ${p.grows} grows, ${p.shrinks} shrinks, ${p.iterations} aio_poll iterations`);
+    }
+  }
+
   out.push('', `BQL: wait max ${formatNs(r.bql.wait_max_ns)}, hold max ${formatNs(r.bql.hold_max_ns)}`);
   out.push(indent(table(['thread', 'site', 'waits', 'wait max', 'wait total', 'holds', 'hold max', 'hold total'], r.bql.table.map((b) => [
     b.thread, b.site, b.waits, formatNs(b.wait_max_ns), formatNs(b.wait_total_ns), b.holds, formatNs(b.hold_max_ns), formatNs(b.hold_total_ns),
@@ -64,8 +78,9 @@ export function textReport(r: RunResult, options: { maxSlow?: number } = {}): st
   if (r.drain.length > 0) {
     out.push('', 'drain/flush: nested aio_poll(qemu_aio_context, true) under the BQL:');
     for (const d of r.drain.slice(0, 200)) {
-      out.push(`  bdrv_${d.phase}_all aio_poll ${d.n}: ${Math.round(d.elapsed_ns / 1e6)} ms rfd ${d.rfd} wfd ${d.wfd}` +
-        ` (waited ${formatNs(d.waited_ns)}, ${d.in_flight} in flight)`);
+      const who = d.site ? `${d.site} (blk_${d.phase})` : `bdrv_${d.phase}_all`;
+      out.push(`  ${who} aio_poll ${d.n}: ${Math.round(d.elapsed_ns / 1e6)} ms rfd ${d.rfd} wfd ${d.wfd}` +
+        ` (waited ${formatNs(d.waited_ns)}, ${d.in_flight} in flight${d.ctx ? `, requests in ${d.ctx}` : ''})`);
     }
     if (r.drain.length > 200) out.push(`  ... ${r.drain.length - 200} more`);
   }

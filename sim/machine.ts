@@ -1,12 +1,17 @@
 // One QEMU process as the model sees it: the Platform it runs on, its trace
-// and instruments, clocks, the BQL, the main loop, the run state and the
-// vCPUs; vm_stop and vm_start, which tie them together. Written against the
-// Platform only, so the same Machine runs on the simulator and on KVM.
+// and instruments, clocks, the BQL, the main loop, its IOThreads (each with
+// its own AioContext), the run state and the vCPUs; vm_stop and vm_start,
+// which tie them together. Written against the Platform only, so the same
+// Machine runs on the simulator and on KVM.
 import { HOST_COSTS_DEFAULT, HOST_COSTS_NONE, QEMU_PROFILES, QEMU_VERSION_DEFAULT, type QemuSpec } from './scenario/qemu.ts';
 import type { Co, Notifier, Platform } from './platform.ts';
 import { Bql } from './main-loop/bql.ts';
 import { Instruments, DEFAULT_THRESHOLD_NS } from './instrument/instrument.ts';
 import { MainLoop } from './main-loop/main-loop.ts';
+import { IOThread } from './main-loop/iothread.ts';
+import { AioWait } from './main-loop/aio-wait.ts';
+import type { IothreadSpec } from './scenario/iothreads.ts';
+import { InvariantError } from './invariant.ts';
 import { RunStateTracker, type RunState } from './runstate.ts';
 import { QEMUClocks } from './main-loop/timer.ts';
 import { Trace } from './instrument/trace.ts';
@@ -34,6 +39,8 @@ export interface MachineOptions {
   /** Keep trace records and poll records for the exporters. */
   keepTrace?: boolean;
   initialState?: RunState;
+  /** The IOThreads to create (-object iothread). */
+  iothreads?: readonly IothreadSpec[];
 }
 
 export class Machine implements VcpuHost {
@@ -42,6 +49,10 @@ export class Machine implements VcpuHost {
   readonly clocks: QEMUClocks;
   readonly bql: Bql;
   readonly mainLoop: MainLoop;
+  /** QEMU: global_aio_wait, how a thread waits for work in another AioContext. */
+  readonly aioWait: AioWait;
+  /** The IOThreads by id, in declaration order. */
+  readonly iothreads = new Map<string, IOThread>();
   readonly runstate: RunStateTracker;
   readonly vcpus: VcpuThread[] = [];
   readonly pauseCond: Notifier;
@@ -49,6 +60,7 @@ export class Machine implements VcpuHost {
   /** Every vm_stop: when, by which thread, to which state. */
   readonly stops: { at_ns: number; thread: string; state: RunState }[] = [];
   private stopRequest: RunState | null = null;
+  private readonly finishers: (() => void)[] = [];
   private startRequest = false;
 
   /** Which QEMU this process follows, and the costs of its host. */
@@ -64,7 +76,12 @@ export class Machine implements VcpuHost {
     this.clocks = new QEMUClocks(platform);
     this.bql = new Bql(platform, this.inst);
     this.mainLoop = new MainLoop(platform, this.inst, this.bql, this.clocks, keep);
-    this.runstate = new RunStateTracker(options.initialState ?? 'running');
+    this.aioWait = new AioWait(platform, this.inst, this.mainLoop.aioContext);
+    for (const spec of options.iothreads ?? []) {
+      const locking = this.qemu.profile.block_locking;
+      if (locking === 'bql') throw new InvariantError('model', `QEMU ${this.qemu.profile.version} has no IOThreads (${spec.id})`);
+      this.iothreads.set(spec.id, new IOThread(spec, platform, this.inst, this.clocks, locking, keep));
+    }    this.runstate = new RunStateTracker(options.initialState ?? 'running');
     if (!this.runstate.running) this.clocks.stopVirtual();
     this.pauseCond = platform.createNotifier('qemu_pause_cond');
     this.mainLoop.afterWait = () => this.mainLoopShouldExit();
@@ -101,8 +118,16 @@ export class Machine implements VcpuHost {
     return v;
   }
 
-  /** Starts the main loop and every vCPU thread. */
+  /** The IOThread of that id (a scenario's devices name only declared ones). */
+  iothread(id: string): IOThread {
+    const t = this.iothreads.get(id);
+    if (!t) throw new InvariantError('model', `no IOThread named ${id}`);
+    return t;
+  }
+
+  /** Starts the IOThreads, the main loop and every vCPU thread. */
   start(): void {
+    for (const t of this.iothreads.values()) t.start();
     this.mainLoop.start();
     for (const v of this.vcpus) v.start();
   }
@@ -117,8 +142,9 @@ export class Machine implements VcpuHost {
 
   /**
    * QEMU: vm_stop -> do_vm_stop (system/cpus.c). Called under the BQL: stops
-   * the vCPUs and QEMU_CLOCK_VIRTUAL, notifies devices, then drains and
-   * flushes all block devices, still under the BQL.
+   * the vCPUs and QEMU_CLOCK_VIRTUAL, notifies devices (which may block: a
+   * dataplane's drain), then drains and flushes all block devices, still
+   * under the BQL.
    */
   *vmStop(state: RunState): Co<StopPhases> {
     return yield* this.inst.run('vm_stop', 'runstate', this.doVmStop(state));
@@ -129,16 +155,20 @@ export class Machine implements VcpuHost {
     this.stops.push({ at_ns: p.nowNs(), thread: p.current().name, state });
     this.bql.assertHeld('vm_stop');
     const t0 = p.nowNs();
+    let t1 = t0;
     if (this.runstate.running) {
       this.runstate.set(state);
       this.trace.event(p.current().name, 'vm_state_notify', { running: 0, reason: state });
       this.clocks.stopVirtual();
       yield* this.pauseAllVcpus();
-      this.runstate.notify(false);
+      t1 = p.nowNs();
+      // QEMU: vm_state_notify. Devices may block here: a dataplane drains its
+      // IOThread's requests (virtio_blk_data_plane_stop), vhost waits for its
+      // worker; that time counts as drain time, it is the same wait.
+      yield* this.runstate.notifyStop();
     } else {
       this.runstate.set(state);
     }
-    const t1 = p.nowNs();
     if (this.block) yield* this.block.drainAll();
     const t2 = p.nowNs();
     const error = this.block ? yield* this.block.flushAll() : null;
@@ -167,6 +197,18 @@ export class Machine implements VcpuHost {
       this.pauseCond.read();
       yield* this.bql.lock('pause_all_vcpus');
     }
+  }
+
+  /** At the end of a run: event loops stuck outside their wait count as blocked until now. */
+  finish(): void {
+    this.mainLoop.finish();
+    for (const t of this.iothreads.values()) t.finish();
+    for (const f of this.finishers) f();
+  }
+
+  /** Runs at the end of a run (other event loops: a vhost worker closes its books). */
+  addFinisher(fn: () => void): void {
+    this.finishers.push(fn);
   }
 
   /** The longest vCPU stall so far, counting stalls still open. */

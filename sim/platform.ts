@@ -14,6 +14,11 @@ export interface PlatformOp {
 /** A coroutine body: yields Platform operations, returns T. */
 export type Co<T = void> = Generator<PlatformOp, T, unknown>;
 
+/** How a thread is started. */
+export interface SpawnOptions {
+  readonly ownCore?: boolean;
+}
+
 /** A thread of execution: the main loop, a vCPU, the migration thread, ... */
 export interface PlatformThread {
   readonly id: number;
@@ -64,8 +69,12 @@ export interface Platform {
   /** The seeded random stream of one component. */
   random(component: string): Rng;
 
-  /** Starts a thread running body. */
-  spawn(name: string, body: () => Co<void>): PlatformThread;
+  /**
+   * Starts a thread running body. ownCore: the thread stands for an OS thread
+   * of its own (an IOThread, a vhost worker) whose CPU time does not hold the
+   * others off, where the backend runs threads on fewer host threads.
+   */
+  spawn(name: string, body: () => Co<void>, options?: SpawnOptions): PlatformThread;
   /** The thread currently running model code. */
   current(): PlatformThread;
 

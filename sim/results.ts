@@ -23,6 +23,36 @@ export interface HandlerResult {
   total_ns: number;
 }
 
+/** One thread of the run: its longest blocked stretch and the handlers it ran. */
+export interface ThreadResult {
+  /** main-loop, vcpuN, migration, an IOThread's id, vhost-<netdev>. */
+  name: string;
+  kind: 'main-loop' | 'vcpu' | 'migration' | 'iothread' | 'vhost' | 'other';
+  /**
+   * The longest time the thread could not run its handlers: for an event loop
+   * (main loop, IOThread, vhost worker) from its wait's return to its next
+   * wait; for a vCPU its longest stall; for the migration thread its longest
+   * wait (the BQL, an AioContext lock, a drain).
+   */
+  blocked_max_ns: number;
+  blocked_max_at_ns: number;
+  /** Names of the handlers that ran on it, sorted. */
+  handlers: string[];
+  /** An IOThread's adaptive polling (QEMU's poll-max-ns, poll-grow, poll-shrink and what they did). */
+  poll?: {
+    poll_max_ns: number;
+    poll_grow: number;
+    poll_shrink: number;
+    poll_ns: number;
+    poll_ns_max: number;
+    polled_ns: number;
+    poll_hits: number;
+    grows: number;
+    shrinks: number;
+    iterations: number;
+  };
+}
+
 export interface BudgetResult {
   name: string;
   limit: number;
@@ -119,6 +149,8 @@ export interface RunResult {
   sim_time_ns: number;
   wall_ms: number;
   handlers: HandlerResult[];
+  /** Every thread: main-loop, vcpuN, migration, each IOThread by id, each vhost worker. */
+  threads: ThreadResult[];
   slow: { name: string; kind: string; thread: string; at_ns: number; duration_ns: number; waited_on: string; waited_ns: number; stack: readonly string[] }[];
   main_loop: { blocked_max_ns: number; blocked_max_at_ns: number; blocked_p99_ns: number; iterations: number };
   bql: {
@@ -191,6 +223,7 @@ export function collectResult(
     sim_time_ns: now,
     wall_ms: 0,
     handlers,
+    threads: threadResults(world, handlers),
     // In start order, outer handlers before the ones they ran.
     slow: inst.slow.map((s) => ({ ...s })).sort((a, b) => a.at_ns - b.at_ns || a.stack.length - b.stack.length),
     main_loop: {
@@ -241,6 +274,51 @@ export function collectResult(
   }
   result.pass = outcome === 'ok' && result.expect.every((e) => e.pass);
   return result;
+}
+
+/** QEMU's threads as the run had them, in a fixed order: main loop, vCPUs, migration, IOThreads, vhost workers. */
+function threadResults(world: AnyWorld, handlers: readonly HandlerResult[]): ThreadResult[] {
+  const { machine: m, devices, migration } = world;
+  const now = world.platform.nowNs();
+  const inst = m.inst;
+  const namesOn = (thread: string) => [...new Set(handlers.filter((h) => h.thread === thread).map((h) => h.name))].sort();
+  const noted = (thread: string) => inst.blocked.get(thread) ?? { maxNs: 0, atNs: 0 };
+  const out: ThreadResult[] = [{
+    name: 'main-loop', kind: 'main-loop', blocked_max_ns: inst.mainLoopBlocked.maxNs,
+    blocked_max_at_ns: inst.mainLoopBlockedMaxAtNs, handlers: namesOn('main-loop'),
+  }];
+  for (const v of m.vcpus) {
+    out.push({ name: v.name, kind: 'vcpu', blocked_max_ns: v.stallMaxUntil(now), blocked_max_at_ns: v.stallMaxAtNs, handlers: namesOn(v.name) });
+  }
+  if (migration && migration.spec.mode === 'thread' && migration.startNs >= 0) {
+    const b = noted('migration');
+    out.push({ name: 'migration', kind: 'migration', blocked_max_ns: b.maxNs, blocked_max_at_ns: b.atNs, handlers: namesOn('migration') });
+  }
+  for (const t of m.iothreads.values()) {
+    const b = noted(t.id);
+    const ps = t.ctx.pollStats;
+    out.push({
+      name: t.id, kind: 'iothread', blocked_max_ns: b.maxNs, blocked_max_at_ns: b.atNs, handlers: namesOn(t.id),
+      poll: {
+        poll_max_ns: t.spec.poll_max_ns, poll_grow: t.spec.poll_grow, poll_shrink: t.spec.poll_shrink,
+        poll_ns: t.ctx.pollNs, poll_ns_max: ps.pollNsMax, polled_ns: ps.polledNs, poll_hits: ps.pollHits,
+        grows: ps.grows, shrinks: ps.shrinks, iterations: t.iterations,
+      },
+    });
+  }
+  for (const n of devices.net) {
+    if (!n.vhost) continue;
+    const b = noted(n.vhost.thread);
+    out.push({ name: n.vhost.thread, kind: 'vhost', blocked_max_ns: b.maxNs, blocked_max_at_ns: b.atNs, handlers: namesOn(n.vhost.thread) });
+  }
+  // Handlers on any other thread (none in the model today) are not lost.
+  const known = new Set(out.map((t) => t.name));
+  for (const thread of [...new Set(handlers.map((h) => h.thread))].sort()) {
+    if (known.has(thread)) continue;
+    const b = noted(thread);
+    out.push({ name: thread, kind: 'other', blocked_max_ns: b.maxNs, blocked_max_at_ns: b.atNs, handlers: namesOn(thread) });
+  }
+  return out;
 }
 
 function migrationResult(world: AnyWorld): MigrationResult {
@@ -318,6 +396,7 @@ export function budgetValue(key: BudgetKey, r: RunResult): number {
   const mig = r.migration;
   switch (key) {
     case 'main_loop_block': return r.main_loop.blocked_max_ns;
+    case 'iothread_block': return r.threads.filter((t) => t.kind === 'iothread').reduce((m, t) => Math.max(m, t.blocked_max_ns), 0);
     case 'bql_wait': return r.bql.wait_max_ns;
     case 'bql_hold': return r.bql.hold_max_ns;
     case 'vcpu_stall': return r.guest.vcpu_stall_max_ns;

@@ -41,7 +41,7 @@ export function simulate(scenario: Scenario, options: SimulateOptions = {}): Sim
     else throw e;
     error = e;
   }
-  world.machine.mainLoop.finish();
+  world.machine.finish();
   world.guest.userspace.finish(platform.nowNs());
   const message = error ? `${error.message}${error instanceof LivenessError ? '' : `; seed ${seed}`}` : null;
   world.machine.trace.event('latsim', 'run_end', { outcome, events: scheduler.events });

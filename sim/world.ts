@@ -47,6 +47,7 @@ export function buildWorld<G extends GuestPort, D extends MigrationDestination>(
     qemu: scenario.qemu,
     keepTrace,
     initialState: scenario.vm.run_state,
+    iothreads: scenario.iothreads,
   });
   const guest: GuestPort = backend ? backend.guest(machine, scenario) : new Guest(machine, scenario.vm, scenario.guest);
   for (const h of scenario.main_loop.handlers) installSyntheticHandler(machine, h);

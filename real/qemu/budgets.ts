@@ -2,8 +2,8 @@
 // `latsim qemu run`: the simulation's codes (0 every budget held, 1 a budget
 // failed, 4 memory differed at switchover) plus 7 (the guest failed) and 8
 // (the migration failed); 6 (QEMU or KVM unavailable) is the caller's.
-// Budgets QEMU cannot observe (BQL waits and holds, ping, guest userspace
-// progress) are listed as not measured and never fail. The main loop's
+// Budgets QEMU cannot observe (BQL waits and holds, an IOThread's blocked
+// time, ping, guest userspace progress) are listed as not measured and never fail. The main loop's
 // longest block is read as the longest wait for a query-migrate answer:
 // QMP is served by the main loop, so a poll waits while the main loop is
 // blocked (a lower bound, sampled every poll interval).
@@ -38,6 +38,7 @@ export function qemuBudgetValue(key: BudgetKey, r: QemuRunResult): number | null
     case 'rollbacks': return m ? m.rollbacks : 0;
     case 'vcpu_stall': return r.guest.vcpu_stall_max_ms * 1e6;
     case 'main_loop_block': return r.qmp.polls > 0 ? r.qmp.poll_latency_max_ms * 1e6 : null;
+    case 'iothread_block':
     case 'bql_wait':
     case 'bql_hold':
     case 'ping_rtt_p99':

@@ -66,6 +66,7 @@ export function planGuest(s: Scenario, o: GuestPlanOptions): GuestPlan {
   }
   if (s.vm.vcpus > 1) unsupported.push(`${s.vm.vcpus} vCPUs: the QEMU guest runs one vCPU with every workload's rate`);
   if (s.devices.net.length > 0) unsupported.push('net devices: not attached');
+  if (s.iothreads.length > 0) unsupported.push('IOThreads: the disk is an IDE disk served by the main loop');
   if (s.main_loop.handlers.length > 0) unsupported.push('synthetic main-loop handlers: QEMU runs its own');
   const populated = Math.max(0, Math.min(pages - GUEST_MIN_PAGE, Math.floor(s.vm.populated * pages)));
   let disk: GuestPlan['disk'] = null;

@@ -3,13 +3,20 @@
 // per operation (read, write, flush), at most queue_depth are in flight, and
 // the fault schedule can stall the backend for a window, slow its flushes
 // (the talk's 40-50 s NFS flush) or fail requests. Completions are signalled
-// on an fd in qemu_aio_context, whose handler runs the request callbacks, as
-// linux-aio and the thread pool do. The content model keeps, per block of
+// on an fd in the backend's AioContext (qemu_aio_context, or an IOThread's
+// while a dataplane runs there: blk_set_aio_context moves it), whose handler
+// runs the request callbacks, as linux-aio and the thread pool do; in an
+// IOThread it takes the context's lock where the version has one (7.2's
+// qemu_laio_process_completions_and_submit) and kicks a thread waiting in
+// another context (bdrv_dec_in_flight -> aio_wait_kick). A drained section
+// (quiesce) tells the device, where the version does it that way
+// (BlockDevOps.drained_begin, 8.2 on). The content model keeps, per block of
 // request size, the version in the volatile cache and on stable storage: a
 // flush makes the writes completed before it was issued stable.
 // Leaves out: the format layer (qcow2), throttling groups, copy-on-read.
-import type { Notifier, Platform } from '../platform.ts';
+import type { Co, Notifier, Platform } from '../platform.ts';
 import type { AioContext } from '../main-loop/aio.ts';
+import type { AioWait } from '../main-loop/aio-wait.ts';
 import type { BlkSpec } from '../scenario/scenario.ts';
 import { type Dist, sample } from '../util/dist.ts';
 import type { FaultSchedule } from '../faults.ts';
@@ -30,6 +37,12 @@ export interface BlockRequest {
   readonly versions: readonly number[];
   /** Runs in the completion handler (under the BQL on the main loop). */
   readonly done: (error: string | null) => void;
+}
+
+/** QEMU: BlockDevOps' drained_begin / drained_end (include/sysemu/block-backend-common.h), 8.2 on. */
+export interface BlockDevOps {
+  drainedBegin(): void;
+  drainedEnd(): void;
 }
 
 interface Issued {
@@ -59,6 +72,14 @@ export class BlockBackend {
   flushedGen = 0;
   /** Requests a fault delayed: which fault, when issued, when done (at most DELAYS_MAX kept). */
   readonly delays: { fault: string; op: BlockOp; from_ns: number; to_ns: number }[] = [];
+  /** QEMU: blk_get_aio_context: where completions run. */
+  ctx: AioContext;
+  /** QEMU: BlockDriverState.quiesce_counter: inside a drained section while > 0. */
+  quiesceCounter = 0;
+  /** The device's drained-section callbacks (BlockDevOps), if it has them. */
+  devOps: BlockDevOps | null = null;
+  /** Set by the block layer: how completions in an IOThread wake a waiter elsewhere. */
+  aioWait: AioWait | null = null;
   private readonly dirty = new Set<number>();
   private readonly waiting: BlockRequest[] = [];
   private readonly completed: Issued[] = [];
@@ -80,7 +101,26 @@ export class BlockBackend {
     this.cache = new Uint32Array(spec.io.sectors);
     this.completionFd = platform.createNotifier(`${name}.aio-fd`);
     this.handlerName = `virtio-blk.${name}.aio-completion`;
-    ctx.setFdHandler(this.completionFd, this.handlerName, () => this.completionHandler());
+    this.ctx = ctx;
+    this.attach(ctx);
+  }
+
+  /**
+   * QEMU: the AioContext switch of blk_set_aio_context (bdrv_attach_aio_context):
+   * the completion handler moves to ctx. The caller has drained the backend.
+   */
+  moveTo(ctx: AioContext): void {
+    if (ctx === this.ctx) return;
+    this.ctx.setFdHandler(this.completionFd, this.handlerName, null);
+    this.ctx = ctx;
+    this.attach(ctx);
+    // QEMU: aio_set_fd_handler's aio_notify: the new context polls the fd from its next wait.
+    ctx.notify();
+  }
+
+  private attach(ctx: AioContext): void {
+    // QEMU: linux-aio's completion eventfd, with qemu_laio_poll_cb for adaptive polling.
+    ctx.setFdHandler(this.completionFd, this.handlerName, () => this.completionHandler(), null, { poll: true });
   }
 
   /** QEMU: blk_aio_preadv / blk_aio_pwritev / blk_aio_flush (block/block-backend.c) */
@@ -173,8 +213,11 @@ export class BlockBackend {
   }
 
   /** The completion fd's read handler: runs callbacks of finished requests. */
-  private *completionHandler(): Generator<never, void> {
+  private *completionHandler(): Co<void> {
     this.completionFd.read();
+    const ctx = this.ctx;
+    const lock = ctx.lock;
+    if (lock) yield* lock.acquire(`${this.handlerName}`);
     const batch = this.completed.splice(0);
     for (const item of batch) {
       this.inFlight--;
@@ -183,6 +226,10 @@ export class BlockBackend {
       });
       item.req.done(item.error);
     }
+    if (lock) lock.release();
+    // QEMU: bdrv_dec_in_flight -> aio_wait_kick. A completion in qemu_aio_context
+    // itself needs no kick to be seen by a waiter polling that context.
+    if (batch.length > 0 && this.aioWait && ctx !== this.aioWait.mainCtx) this.aioWait.kick();
   }
 
   private snapshotCache(): Map<number, number> {

@@ -36,7 +36,9 @@ export class Devices {
 
   constructor(machine: Machine, guest: GuestPort, spec: DevicesSpec, faults: readonly FaultSpec[], glue: DeviceGlue = {}) {
     this.faults = new FaultSchedule(faults);
-    this.block = new BlockLayer(machine.platform, machine.bql, machine.mainLoop.aioContext, machine.inst, machine.qemu.profile.flush_skips_clean);
+    const profile = machine.qemu.profile;
+    this.block = new BlockLayer(machine.platform, machine.bql, machine.mainLoop.aioContext, machine.inst,
+      profile.flush_skips_clean, machine.aioWait, profile.block_locking);
     machine.block = this.block;
     for (const b of spec.blk) this.blk.push(realizeVirtIOBlock(b, machine, guest, this.block, this.faults));
     for (const n of spec.net) this.net.push(realizeVirtIONet(n, machine, guest, this.faults, glue));

@@ -61,6 +61,8 @@ export class GuestRam implements GuestMemory {
   /** Pages [0, populatedPages) held data at start. */
   private populatedPages = 0;
   private readonly counterRanges: [number, number][] = [];
+  /** Other dirty logs merged in at every sync (QEMU: memory listeners' log_sync, e.g. vhost_log_sync). */
+  private readonly logSyncListeners: (() => void)[] = [];
 
   constructor(readonly bytes: number, readonly pageSize: number) {
     if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new RangeError(`guest memory ${bytes} is not a positive size`);
@@ -96,8 +98,28 @@ export class GuestRam implements GuestMemory {
     this.counterRanges.push([first, first + count]);
   }
 
-  /** Guest writes set the log's bits directly: nothing to fetch. */
-  logSync(): void {}
+  /**
+   * Guest writes set the log's bits directly: nothing to fetch from KVM. Logs
+   * kept outside KVM (a vhost worker's) are merged in here, as
+   * memory_global_dirty_log_sync calls every listener's log_sync.
+   */
+  logSync(): void {
+    for (const l of this.logSyncListeners) l();
+  }
+
+  /** QEMU: memory_listener_register for a listener with log_sync (vhost_dev_init). */
+  addLogSyncListener(fn: () => void): void {
+    this.logSyncListeners.push(fn);
+  }
+
+  /**
+   * A write from the host side into guest memory (a vhost worker copying a
+   * received packet into a guest buffer): the content changes, KVM's dirty
+   * log does not see it; the writer logs it itself.
+   */
+  hostWrite(page: number): void {
+    this.versions[page] = (this.versions[page]! + 1) >>> 0 || 1;
+  }
 
   /** Gives the first pages content (a booted guest's data); the rest stay zero pages. */
   populate(pages: number): void {

@@ -6,11 +6,16 @@
 // I/O it waited for. E.g. "vcpu0 waited 42.1 s for the BQL, held by main-loop
 // in migration_completion -> vm_stop -> bdrv_drain_all, waiting in
 // aio_poll(qemu_aio_context) for in-flight requests on disk0, delayed by
-// fault nfs-stall (slow-flush on disk0)". A postcopy destination's vCPU that
-// waited for missing pages is explained by the migration's pauses and the
-// link-breaks over the wait. Only reads state.
+// fault nfs-stall (slow-flush on disk0)". Chains cross threads: a wait for
+// requests in an IOThread says what that IOThread did meanwhile, and a wait
+// for an AioContext lock names the thread that held it and what it was
+// running ("waiting 358 ms for iothread0's AioContext lock, held by
+// iothread0 in virtio-blk.disk0.host-notifier-read, running for 358 ms"). A
+// postcopy destination's vCPU that waited for missing pages is explained by
+// the migration's pauses and the link-breaks over the wait. Only reads state.
 import type { AnyWorld } from '../world.ts';
 import type { SlowRun } from './instrument.ts';
+import type { LockWait } from '../main-loop/aio.ts';
 import { formatNs } from './format.ts';
 
 export interface AttributionChain {
@@ -65,17 +70,52 @@ export function attribute(world: AnyWorld): AttributionChain[] {
     });
   };
 
-  /** "<who> <thread> in a -> b -> c", "waiting in aio_poll(...) for ...", "delayed by fault f". */
-  const explain = (who: string, thread: string, from: number, to: number): string[] => {
+  /** Threads whose work others wait for: IOThreads and vhost workers. */
+  const others = [...machine.iothreads.keys(), ...devices.net.flatMap((n) => (n.vhost ? [n.vhost.thread] : []))];
+  const mentions = (label: string, id: string) => new RegExp(`(^|[^\\w.-])${id.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}($|[^\\w.-])`).test(label);
+
+  /** The AioContext locks by the label a wait for one carries ("iothread0's AioContext lock"). */
+  const locks = new Map<string, readonly LockWait[]>();
+  for (const t of machine.iothreads.values()) if (t.ctx.lock) locks.set(t.ctx.lock.label, t.ctx.lock.waits);
+
+  /** Who held the lock that thread waited for during [from, to): the holder with the most overlap. */
+  const lockHolder = (label: string, thread: string, from: number, to: number): string | null => {
+    let best: string | null = null;
+    let bestNs = 0;
+    for (const w of locks.get(label) ?? []) {
+      if (w.thread !== thread || w.holder === '') continue;
+      const o = overlap(w.from_ns, w.to_ns, from, to);
+      if (o > bestNs) {
+        best = w.holder;
+        bestNs = o;
+      }
+    }
+    return best;
+  };
+
+  /** "<who> <thread> in a -> b -> c", "waiting in aio_poll(...) for ...", "delayed by fault f"; depth bounds the hops across threads. */
+  const explain = (who: string, thread: string, from: number, to: number, depth = 0): string[] => {
     const act = activity(thread, from, to);
     if (!act) return [`${who} ${thread} (no handler over the threshold)`];
     const steps = [`${who} ${thread} in ${act.stack.join(' -> ')}`];
     if (act.waited_on === 'running') {
       steps.push(`running for ${formatNs(act.duration_ns)}`);
-    } else {
-      steps.push(`waiting ${formatNs(act.waited_ns)} in ${act.waited_on}`);
-      for (const f of faultsFor(act.waited_on, from, to)) steps.push(`delayed by ${f}`);
+      return steps;
     }
+    steps.push(`waiting ${formatNs(act.waited_ns)} ${locks.has(act.waited_on) ? 'for' : 'in'} ${act.waited_on}`);
+    const runFrom = Math.max(from, act.at_ns);
+    const runTo = Math.min(to, act.at_ns + act.duration_ns);
+    const holder = locks.has(act.waited_on) ? lockHolder(act.waited_on, thread, runFrom, runTo) : null;
+    if (holder !== null && depth < 2) steps.push(...explain('held by', holder, runFrom, runTo, depth + 1));
+    // Work that runs on another event loop (an IOThread's requests, a vhost worker's flush): what it did meanwhile.
+    for (const id of others) {
+      if (locks.has(act.waited_on) || !mentions(act.waited_on, id) || id === thread || depth >= 2) continue;
+      const there = activity(id, runFrom, runTo);
+      steps.push(there
+        ? `${id} meanwhile in ${there.stack.join(' -> ')} for ${formatNs(there.duration_ns)}`
+        : `${id} meanwhile free (no handler over the threshold): the requests wait on the backend`);
+    }
+    for (const f of faultsFor(act.waited_on, from, to)) steps.push(`delayed by ${f}`);
     return steps;
   };
 
@@ -92,8 +132,15 @@ export function attribute(world: AnyWorld): AttributionChain[] {
       ['stopping the vCPUs', p.stop_ns], ['bdrv_drain_all', p.drain_ns], ['bdrv_flush_all', p.flush_ns],
       ['the final RAM pass', p.final_ram_ns], ['device state', p.device_state_ns], ['the destination start', p.resume_ns],
     ];
-    const [phase, ns] = phases.reduce((m, x) => (x[1] > m[1] ? x : m));
+    const [top, ns] = phases.reduce((m, x) => (x[1] > m[1] ? x : m));
+    let phase = top;
     const stop = machine.stops.find((x) => x.at_ns >= a.at_ns && x.at_ns <= a.at_ns + a.downtime_ns);
+    // The drain phase includes vm_state_notify's handlers: a dataplane stop drains there, before bdrv_drain_all.
+    const act = stop ? activity(stop.thread, a.at_ns, a.at_ns + a.downtime_ns) : null;
+    if (phase === 'bdrv_drain_all' && act && act.stack.includes('vm_stop') && !act.stack.includes('bdrv_drain_all')) {
+      const inner = act.stack[act.stack.indexOf('vm_stop') + 1];
+      if (inner) phase = `the drain in vm_state_notify (${inner})`;
+    }
     const chain = [`downtime ${formatNs(a.downtime_ns)} of completion attempt ${a.n} (${a.outcome}${a.reason ? `: ${a.reason}` : ''})`,
       `${formatNs(ns)} of it in ${phase}`];
     if (stop) chain.push(...explain('on', stop.thread, a.at_ns, a.at_ns + a.downtime_ns));

@@ -3,7 +3,10 @@
 // (thread, name), writes a slice to the trace and, past the threshold, a slow
 // line with what the thread was waiting on inside it. The talk could only
 // print "fd read: 0x7ffff7df2390 358 ms"; here every handler has a name.
-// Also main-loop blocked time: how long the main loop went without polling.
+// Also main-loop blocked time: how long the main loop went without polling,
+// and the same per thread: for an event loop (the main loop, an IOThread, a
+// vhost worker) the time from its wait's return to its next wait; for any
+// thread the longest wait that kept it from its work (a lock, a drain).
 import type { Co, Platform } from '../platform.ts';
 import { Histogram } from './histogram.ts';
 import type { Trace } from './trace.ts';
@@ -41,6 +44,8 @@ export class Instruments {
   /** Intervals between two polls of the main loop (its dispatch time). */
   readonly mainLoopBlocked = new Histogram();
   mainLoopBlockedMaxAtNs = 0;
+  /** Per thread: the longest stretch it could not run its handlers, and when it began. */
+  readonly blocked = new Map<string, { maxNs: number; atNs: number }>();
   private readonly frames = new Map<string, Frame[]>();
 
   constructor(
@@ -81,6 +86,18 @@ export class Instruments {
   noteMainLoopBlocked(startNs: number, ns: number): void {
     if (ns > this.mainLoopBlocked.maxNs) this.mainLoopBlockedMaxAtNs = startNs;
     this.mainLoopBlocked.record(ns);
+    this.noteBlocked('main-loop', startNs, ns);
+  }
+
+  /** thread could not run its handlers for ns from startNs (an event loop's dispatch, a lock wait, a drain). */
+  noteBlocked(thread: string, startNs: number, ns: number): void {
+    if (ns <= 0) return;
+    const b = this.blocked.get(thread);
+    if (!b) this.blocked.set(thread, { maxNs: ns, atNs: startNs });
+    else if (ns > b.maxNs) {
+      b.maxNs = ns;
+      b.atNs = startNs;
+    }
   }
 
   /** Handler statistics sorted by thread, then name. */

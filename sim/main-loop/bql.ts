@@ -51,7 +51,10 @@ export class Bql {
     s.waits++;
     s.waitTotalNs += waited;
     if (waited > s.waitMaxNs) s.waitMaxNs = waited;
-    if (waited > 0) this.inst.noteWait(thread, 'BQL', waited);
+    if (waited > 0) {
+      this.inst.noteWait(thread, 'BQL', waited);
+      this.inst.noteBlocked(thread, t0, waited);
+    }
     this.inst.trace.event(thread, 'qemu_mutex_locked', { mutex: 'BQL', site, waited_ns: waited });
     this.holderSite = site;
     this.holdStart = now;

@@ -1,11 +1,15 @@
 // The `devices` section: virtio-net devices with their tap backend and the
 // external peer, and virtio-blk devices with their block backend and the
 // guest's I/O workload. Device names are unique across both kinds (faults and
-// reports name devices by them).
+// reports name devices by them). A virtio-blk device may run in an IOThread
+// (`iothread`, QEMU's -device virtio-blk,iothread=...: the dataplane); a
+// virtio-net device may hand its data path to a vhost-net kernel worker
+// (`vhost`, -netdev tap,vhost=on) and flush tx from a timer instead of a
+// bottom half (`tx: timer`, -device virtio-net,tx=timer,x-txtimer=...).
 import type { Dist } from '../util/dist.ts';
 import { fixed, items, section, type Fields, type Path } from './fields.ts';
 import { COST_LIMIT, limit } from './limits.ts';
-import { dist, duration, int, list, name, num, obj, oneOfWords, rate, size, type Schema } from './schema-kit.ts';
+import { bool, dist, duration, int, list, name, num, obj, oneOfWords, rate, size, type Schema } from './schema-kit.ts';
 
 export interface NetSpec {
   readonly name: string;
@@ -14,6 +18,12 @@ export interface NetSpec {
   readonly tx_bh_cost: Dist;
   readonly rx_cost: Dist;
   readonly tx_burst: number;
+  /** QEMU: -netdev tap,vhost=on: a vhost-net worker serves tx and rx outside QEMU. */
+  readonly vhost: boolean;
+  /** QEMU: virtio-net's tx property: flush from a bottom half (default) or from the tx timer. */
+  readonly tx: 'bh' | 'timer';
+  /** QEMU: x-txtimer, the tx timer's delay in ns (QEMU_CLOCK_VIRTUAL). */
+  readonly x_txtimer_ns: number;
   readonly peer: {
     readonly ping_interval_ns: number;
     readonly ping_timeout_ns: number;
@@ -42,6 +52,8 @@ export interface BlkSpec {
   };
   /** Interval at which a stalled backend's fd still wakes aio_poll (NFS retries), 0 for never. */
   readonly retry_interval_ns: number;
+  /** QEMU: -device virtio-blk,iothread=ID: the IOThread its dataplane runs in, or null (the main loop). */
+  readonly iothread: string | null;
 }
 
 export interface DevicesSpec {
@@ -51,6 +63,10 @@ export interface DevicesSpec {
 
 /** QEMU: virtio-net's tx_burst property default (TX_BURST, hw/net/virtio-net.c). */
 export const DEFAULT_TX_BURST = 256;
+/** QEMU: TX_TIMER_INTERVAL (include/hw/virtio/virtio-net.h), x-txtimer's default: 150 us (every version modelled). */
+export const TX_TIMER_INTERVAL_NS = 150_000;
+/** x-txtimer: QEMU takes a uint32 of ns (up to 4.29 s). */
+const TX_TIMER_LIMIT = limit.duration('1ns', '4294967295ns');
 /** Requests a disk may hold at most: the model keeps a version per request-sized block. */
 const DISK_BLOCKS_MAX = 2 ** 26;
 /** Devices of each kind a scenario may declare at most. */
@@ -82,7 +98,10 @@ export function devicesSchema(): Schema {
     host_notifier_cost: dist('host-notifier read handler cost (the talk: 358ms)', COST_LIMIT),
     tx_bh_cost: dist('tx bottom half cost', COST_LIMIT),
     rx_cost: dist('receive path cost per packet', COST_LIMIT),
-    tx_burst: int(1, 4096, 'packets per tx bottom half (tx_burst)'),
+    tx_burst: int(1, 4096, 'packets per tx flush (x-txburst; default 256, TX_BURST)'),
+    vhost: bool('-netdev tap,vhost=on: a vhost-net kernel worker serves tx and rx, costing tx_bh_cost per tx run and rx_cost per packet; host_notifier_cost, tx and x_txtimer do not apply (default false)'),
+    tx: oneOfWords(['bh', 'timer'], 'tx=: flush tx from a bottom half (bh, the default) or from the tx timer'),
+    x_txtimer: duration('x-txtimer: how long tx=timer waits for a batch (default 150us, TX_TIMER_INTERVAL)', TX_TIMER_LIMIT),
     peer,
   }, 'a virtio-net device with a tap backend', ['name']);
   const blk = obj({
@@ -95,6 +114,7 @@ export function devicesSchema(): Schema {
     request_cost: dist('device handler cost per request', COST_LIMIT),
     on_error: oneOfWords(['report', 'stop'], 'werror/rerror: report to the guest, or stop the VM'),
     retry_interval: duration('how often a stalled backend still wakes aio_poll (NFS retries); 0s: never', RETRY_INTERVAL_LIMIT),
+    iothread: name('iothread=: the id of a declared IOThread the dataplane runs in (default: the main loop)'),
     io: obj({
       rate: rate('guest requests per second', IO_RATE_LIMIT),
       pattern: oneOfWords(['random', 'sequential'], 'which blocks requests hit'),
@@ -112,7 +132,7 @@ export function devicesSchema(): Schema {
 
 type VcpuAt = (path: Path, v: number | undefined, dflt?: number) => number;
 
-export function checkDevices(devices: unknown, vcpuAt: VcpuAt, f: Fields): DevicesSpec {
+export function checkDevices(devices: unknown, vcpuAt: VcpuAt, f: Fields, iothreads: readonly string[]): DevicesSpec {
   const names = new Set<string>();
   const unique = (path: Path, n: string) => {
     if (names.has(n)) f.fail(path, `device name ${JSON.stringify(n)} is used twice`);
@@ -130,6 +150,9 @@ export function checkDevices(devices: unknown, vcpuAt: VcpuAt, f: Fields): Devic
       tx_bh_cost: f.dist([...path, 'tx_bh_cost'], n.tx_bh_cost, fixed(30_000), COST_LIMIT),
       rx_cost: f.dist([...path, 'rx_cost'], n.rx_cost, fixed(10_000), COST_LIMIT),
       tx_burst: (n.tx_burst as number | undefined) ?? DEFAULT_TX_BURST,
+      vhost: (n.vhost as boolean | undefined) ?? false,
+      tx: (n.tx as 'bh' | 'timer' | undefined) ?? 'bh',
+      x_txtimer_ns: f.duration([...path, 'x_txtimer'], n.x_txtimer, TX_TIMER_INTERVAL_NS, TX_TIMER_LIMIT),
       peer: {
         ping_interval_ns: f.duration([...pp, 'ping_interval'], peer.ping_interval, 100_000_000, PING_INTERVAL_LIMIT),
         ping_timeout_ns: f.duration([...pp, 'ping_timeout'], peer.ping_timeout, 1_000_000_000, PING_TIMEOUT_LIMIT),
@@ -147,6 +170,10 @@ export function checkDevices(devices: unknown, vcpuAt: VcpuAt, f: Fields): Devic
     const diskBytes = f.size([...ip, 'disk_size'], io.disk_size, 2 ** 30, DISK_SIZE_LIMIT);
     if (diskBytes < reqBytes) f.fail([...ip, 'disk_size'], 'the disk is smaller than one request');
     if (diskBytes / reqBytes > DISK_BLOCKS_MAX) f.fail([...ip, 'disk_size'], 'more than 2^26 requests fit on the disk; raise request_size');
+    const iothread = (b.iothread as string | undefined) ?? null;
+    if (iothread !== null && !iothreads.includes(iothread)) {
+      f.fail([...path, 'iothread'], `no IOThread named ${JSON.stringify(iothread)}${iothreads.length ? `; IOThreads: ${iothreads.join(', ')}` : '; declare it under iothreads'}`);
+    }
     return {
       name: b.name as string,
       vcpu: vcpuAt([...path, 'vcpu'], b.vcpu as number | undefined),
@@ -158,6 +185,7 @@ export function checkDevices(devices: unknown, vcpuAt: VcpuAt, f: Fields): Devic
       // QEMU: werror=enospc and rerror=report are the defaults; "report" stands for both here.
       on_error: (b.on_error as 'report' | 'stop' | undefined) ?? 'report',
       retry_interval_ns: f.duration([...path, 'retry_interval'], b.retry_interval, 0, RETRY_INTERVAL_LIMIT),
+      iothread,
       io: {
         pattern: (io.pattern as 'random' | 'sequential' | undefined) ?? 'random',
         rate: f.rate([...ip, 'rate'], io.rate, 0, IO_RATE_LIMIT),

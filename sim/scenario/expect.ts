@@ -7,6 +7,7 @@ import { duration, int, list, name, obj, oneOfWords, type Schema } from './schem
 
 export type BudgetKey =
   | 'main_loop_block'
+  | 'iothread_block'
   | 'bql_wait'
   | 'bql_hold'
   | 'vcpu_stall'
@@ -38,6 +39,7 @@ export interface Budget {
 /** Each budget: what it bounds, and whether its limit is a duration or a count. */
 export const BUDGET_KINDS: Record<BudgetKey, [string, 'duration' | 'count']> = {
   main_loop_block: ['longest time the main loop went without polling', 'duration'],
+  iothread_block: ['longest time an IOThread went without polling (any IOThread)', 'duration'],
   bql_wait: ['longest wait for the BQL', 'duration'],
   bql_hold: ['longest BQL hold', 'duration'],
   vcpu_stall: ['longest vCPU stall (stopped or waiting for the BQL)', 'duration'],
@@ -68,6 +70,7 @@ const SLOW_HANDLERS_MAX = 256;
 const NEEDS_MIGRATION: readonly BudgetKey[] = ['downtime', 'migration_time', 'completion_attempts', 'rollbacks', 'multifd_sync_wait'];
 const NEEDS_NET: readonly BudgetKey[] = ['ping_rtt_p99', 'ping_lost'];
 const NEEDS_POSTCOPY: readonly BudgetKey[] = ['postcopy_faults', 'postcopy_fault_p99', 'postcopy_fault_max', 'postcopy_stall', 'postcopy_recovered'];
+const NEEDS_IOTHREAD: readonly BudgetKey[] = ['iothread_block'];
 
 export function expectSchema(): Schema {
   const props: Record<string, Schema> = {};
@@ -88,7 +91,7 @@ export interface ExpectSpec {
   readonly migration_status: string | null;
 }
 
-export function checkExpect(e: Raw, has: { migration: boolean; multifd: boolean; net: boolean; postcopy: boolean }, f: Fields): ExpectSpec {
+export function checkExpect(e: Raw, has: { migration: boolean; multifd: boolean; net: boolean; postcopy: boolean; iothreads?: boolean }, f: Fields): ExpectSpec {
   const budgets: Budget[] = [];
   for (const [k, v] of Object.entries(e)) {
     if (k === 'slow_handlers' || k === 'migration_status') continue;
@@ -99,6 +102,7 @@ export function checkExpect(e: Raw, has: { migration: boolean; multifd: boolean;
     if (NEEDS_NET.includes(key) && !has.net) f.fail(['expect', k], `${k} needs a virtio-net device`, true);
     if (key === 'multifd_sync_wait' && has.migration && !has.multifd) f.fail(['expect', k], `${k} needs migration.multifd`, true);
     if (NEEDS_POSTCOPY.includes(key) && !has.postcopy) f.fail(['expect', k], `${k} needs migration.postcopy`, true);
+    if (NEEDS_IOTHREAD.includes(key) && !has.iothreads) f.fail(['expect', k], `${k} needs an IOThread (iothreads)`, true);
     budgets.push({
       name: k, key, bound,
       limit: kind === 'duration' ? f.duration(['expect', k], v, 0, BOUND_LIMIT) : (v as number),

@@ -68,6 +68,21 @@ export interface QemuProfile {
    * does, between the host pages of its background stream.
    */
   readonly postcopy_urgent_from_return_path: boolean;
+  /**
+   * What protects the block layer off the main loop. `bql`: no IOThreads
+   * (-object iothread arrived in 2.0); everything runs under the BQL.
+   * `aio-context` (2.0 to 8.1): each AioContext has a recursive lock that the
+   * IOThread's handlers (virtio_blk_handle_vq, the linux-aio completion) and
+   * any BQL holder reaching into the context (the drain, the dataplane stop)
+   * take, dropped only inside AIO_WAIT_WHILE's aio_poll; a drained section
+   * disables every external handler of the node's context
+   * (aio_disable_external). `graph` (8.2 on): the AioContext lock is gone, the
+   * graph lock (8.0) guards the node graph (requests read it; no modelled
+   * path writes it during a drain), AIO_WAIT_WHILE_UNLOCKED polls, and a
+   * drained section asks the device to detach its own host notifiers
+   * (BlockDevOps.drained_begin).
+   */
+  readonly block_locking: 'bql' | 'aio-context' | 'graph';
 }
 
 const MiB = 2 ** 20;
@@ -77,35 +92,35 @@ export const QEMU_PROFILES: Readonly<Record<QemuVersion, QemuProfile>> = {
   '1.1': {
     version: '1.1', mode: 'main-loop', max_bandwidth: 32 * MiB, downtime_limit_ns: 30_000_000,
     convergence: 'expected-time', device_status: 'at-completion', periodic_sync: false, auto_converge: false,
-    flush_skips_clean: false, nonblocking_socket: true,
+    flush_skips_clean: false, nonblocking_socket: true, block_locking: 'bql',
     xbzrle: false, multifd: false, multifd_sync: 'per-section', zero_page_detection: false,
     postcopy: false, postcopy_recover: false, postcopy_preempt: false, postcopy_urgent_from_return_path: false,
   },
   '2.12': {
     version: '2.12', mode: 'thread', max_bandwidth: 32 * MiB, downtime_limit_ns: 300_000_000,
     convergence: 'threshold', device_status: 'never', periodic_sync: false, auto_converge: true,
-    flush_skips_clean: true, nonblocking_socket: false,
+    flush_skips_clean: true, nonblocking_socket: false, block_locking: 'aio-context',
     xbzrle: true, multifd: false, multifd_sync: 'per-section', zero_page_detection: false,
     postcopy: true, postcopy_recover: false, postcopy_preempt: false, postcopy_urgent_from_return_path: false,
   },
   '5.2': {
     version: '5.2', mode: 'thread', max_bandwidth: 128 * MiB, downtime_limit_ns: 300_000_000,
     convergence: 'threshold', device_status: 'never', periodic_sync: false, auto_converge: true,
-    flush_skips_clean: true, nonblocking_socket: false,
+    flush_skips_clean: true, nonblocking_socket: false, block_locking: 'aio-context',
     xbzrle: true, multifd: true, multifd_sync: 'per-section', zero_page_detection: false,
     postcopy: true, postcopy_recover: true, postcopy_preempt: false, postcopy_urgent_from_return_path: false,
   },
   '7.2': {
     version: '7.2', mode: 'thread', max_bandwidth: 128 * MiB, downtime_limit_ns: 300_000_000,
     convergence: 'threshold', device_status: 'never', periodic_sync: false, auto_converge: true,
-    flush_skips_clean: true, nonblocking_socket: false,
+    flush_skips_clean: true, nonblocking_socket: false, block_locking: 'aio-context',
     xbzrle: true, multifd: true, multifd_sync: 'per-section', zero_page_detection: false,
     postcopy: true, postcopy_recover: true, postcopy_preempt: true, postcopy_urgent_from_return_path: false,
   },
   '9.2': {
     version: '9.2', mode: 'thread', max_bandwidth: 128 * MiB, downtime_limit_ns: 300_000_000,
     convergence: 'threshold', device_status: 'never', periodic_sync: true, auto_converge: true,
-    flush_skips_clean: true, nonblocking_socket: false,
+    flush_skips_clean: true, nonblocking_socket: false, block_locking: 'graph',
     xbzrle: true, multifd: true, multifd_sync: 'per-round', zero_page_detection: true,
     postcopy: true, postcopy_recover: true, postcopy_preempt: true, postcopy_urgent_from_return_path: true,
   },

@@ -2,7 +2,7 @@
 // every size in bytes, every rate per second; and checkScenario, which turns a
 // parsed scenario document (shape already checked against schema.ts) into it,
 // section by section, reporting impossible values through `fail`. Each section
-// file (vm, main-loop, guest, devices, faults, migration, expect) holds its
+// file (vm, iothreads, main-loop, guest, devices, faults, migration, expect) holds its
 // types, its part of the schema, its QEMU defaults and its semantic checks.
 // Reading files and placing errors at file:line:col is the CLI's
 // (cli/scenario-file.ts).
@@ -17,6 +17,7 @@ import { checkMigration, type MigrationSpec } from './migration.ts';
 import { checkExpect, type Budget } from './expect.ts';
 import { checkQemu, type QemuSpec } from './qemu.ts';
 import { checkFidelity, type FidelitySpec } from './fidelity.ts';
+import { checkIothreads, iothreadIds, type IothreadSpec } from './iothreads.ts';
 
 export type { VmSpec } from './vm.ts';
 export type { SyntheticHandlerSpec } from './main-loop.ts';
@@ -26,6 +27,7 @@ export type { FaultSpec } from './faults.ts';
 export type { LinkBreak, MigrationPolicy, MigrationSpec, MultifdSpec, PostcopySpec, XbzrleSpec, ZeroPageDetection } from './migration.ts';
 export type { Budget, BudgetKey } from './expect.ts';
 export type { HostCosts, QemuProfile, QemuSpec, QemuVersion } from './qemu.ts';
+export type { IothreadSpec } from './iothreads.ts';
 
 export interface Scenario {
   readonly name: string;
@@ -37,6 +39,8 @@ export interface Scenario {
   /** The QEMU whose behaviour the run follows, and its host's costs. */
   readonly qemu: QemuSpec;
   readonly vm: VmSpec;
+  /** The IOThreads (-object iothread), in declaration order. */
+  readonly iothreads: readonly IothreadSpec[];
   readonly main_loop: { readonly handlers: readonly SyntheticHandlerSpec[] };
   readonly guest: GuestSpec;
   readonly devices: DevicesSpec;
@@ -87,13 +91,15 @@ export function checkScenario(r: Raw, file: string, fail: Fail): Scenario {
   const vcpuAt = vcpuChecker(vm.vcpus, fail);
   const handlers = checkMainLoop(r.main_loop, duration, f);
   const guest = checkGuest(section(r, 'guest'), vm, vcpuAt, f);
-  const devices = checkDevices(r.devices, vcpuAt, f);
+  const iothreads = checkIothreads(r.iothreads, qemu.profile, f);
+  const devices = checkDevices(r.devices, vcpuAt, f, iothreadIds(iothreads));
   const faults = checkFaults(r.faults, String(r.duration), duration, devices, f);
   const migration = r.migration ? checkMigration(r.migration as Raw, duration, qemu.profile, vm, faults, f) : null;
   const linkBreak = faults.findIndex((x) => x.kind === 'link-break');
   if (linkBreak >= 0 && !migration) f.fail(['faults', linkBreak, 'kind'], 'a link-break cuts the migration stream: the scenario has no migration section');
   const expect = checkExpect(section(r, 'expect'), {
     migration: migration !== null, multifd: migration?.multifd != null, net: devices.net.length > 0, postcopy: migration?.postcopy != null,
+    iothreads: iothreads.length > 0,
   }, f);
 
   return {
@@ -105,6 +111,7 @@ export function checkScenario(r: Raw, file: string, fail: Fail): Scenario {
     limits: { max_events: (limits.max_events as number | undefined) ?? EVENTS_MAX_DEFAULT, max_time_ns: maxTime },
     qemu,
     vm,
+    iothreads,
     main_loop: { handlers },
     guest,
     devices,

@@ -27,6 +27,9 @@ export const int = (minimum: number, maximum: number, d: string): Schema => ({
 export const num = (minimum: number, maximum: number, d: string): Schema => ({
   type: 'number', minimum, maximum, 'x-expected': `a number from ${minimum} to ${maximum}`, 'x-range': `${minimum} to ${maximum}`, description: d,
 });
+export const bool = (d: string): Schema => ({
+  type: 'boolean', 'x-expected': 'true or false', description: d,
+});
 export const oneOfWords = (values: readonly string[], d: string): Schema => ({
   type: 'string', enum: values, 'x-expected': `one of ${values.join(', ')}`, description: d,
 });

@@ -12,6 +12,7 @@ import { migrationSchema } from './migration.ts';
 import { distDefinition, duration, int, name, obj, type Schema } from './schema-kit.ts';
 import { vmSchema } from './vm.ts';
 import { qemuSchema } from './qemu.ts';
+import { iothreadsSchema } from './iothreads.ts';
 import { EVENTS_MAX_DEFAULT, SEED_MAX, THRESHOLD_LIMIT } from './scenario.ts';
 import { BOUND_LIMIT, DURATION_LIMIT } from './limits.ts';
 
@@ -52,6 +53,7 @@ export function scenarioSchema(): Schema {
       }, 'hard bounds; crossing one is a liveness failure (exit 3)'),
       qemu: qemuSchema(),
       vm: vmSchema(),
+      iothreads: iothreadsSchema(),
       main_loop: mainLoopSchema(),
       guest: guestSchema(),
       devices: devicesSchema(),

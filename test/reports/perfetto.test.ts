@@ -14,7 +14,7 @@ import { simulate } from '../../sim/run.ts';
 import { perfettoTrace, usOf, type ChromeTrace, type TraceEvent } from '../../reports/perfetto.ts';
 import type { TraceRecord } from '../../sim/instrument/trace.ts';
 
-const SCENARIOS = ['scenarios/virtio-net-358ms.yaml', 'test/cli/fixtures/flush-stall.yaml'];
+const SCENARIOS = ['scenarios/virtio-net-358ms.yaml', 'test/cli/fixtures/flush-stall.yaml', 'scenarios/iothread-358ms.yaml', 'scenarios/vhost-net-vs-userspace.yaml'];
 
 function exported(file: string): { trace: ChromeTrace; records: readonly TraceRecord[]; seed: number } {
   const run = simulate(loadScenarioFile(file), { keepTrace: true });
@@ -152,5 +152,22 @@ describe('usOf', () => {
       expect(Math.trunc(us * 1000)).toBe(n);
       expect(Math.abs(us - n / 1000)).toBeLessThan(1e-3);
     }), { numRuns: 20_000 });
+  });
+});
+
+describe('threads beyond the main loop', () => {
+  it('gives each IOThread and vhost worker its own track, in the result\'s thread order, saying what it is', () => {
+    for (const [file, extra] of [['scenarios/iothread-358ms.yaml', 'iothread0'], ['scenarios/vhost-net-vs-userspace.yaml', 'vhost-net0']] as const) {
+      const run = simulate(loadScenarioFile(file), { keepTrace: true });
+      const events = perfettoTrace(run.world.machine.trace.records, run.result).traceEvents;
+      const named = events.filter((e) => e.ph === 'M' && e.name === 'thread_name').map((e) => (e.args as { name: string }).name)
+        .filter((n) => !n.endsWith(' BQL'));
+      expect(named.slice(0, run.result.threads.length)).toEqual(run.result.threads.map((t) => t.name));
+      const tid = events.find((e) => e.ph === 'M' && e.name === 'thread_name' && (e.args as { name: string }).name === extra)!.tid;
+      expect(events.find((e) => e.ph === 'M' && e.name === 'thread_kind' && e.tid === tid)).toBeDefined();
+      // Its handlers' slices are on its track.
+      const slices = events.filter((e) => e.ph === 'X' && e.tid === tid && e.cat !== 'kick');
+      expect(slices.length).toBeGreaterThan(0);
+    }
   });
 });

@@ -1,13 +1,15 @@
 // virtio-blk, the device logic. A kick on the host notifier (ioeventfd) runs
-// virtio_blk_handle_output on the main loop under the BQL: it pops requests,
+// virtio_blk_handle_output on the main loop under the BQL, or, with a
+// dataplane (dataplane.ts), in its IOThread without it (under the IOThread's
+// AioContext lock where the version has one): it pops requests,
 // merges adjacent writes into one backend request (QEMU's multiwrite,
 // MultiReqBuffer) and submits them to the block backend. Completions run from
 // the backend's fd in qemu_aio_context: the request is pushed to the used ring
 // and the guest interrupted. With werror=stop a failed request is kept in
 // s->rq and the VM stops; when the VM resumes, the dma-restart bottom half
-// resubmits them.
-// Leaves out: discard/write-zeroes, multiqueue, dataplane IOThreads, SCSI passthrough.
-import type { QEMUBH } from '../../main-loop/aio.ts';
+// resubmits them (with a dataplane, its start does).
+// Leaves out: discard/write-zeroes, multiqueue, SCSI passthrough.
+import type { AioContext, QEMUBH } from '../../main-loop/aio.ts';
 import type { DeviceHandle } from '../handle.ts';
 import type { Co, Notifier } from '../../platform.ts';
 import type { BlkSpec } from '../../scenario/scenario.ts';
@@ -15,6 +17,16 @@ import { sample } from '../../util/dist.ts';
 import type { BlockBackend } from '../../block/backend.ts';
 import { SimVirtQueue, type VirtQueue } from '../virtqueue.ts';
 import type { VirtIOBlockReq } from './request.ts';
+
+/** What the device sees of its dataplane (dataplane.ts): where it runs, and its guest notification. */
+export interface BlkDataPlane {
+  readonly started: boolean;
+  /** The IOThread's id and context. */
+  readonly iothread: string;
+  readonly ctx: AioContext;
+  /** QEMU: virtio_blk_data_plane_notify */
+  notify(raise: () => void): void;
+}
 
 /** QEMU: VIRTIO_BLK_MAX_MERGE_REQS-like cap on requests merged into one. */
 export const MERGE_REQS_MAX = 32;
@@ -32,6 +44,8 @@ export class VirtIOBlock {
   onComplete: (req: VirtIOBlockReq, error: string | null) => void = () => {};
   merged = 0;
   restarted = 0;
+  /** QEMU: s->dataplane, with iothread=; set by the event glue. */
+  dataplane: BlkDataPlane | null = null;
   private readonly rng;
 
   constructor(
@@ -51,10 +65,19 @@ export class VirtIOBlock {
     this.hostNotifier.set();
   }
 
-  /** QEMU: virtio_blk_handle_output (hw/block/virtio-blk.c), under the BQL. */
+  /**
+   * QEMU: virtio_blk_handle_output -> virtio_blk_handle_vq (hw/block/virtio-blk.c):
+   * under the BQL on the main loop; in the IOThread with a dataplane, under its
+   * AioContext lock up to 8.1.
+   */
   *handleOutput(): Co<void> {
     const h = this.h;
-    h.assertBqlHeld(`virtio-blk.${this.spec.name}.host-notifier-read`);
+    const site = `virtio-blk.${this.spec.name}.host-notifier-read`;
+    const dp = this.dataplane;
+    if (dp) h.assertInThread(site, dp.iothread);
+    else h.assertBqlHeld(site);
+    const lock = dp?.ctx.lock ?? null;
+    if (lock) yield* lock.acquire('virtio_blk_handle_vq');
     this.hostNotifier.read();
     const reqs: VirtIOBlockReq[] = [];
     for (let r = this.vq.pop(); r; r = this.vq.pop()) {
@@ -63,6 +86,7 @@ export class VirtIOBlock {
     }
     for (const _ of reqs) yield* h.cpu(sample(this.spec.request_cost, this.rng));
     this.submitAll(reqs);
+    if (lock) lock.release();
   }
 
   /** QEMU: virtio_blk_handle_request + virtio_blk_submit_multireq: writes merge, others go alone. */
@@ -125,7 +149,7 @@ export class VirtIOBlock {
       dev: this.spec.name, req: req.id, status: error ? 1 : 0,
     });
     const onComplete = this.onComplete;
-    this.h.guest.raiseIrq(this.spec.vcpu, {
+    const raise = () => this.h.guest.raiseIrq(this.spec.vcpu, {
       name: `virtio-blk.${this.spec.name}.irq`,
       costNs: COMPLETION_IRQ_COST_NS,
       run: () => {
@@ -133,16 +157,27 @@ export class VirtIOBlock {
         return null;
       },
     });
+    // QEMU: virtio_blk_req_complete: a started dataplane notifies from its BH (irqfd, no BQL).
+    if (this.dataplane?.started) this.dataplane.notify(raise);
+    else raise();
   }
 
-  /** QEMU: virtio_blk_dma_restart_cb: a VM change-state handler. */
+  /**
+   * QEMU: virtio_blk_dma_restart_cb: a VM change-state handler. With the
+   * ioeventfd on (a dataplane), it leaves s->rq to the dataplane's start.
+   */
   dmaRestartCb(running: boolean): void {
-    if (running && this.rq.length > 0) this.dmaRestartBh.schedule();
+    if (running && this.rq.length > 0 && !this.dataplane) this.dmaRestartBh.schedule();
   }
 
   /** QEMU: virtio_blk_dma_restart_bh (hw/block/virtio-blk.c) */
   private *dmaRestartBhFn(): Generator<never, void> {
     this.h.assertBqlHeld(`virtio-blk.${this.spec.name}.dma-restart-bh`);
+    this.processQueuedRequests();
+  }
+
+  /** QEMU: virtio_blk_process_queued_requests: s->rq resubmitted. */
+  processQueuedRequests(): void {
     const reqs = this.rq;
     this.rq = [];
     this.restarted += reqs.length;

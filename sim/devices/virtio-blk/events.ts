@@ -1,9 +1,11 @@
 // virtio-blk's event glue: makes the device's handle, backend, device and
 // guest driver, and hooks them to the event loops: the host notifier's read
 // handler on the main loop (qemu_set_fd_handler, as QEMU 1.x did for
-// virtio-pci ioeventfds), the dma-restart VM change-state handler, the guest
-// driver's I/O activity on its vCPU, and, with werror=stop, management's
-// `cont` when an io-error fault window ends.
+// virtio-pci ioeventfds), or, with iothread=, the dataplane in that
+// IOThread, started and stopped by a VM change-state handler; the
+// dma-restart VM change-state handler, the guest driver's I/O activity on
+// its vCPU, and, with werror=stop, management's `cont` when an io-error
+// fault window ends.
 import type { Machine } from '../../machine.ts';
 import type { GuestPort } from '../../guest/guest.ts';
 import type { FaultSchedule } from '../../faults.ts';
@@ -14,11 +16,14 @@ import { DeviceHandle } from '../handle.ts';
 import { blockBackendFor } from './backend.ts';
 import { VirtIOBlock } from './device.ts';
 import { VirtIOBlockDriver } from './driver.ts';
+import { VirtIOBlockDataPlane } from './dataplane.ts';
 
 export interface BlkDevice {
   readonly dev: VirtIOBlock;
   readonly backend: BlockBackend;
   readonly driver: VirtIOBlockDriver;
+  /** The dataplane, with iothread=. */
+  readonly dataplane: VirtIOBlockDataPlane | null;
 }
 
 /** QEMU: virtio_blk_device_realize (hw/block/virtio-blk.c) and the -drive behind it. */
@@ -29,7 +34,17 @@ export function realizeVirtIOBlock(spec: BlkSpec, machine: Machine, guest: Guest
   const dev = new VirtIOBlock(h, spec, backend);
   const driver = new VirtIOBlockDriver(guest, dev, spec, p.random(`${spec.name}.guest-driver`));
   dev.onComplete = (req, error) => driver.complete(req, error);
-  h.setFdHandler(dev.hostNotifier, `virtio-blk.${spec.name}.host-notifier-read`, () => dev.handleOutput());
+  let dataplane: VirtIOBlockDataPlane | null = null;
+  if (spec.iothread !== null) {
+    // QEMU: virtio_blk_data_plane_create; virtio_init's virtio_vmstate_change starts and stops it.
+    const dp = new VirtIOBlockDataPlane(h, dev, h.iothread(spec.iothread), block, backend);
+    dataplane = dp;
+    dev.dataplane = dp;
+    h.addChangeHandler(`${spec.name}.dataplane`, (running) => (running ? dp.start() : dp.stop()));
+    if (h.running) dp.start(true);
+  } else {
+    h.setFdHandler(dev.hostNotifier, `virtio-blk.${spec.name}.host-notifier-read`, () => dev.handleOutput());
+  }
   h.addChangeHandler(`${spec.name}.dma-restart`, (running) => dev.dmaRestartCb(running));
   if (spec.io.rate > 0) guest.addActivity(spec.vcpu, driver);
   if (spec.on_error === 'stop') {
@@ -37,5 +52,5 @@ export function realizeVirtIOBlock(spec: BlkSpec, machine: Machine, guest: Guest
       if (f.kind === 'io-error') h.callAfter(f.at_ns + f.for_ns, () => h.requestVmStart());
     }
   }
-  return { dev, backend, driver };
+  return { dev, backend, driver, dataplane };
 }

@@ -2,8 +2,10 @@
 // (QEMU: tap_send, an iohandler on the main loop) hands them to the device
 // while the device can receive, and the read handler is removed while it
 // cannot (the VM is stopped), so queued packets wait, as
-// qemu_flush_queued_packets does on resume. Packets the device sends go out on
-// the wire to the peer after the wire latency.
+// qemu_flush_queued_packets does on resume. With vhost the tap belongs to the
+// vhost worker (VHOST_NET_SET_BACKEND): QEMU's read handler stays off and the
+// worker takes the packets itself. Packets the device sends go out on the
+// wire to the peer after the wire latency.
 import type { DeviceHandle } from '../handle.ts';
 import type { Co, Notifier } from '../../platform.ts';
 import type { NetSpec } from '../../scenario/scenario.ts';
@@ -48,6 +50,22 @@ export class TapBackend {
     if (enable && this.queued > 0) this.fd.set();
   }
 
+  /** The vhost worker reads the tap itself (tun_recvmsg): the next waiting packet, if any. */
+  take(): Packet | undefined {
+    if (this.queued === 0) return undefined;
+    const pkt = this.waiting[this.head++]!;
+    this.compact();
+    this.delivered++;
+    return pkt;
+  }
+
+  private compact(): void {
+    if (this.head > 1024 && this.head * 2 > this.waiting.length) {
+      this.waiting.splice(0, this.head);
+      this.head = 0;
+    }
+  }
+
   /** A packet arrives from the wire. */
   arrive(pkt: Packet): void {
     // Linux: a tap's queue holds txqueuelen packets; more are dropped.
@@ -70,10 +88,7 @@ export class TapBackend {
     this.fd.read();
     while (this.polling && this.queued > 0) {
       const pkt = this.waiting[this.head++]!;
-      if (this.head > 1024 && this.head * 2 > this.waiting.length) {
-        this.waiting.splice(0, this.head);
-        this.head = 0;
-      }
+      this.compact();
       this.delivered++;
       yield* this.receive(pkt);
     }

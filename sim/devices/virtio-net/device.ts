@@ -6,9 +6,16 @@
 // flushes up to tx_burst packets to the tap and re-enables notifications.
 // Received packets go to the rx ring and interrupt the guest. The handler cost
 // is the scenario's (the talk measured 358 ms in the host-notifier read).
+// With tx=timer (virtio_net_handle_tx_timer) the kick instead arms the tx
+// timer on QEMU_CLOCK_VIRTUAL for x-txtimer (150 us) and suppresses further
+// kicks, so a batch builds up; a kick while the timer is armed flushes at
+// once; virtio_net_tx_timer flushes up to tx_burst and re-arms while the
+// guest keeps sending. With vhost (vhost.ts) none of this runs: the vhost
+// worker serves both queues.
 // The tx queue is modelled in simulation and the payload's split ring on KVM.
-// Leaves out: vhost, multiqueue, mergeable rx buffers, the tx timer mode.
+// Leaves out: multiqueue, mergeable rx buffers, link status.
 import type { QEMUBH } from '../../main-loop/aio.ts';
+import { QEMUClockType, type QEMUTimer } from '../../main-loop/timer.ts';
 import type { DeviceHandle } from '../handle.ts';
 import type { Co, Notifier } from '../../platform.ts';
 import type { NetSpec } from '../../scenario/scenario.ts';
@@ -21,7 +28,9 @@ export class VirtIONet {
   readonly txVq: VirtQueue<Packet>;
   /** The ioeventfd the guest's tx kick writes. */
   readonly hostNotifier: Notifier;
-  readonly txBh: QEMUBH;
+  /** QEMU: q->tx_bh (tx=bh) or q->tx_timer (tx=timer); the other is null. */
+  readonly txBh: QEMUBH | null;
+  readonly txTimer: QEMUTimer | null;
   /** QEMU: VirtIONetQueue.tx_waiting */
   txWaiting = false;
   tap!: TapBackend;
@@ -40,7 +49,10 @@ export class VirtIONet {
     this.rng = h.random('device');
     this.txVq = txVq ?? new SimVirtQueue(`${spec.name}.tx`, 256);
     this.hostNotifier = h.notifier('ioeventfd');
-    this.txBh = h.bhNew(`virtio-net.${spec.name}.tx-bh`, () => this.txBhFn());
+    // QEMU: virtio_net_add_queue: a tx timer with tx=timer, else the tx bottom half.
+    const timer = spec.tx === 'timer';
+    this.txBh = timer ? null : h.bhNew(`virtio-net.${spec.name}.tx-bh`, () => this.txBhFn());
+    this.txTimer = timer ? h.timerNew(QEMUClockType.VIRTUAL, `virtio-net.${spec.name}.tx-timer`, () => this.txTimerFn()) : null;
   }
 
   /** Guest side of a kick: the ioeventfd fires; no exit to userspace. */
@@ -59,33 +71,72 @@ export class VirtIONet {
     this.hostNotifier.read();
     const slow = h.activeFault('handler-cost');
     yield* h.cpu(sample(slow?.latency ?? this.spec.host_notifier_cost, this.rng));
+    if (this.txTimer) {
+      yield* this.handleTxTimer(this.txTimer);
+      return;
+    }
     if (this.txWaiting) return;
     this.txWaiting = true;
     // "This happens when device was stopped but VcpuThread wasn't."
     if (!h.running) return;
     this.txVq.setNotification(false);
-    this.txBh.schedule();
+    this.txBh!.schedule();
+  }
+
+  /** QEMU: virtio_net_handle_tx_timer (hw/net/virtio-net.c): arm the timer, or flush now if it is armed. */
+  private *handleTxTimer(timer: QEMUTimer): Co<void> {
+    // "This happens when device was stopped but VCPU wasn't."
+    if (!this.h.running) {
+      this.txWaiting = true;
+      return;
+    }
+    if (this.txWaiting) {
+      // "We already have queued packets, immediately flush"
+      timer.del();
+      yield* this.txTimerFn();
+      return;
+    }
+    timer.mod(this.h.virtualNowNs() + this.spec.x_txtimer_ns);
+    this.txWaiting = true;
+    this.txVq.setNotification(false);
+  }
+
+  /** QEMU: virtio_net_tx_timer (hw/net/virtio-net.c), a QEMU_CLOCK_VIRTUAL timer on the main loop. */
+  private *txTimerFn(): Co<void> {
+    const timer = this.txTimer!;
+    // Re-enabled notifications, the timer flushes what came in meanwhile before it re-arms.
+    yield* this.txFlushRearm(`virtio-net.${this.spec.name}.tx-timer`, () => timer.mod(this.h.virtualNowNs() + this.spec.x_txtimer_ns), true);
   }
 
   /** QEMU: virtio_net_tx_bh (hw/net/virtio-net.c) */
   private *txBhFn(): Co<void> {
-    this.h.assertBqlHeld(`virtio-net.${this.spec.name}.tx-bh`);
-    // Stopped: tx_waiting stays set and the resume reschedules the flush.
+    const bh = this.txBh!;
+    yield* this.txFlushRearm(`virtio-net.${this.spec.name}.tx-bh`, () => bh.schedule(), false);
+  }
+
+  /**
+   * What virtio_net_tx_bh and virtio_net_tx_timer share: flush up to tx_burst;
+   * a full burst re-arms at once (more may be waiting); else notifications go
+   * back on and, if the guest added more meanwhile (the timer: and a second
+   * flush sent some), they go off again and it re-arms. Stopped: tx_waiting
+   * stays set and the resume re-arms.
+   */
+  private *txFlushRearm(site: string, rearm: () => void, flushAgain: boolean): Co<void> {
+    this.h.assertBqlHeld(site);
     if (!this.h.running) return;
     this.txWaiting = false;
     const sent = yield* this.flushTx();
     if (sent >= this.spec.tx_burst) {
-      // More may be waiting: stay in bottom-half mode.
-      this.txBh.schedule();
+      rearm();
       this.txWaiting = true;
       return;
     }
     this.txVq.setNotification(true);
-    if (!this.txVq.empty) {
-      this.txVq.setNotification(false);
-      this.txBh.schedule();
-      this.txWaiting = true;
-    }
+    if (this.txVq.empty) return;
+    if (flushAgain && (yield* this.flushTx()) === 0) return;
+    this.txVq.setNotification(false);
+    rearm();
+    this.txWaiting = true;
   }
 
   /** QEMU: virtio_net_flush_tx: up to tx_burst packets to the tap. */
@@ -113,7 +164,12 @@ export class VirtIONet {
   /** QEMU: virtio_net_set_status on a VM state change: the tx flush waits while stopped. */
   vmStateChange(running: boolean): void {
     this.tap.readPoll(running);
-    if (running && this.txWaiting) this.txBh.schedule();
-    if (!running) this.txBh.cancel();
+    if (this.txTimer) {
+      if (running && this.txWaiting) this.txTimer.mod(this.h.virtualNowNs() + this.spec.x_txtimer_ns);
+      if (!running) this.txTimer.del();
+      return;
+    }
+    if (running && this.txWaiting) this.txBh!.schedule();
+    if (!running) this.txBh!.cancel();
   }
 }

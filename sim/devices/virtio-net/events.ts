@@ -2,7 +2,10 @@
 // backend, the guest driver (or the backend's own, on KVM) and the external
 // peer, and hooks them to the event loops: the host notifier's read handler
 // on the main loop, the VM change-state handler (which also turns the tap's
-// read polling off while stopped), and the peer's pings.
+// read polling off while stopped), and the peer's pings. With vhost the
+// main loop gets neither handler: the vhost worker takes the host notifier
+// and the tap, and the VM change-state handler starts and stops it
+// (virtio_net_vhost_status).
 import type { Machine } from '../../machine.ts';
 import type { GuestPort } from '../../guest/guest.ts';
 import type { FaultSchedule } from '../../faults.ts';
@@ -14,12 +17,17 @@ import { VirtIONet } from './device.ts';
 import { VirtIONetDriver, type NetGuestDriver } from './driver.ts';
 import type { Packet } from './packet.ts';
 import { Peer } from './peer.ts';
+import { VhostNet } from './vhost.ts';
+import { GuestRam } from '../../guest/ram.ts';
+import { InvariantError } from '../../invariant.ts';
 
 export interface NetDevice {
   readonly dev: VirtIONet;
   readonly tap: TapBackend;
   readonly peer: Peer;
   readonly driver: NetGuestDriver;
+  /** The vhost-net worker, with vhost: true. */
+  readonly vhost: VhostNet | null;
 }
 
 /** What a backend puts in place of the modelled guest-side parts (defaults: the models). */
@@ -38,9 +46,21 @@ export function realizeVirtIONet(spec: NetSpec, machine: Machine, guest: GuestPo
   const peer = new Peer(machine.platform, spec, (pkt) => tap.arrive(pkt));
   const tap: TapBackend = new TapBackend(h, spec, (pkt) => dev.receive(pkt), (pkt) => peer.receive(pkt));
   dev.tap = tap;
-  h.setFdHandler(dev.hostNotifier, `virtio-net.${spec.name}.host-notifier-read`, () => dev.hostNotifierRead());
-  h.addChangeHandler(`${spec.name}.vm-state-change`, (running) => dev.vmStateChange(running));
-  tap.readPoll(h.running);
+  let vhost: VhostNet | null = null;
+  if (spec.vhost) {
+    // The worker copies into guest memory: the model's guest RAM (content versions) is what it writes.
+    if (!(guest.ram instanceof GuestRam)) throw new InvariantError('model', `virtio-net ${spec.name}: vhost needs the simulation's guest memory`);
+    const v = new VhostNet(h, dev, tap, guest.ram);
+    vhost = v;
+    v.spawn();
+    // QEMU: virtio_net_set_status -> virtio_net_vhost_status on every VM state change.
+    h.addChangeHandler(`${spec.name}.vhost`, (running) => (running ? v.start() : v.stop()));
+    if (h.running) v.start(true);
+  } else {
+    h.setFdHandler(dev.hostNotifier, `virtio-net.${spec.name}.host-notifier-read`, () => dev.hostNotifierRead());
+    h.addChangeHandler(`${spec.name}.vm-state-change`, (running) => dev.vmStateChange(running));
+    tap.readPoll(h.running);
+  }
   peer.start();
-  return { dev, tap, peer, driver };
+  return { dev, tap, peer, driver, vhost };
 }

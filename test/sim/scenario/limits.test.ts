@@ -29,7 +29,7 @@ describe('the schema documents a range for every number', () => {
   const schema = scenarioSchema() as S;
   const missing: string[] = [];
   const walk = (s: S, path: string) => {
-    const isUnit = typeof s.pattern === 'string' && s.type === 'string' && s.enum === undefined && path !== 'fingerprint' && !path.endsWith('name') && !/\.(device|slow_handlers\[\])$/.test(path);
+    const isUnit = typeof s.pattern === 'string' && s.type === 'string' && s.enum === undefined && path !== 'fingerprint' && !path.endsWith('name') && !/\.(device|slow_handlers\[\]|id|iothread)$/.test(path);
     const isNumber = s.type === 'integer' || s.type === 'number';
     const isDistUse = s.$ref === '#/$defs/dist';
     if ((isUnit || isNumber || isDistUse) && typeof s['x-range'] !== 'string') missing.push(path);
