@@ -16,6 +16,7 @@ import { createHash } from 'node:crypto';
 
 import { bitmapNew } from '../sim/util/bitmap.ts';
 import type { GuestMemory } from '../sim/guest/memory.ts';
+import type { KvmDirtyRings } from '../sim/guest/dirty-ring.ts';
 import type { Vm } from './kvm/index.ts';
 
 export const KVM_PAGE_SIZE = 4096;
@@ -30,6 +31,9 @@ export class KvmGuestMemory implements GuestMemory {
   readonly dirtyLog: Uint32Array;
   /** Dirty-log reads (KVM_GET_DIRTY_LOG calls). */
   logReads = 0;
+  dirtyRing: KvmDirtyRings | null = null;
+  /** Each read clears the whole log: no chunked clearing here. */
+  readonly manualLog = null;
   /** Pages the host wrote since the last logSync (not seen by KVM's log). */
   private readonly hostDirty: Uint32Array;
   private readonly view: Buffer;

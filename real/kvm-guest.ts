@@ -18,6 +18,7 @@ import type { Machine } from '../sim/machine.ts';
 import type { Co } from '../sim/platform.ts';
 import type { Scenario, WorkloadSpec } from '../sim/scenario/scenario.ts';
 import { UserspaceTracker, type GuestActivity, type GuestPort, type GuestWork } from '../sim/guest/guest.ts';
+import type { KvmDirtyRing } from '../sim/guest/dirty-ring.ts';
 import type { GuestSpec } from '../sim/scenario/scenario.ts';
 import type { KvmVcpu, Vm } from './kvm/index.ts';
 import { bootLongMode, loadPayload, readPayload } from './guest/loader.ts';
@@ -70,6 +71,7 @@ export class KvmGuest implements GuestPort {
   readonly debug: string[] = [];
   /** Exits of modelled activities that cannot be taken on KVM (counted, not run). */
   droppedActivityExits = 0;
+  kvmDirtyRing: KvmDirtyRing | null = null;
   private readonly platform: RealPlatform;
   private readonly debugLine: string[] = [];
 

@@ -40,6 +40,7 @@ export function qemuBudgetValue(key: BudgetKey, r: QemuRunResult): number | null
     case 'main_loop_block': return r.qmp.polls > 0 ? r.qmp.poll_latency_max_ms * 1e6 : null;
     case 'bql_wait':
     case 'bql_hold':
+    case 'sync_bql_hold':
     case 'ping_rtt_p99':
     case 'ping_lost':
     case 'userspace_progress':

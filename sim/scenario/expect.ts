@@ -17,7 +17,8 @@ export type BudgetKey =
   | 'userspace_gap'
   | 'migration_time'
   | 'completion_attempts'
-  | 'rollbacks';
+  | 'rollbacks'
+  | 'sync_bql_hold';
 
 export interface Budget {
   /** The name as written: max_downtime, min_main_loop_block, ... */
@@ -43,6 +44,7 @@ export const BUDGET_KINDS: Record<BudgetKey, [string, 'duration' | 'count']> = {
   migration_time: ['total migration time (a migration that did not complete fails a max_ budget)', 'duration'],
   completion_attempts: ['migration completion attempts', 'count'],
   rollbacks: ['rollbacks from device back to active', 'count'],
+  sync_bql_hold: ['longest the BQL is held without a break by a dirty bitmap sync (migration_bitmap_sync with KVM_GET_DIRTY_LOG, or the dirty ring\'s reap)', 'duration'],
 };
 
 export const MIGRATION_STATUSES = ['none', 'setup', 'active', 'device', 'completed', 'failed', 'cancelling', 'cancelled'] as const;
@@ -50,7 +52,7 @@ export const MIGRATION_STATUSES = ['none', 'setup', 'active', 'device', 'complet
 /** Handler names `slow_handlers` may list at most. */
 const SLOW_HANDLERS_MAX = 256;
 
-const NEEDS_MIGRATION: readonly BudgetKey[] = ['downtime', 'migration_time', 'completion_attempts', 'rollbacks'];
+const NEEDS_MIGRATION: readonly BudgetKey[] = ['downtime', 'migration_time', 'completion_attempts', 'rollbacks', 'sync_bql_hold'];
 const NEEDS_NET: readonly BudgetKey[] = ['ping_rtt_p99', 'ping_lost'];
 
 export function expectSchema(): Schema {
