@@ -10,7 +10,7 @@
 import { Rng } from '../../sim/scheduler/random.ts';
 
 /** Bumped whenever the table changes: the same seed then means another scenario. */
-export const KNOBS_VERSION = 1;
+export const KNOBS_VERSION = 2;
 
 /** Name, lowest (simplest) and highest value of each knob, in draw order. */
 export const KNOB_TABLE = [
@@ -41,7 +41,7 @@ export const KNOB_TABLE = [
   ['fault_latency_ms', 10, 50_000],
   ['migration_start_ms', 100, 3000],
   ['mode', 0, 1], // thread, main-loop
-  ['policy', 0, 4], // legacy, flush-timeout, flush-timeout+min-interval, abort-on-downtime, auto-converge
+  ['policy', 0, 5], // legacy, flush-timeout, flush-timeout+min-interval, abort-on-downtime, auto-converge, dirty-limit
   ['max_bandwidth', 0, 3], // 128, 32, 64, 256 MiB/s
   ['link_bandwidth', 0, 2], // 10, 1, 0.4 Gbit/s
   ['downtime_limit_ms', 30, 1000],
@@ -51,13 +51,19 @@ export const KNOB_TABLE = [
   ['abort_extra_ms', 500, 5000], // abort-on-downtime: downtime limit + this
   ['throttle_initial', 5, 50],
   ['throttle_increment', 5, 30],
+  ['ring_on', 0, 1], // the KVM dirty ring (dirty-limit turns it on whatever this says)
+  ['ring_size', 0, 3], // 1024, 2048, 4096, 16384 entries per vCPU
+  ['manual_on', 0, 1], // manual dirty-log protection (without the ring)
+  ['clear_bitmap_shift', 6, 18],
+  ['vcpu_dirty_limit', 1, 200], // MB/s
+  ['dirty_limit_period_ms', 50, 1000],
 ] as const satisfies readonly (readonly [string, number, number])[];
 
 export type KnobName = (typeof KNOB_TABLE)[number][0];
 export type Knobs = Record<KnobName, number>;
 
 /** On/off knobs: a feature is on with probability 1/2 (the swarm). */
-const SWITCHES: ReadonlySet<KnobName> = new Set(['dirty_on', 'exits_on', 'net_on', 'blk_on', 'handler_on']);
+const SWITCHES: ReadonlySet<KnobName> = new Set(['dirty_on', 'exits_on', 'net_on', 'blk_on', 'handler_on', 'ring_on', 'manual_on']);
 
 /** The knobs of a seed. */
 export function knobsOf(seed: number): Knobs {

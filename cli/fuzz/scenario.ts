@@ -4,7 +4,8 @@
 // the run as long as the duration knob) and liveness (faults off, a dirty
 // rate the link can outrun, and a generous duration, so migration must
 // complete). Runs stay small: 64-512 MiB of guest memory, at most 120 s of
-// simulated time.
+// simulated time. How KVM tracks dirty pages is drawn too: the dirty log, with
+// or without manual protection, or the dirty ring (always with dirty-limit).
 // Leaves out: running and judging the scenario (cli/fuzz/check.ts).
 import { stringify } from 'yaml';
 import type { Knobs } from './knobs.ts';
@@ -25,7 +26,8 @@ const MiB = 2 ** 20;
 const MEMORY_MIB = [64, 128, 256, 512];
 const PATTERNS = ['uniform', 'hotset', 'sequential', 'increment'];
 const FAULTS = [null, 'stall', 'slow-flush', 'io-error', 'handler-cost'] as const;
-const POLICIES = [['legacy'], ['flush-timeout'], ['flush-timeout', 'min-interval'], ['abort-on-downtime'], ['auto-converge']];
+const POLICIES = [['legacy'], ['flush-timeout'], ['flush-timeout', 'min-interval'], ['abort-on-downtime'], ['auto-converge'], ['dirty-limit']];
+const RING_SIZES = [1024, 2048, 4096, 16384];
 const BANDWIDTH_MIB_MAX = [128, 32, 64, 256];
 const LINK = [['10Gbit/s', 10e9 / 8], ['1Gbit/s', 1e9 / 8], ['400Mbit/s', 400e6 / 8]] as const;
 
@@ -58,11 +60,17 @@ export function buildScenario(k: Knobs, o: BuildOptions): ScenarioText {
   const durationS = liveness ? livenessS : k.duration_s;
   const durationMs = durationS * 1000;
 
+  // How KVM tracks dirty pages: the ring (dirty-limit needs it), manual protection, or the plain log.
+  const policy = POLICIES[k.policy]!;
+  const ring = k.ring_on === 1 || policy.includes('dirty-limit');
+  const vm: Record<string, unknown> = { memory: `${memMiB}MiB`, vcpus: k.vcpus };
+  if (ring) vm.dirty_ring_size = RING_SIZES[k.ring_size];
+  else if (k.manual_on) vm.manual_dirty_log_protect = true;
   const doc: Record<string, unknown> = {
     name,
     seed: o.seed,
     duration: `${durationS}s`,
-    vm: { memory: `${memMiB}MiB`, vcpus: k.vcpus },
+    vm,
   };
 
   // Synthetic main-loop work.
@@ -112,7 +120,6 @@ export function buildScenario(k: Knobs, o: BuildOptions): ScenarioText {
   }
 
   // Migration.
-  const policy = POLICIES[k.policy]!;
   const migration: Record<string, unknown> = {
     start: `${startMs}ms`,
     policy: policy.length === 1 ? policy[0] : policy,
@@ -128,6 +135,10 @@ export function buildScenario(k: Knobs, o: BuildOptions): ScenarioText {
   if (policy.includes('auto-converge')) {
     migration.auto_converge = { initial: k.throttle_initial, increment: k.throttle_increment };
   }
+  if (policy.includes('dirty-limit')) {
+    migration.dirty_limit = { vcpu_dirty_limit: k.vcpu_dirty_limit, period: `${k.dirty_limit_period_ms}ms` };
+  }
+  if (!ring && k.manual_on) migration.clear_bitmap_shift = k.clear_bitmap_shift;
   if (o.plant) migration.bug = o.plant;
   doc.migration = migration;
   if (o.expect) doc.expect = o.expect;
