@@ -84,7 +84,10 @@ export function printRun(run: RealRun, o: CommonOptions, extra: Record<string, u
 /** The text lines of the `real` section. */
 export function realText(real: RealInfo): string {
   const out = ['real (KVM):'];
-  out.push(`  KVM API ${real.kvm.api_version}, dirty log ${real.kvm.manual_dirty_log ? 'manual (KVM_CLEAR_DIRTY_LOG)' : 'KVM_GET_DIRTY_LOG'}, ${real.dirty_log_reads} reads`);
+  out.push(real.dirty_ring
+    ? `  KVM API ${real.kvm.api_version}, dirty ring of ${real.dirty_ring.size} entries (KVM_CAP_${real.kvm.dirty_ring_cap}), ` +
+      `${real.ring_full_exits} ring-full exits, ${real.dirty_ring.reaps} reaps of ${real.dirty_ring.reaped_pages} pages`
+    : `  KVM API ${real.kvm.api_version}, dirty log ${real.kvm.manual_dirty_log ? 'manual (KVM_CLEAR_DIRTY_LOG)' : 'KVM_GET_DIRTY_LOG'}, ${real.dirty_log_reads} reads`);
   for (const v of real.vcpus) {
     out.push(`  ${v.name}: ${v.workload} at ${v.tick_hz} ticks/s (${v.dirty_rate} pages/s, ${v.exit_rate.toFixed(0)} exits/s): ` +
       `${v.heartbeat} ticks, ${v.pages_written} page writes, ${v.exits} exits`);
