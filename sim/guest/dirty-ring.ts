@@ -264,20 +264,22 @@ export class KvmDirtyRing {
 
   /** QEMU: kvm_dirty_ring_reaper_init: starts kvm-reaper. */
   startReaper(): void {
+    this.host.platform.spawn('kvm-reaper', () => this.reaperThread());
+  }
+
+  /** QEMU: kvm_dirty_ring_reaper_thread */
+  private *reaperThread(): Co<void> {
     const { platform: p, bql, trace } = this.host;
-    const self = this;
-    p.spawn('kvm-reaper', function* (): Co<void> {
-      for (;;) {
-        yield* p.sleep(REAPER_PERIOD_NS);
-        // QEMU: the reaper keeps sleeping while dirty-limit is in service, so that it throttles undisturbed.
-        if (self.limiter?.inService()) continue;
-        trace.event('kvm-reaper', 'kvm_dirty_ring_reaper', { state: 'wakeup' });
-        yield* bql.lock('kvm_dirty_ring_reaper_thread');
-        yield* self.reap(null);
-        bql.unlock();
-        self.reaperIteration++;
-      }
-    });
+    for (;;) {
+      yield* p.sleep(REAPER_PERIOD_NS);
+      // QEMU: the reaper keeps sleeping while dirty-limit is in service, so that it throttles undisturbed.
+      if (this.limiter?.inService()) continue;
+      trace.event('kvm-reaper', 'kvm_dirty_ring_reaper', { state: 'wakeup' });
+      yield* bql.lock('kvm_dirty_ring_reaper_thread');
+      yield* this.reap(null);
+      bql.unlock();
+      this.reaperIteration++;
+    }
   }
 
   /**
@@ -287,30 +289,35 @@ export class KvmDirtyRing {
    * outside the BQL. `complete` runs last (on KVM: the exit's answer).
    */
   ringFullExit(vcpu: VcpuThread, leftAtNs?: number, complete?: () => void): VcpuExit {
-    const i = vcpu.index;
-    const p = this.host.platform;
-    const self = this;
     return {
       name: 'kvm_dirty_ring_full',
       kind: 'dirty-ring-full',
       needsBql: true,
       ...(leftAtNs !== undefined ? { leftAtNs } : {}),
-      handle: function* (): Co<void> {
-        self.ringFullExits++;
-        self.ringFullExitsPerVcpu[i] = self.ringFullExitsPerVcpu[i]! + 1;
-        self.host.trace.event(vcpu.name, 'kvm_dirty_ring_full', { cpu: i });
-        yield* self.reap(self.limiter?.inService() ? i : null);
-      },
-      afterBql: function* (): Co<void> {
-        const ns = self.limiter?.throttleNs(i) ?? 0;
-        if (ns > 0) {
-          self.host.trace.event(vcpu.name, 'dirtylimit_vcpu_execute', { cpu: i, sleep_time_us: Math.round(ns / 1000) });
-          // QEMU: g_usleep, which a vm_stop does not cut short.
-          yield* p.sleep(ns);
-          self.limiter?.slept(i, ns);
-        }
-        complete?.();
-      },
+      handle: () => this.onRingFull(vcpu),
+      afterBql: () => this.dirtyLimitSleep(vcpu, complete),
     };
+  }
+
+  /** kvm_cpu_exec's KVM_EXIT_DIRTY_RING_FULL case, under the BQL. */
+  private *onRingFull(vcpu: VcpuThread): Co<void> {
+    const i = vcpu.index;
+    this.ringFullExits++;
+    this.ringFullExitsPerVcpu[i] = this.ringFullExitsPerVcpu[i]! + 1;
+    this.host.trace.event(vcpu.name, 'kvm_dirty_ring_full', { cpu: i });
+    yield* this.reap(this.limiter?.inService() ? i : null);
+  }
+
+  /** QEMU: dirtylimit_vcpu_execute after the BQL is dropped; then complete. */
+  private *dirtyLimitSleep(vcpu: VcpuThread, complete?: () => void): Co<void> {
+    const i = vcpu.index;
+    const ns = this.limiter?.throttleNs(i) ?? 0;
+    if (ns > 0) {
+      this.host.trace.event(vcpu.name, 'dirtylimit_vcpu_execute', { cpu: i, sleep_time_us: Math.round(ns / 1000) });
+      // QEMU: g_usleep, which a vm_stop does not cut short.
+      yield* this.host.platform.sleep(ns);
+      this.limiter?.slept(i, ns);
+    }
+    complete?.();
   }
 }
