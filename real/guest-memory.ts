@@ -10,12 +10,15 @@
 // DMA) and logSync adds it. A zero page is
 // one whose bytes are all zero (compared natively against a zero page).
 // Chunk digests (SHA-256) let two processes check that their memories agree.
+// With the dirty ring (real/dirty-ring.ts) KVM_GET_DIRTY_LOG is not used:
+// reaping the rings sets the bitmap's bits, and logSync adds the host's own.
 // Leaves out: several slots, KVM_CLEAR_DIRTY_LOG's deferred clearing (with
-// manual protection the whole log is cleared right after each read), dirty rings.
+// manual protection the whole log is cleared right after each read).
 import { createHash } from 'node:crypto';
 
 import { bitmapNew } from '../sim/util/bitmap.ts';
 import type { GuestMemory } from '../sim/guest/memory.ts';
+import type { KvmDirtyRings } from '../sim/guest/dirty-ring.ts';
 import type { Vm } from './kvm/index.ts';
 
 export const KVM_PAGE_SIZE = 4096;
@@ -30,6 +33,10 @@ export class KvmGuestMemory implements GuestMemory {
   readonly dirtyLog: Uint32Array;
   /** Dirty-log reads (KVM_GET_DIRTY_LOG calls). */
   logReads = 0;
+  /** The vCPUs' dirty rings, when the VM has them (set once the vCPUs exist). */
+  dirtyRing: KvmDirtyRings | null = null;
+  /** Each read clears the whole log: no chunked clearing here. */
+  readonly manualLog = null;
   /** Pages the host wrote since the last logSync (not seen by KVM's log). */
   private readonly hostDirty: Uint32Array;
   private readonly view: Buffer;
@@ -66,12 +73,18 @@ export class KvmGuestMemory implements GuestMemory {
     this.logOn = on;
   }
 
-  /** QEMU: kvm_physical_sync_dirty_bitmap: KVM_GET_DIRTY_LOG (then KVM_CLEAR_DIRTY_LOG under manual protection). */
+  /**
+   * QEMU: kvm_physical_sync_dirty_bitmap: KVM_GET_DIRTY_LOG (then
+   * KVM_CLEAR_DIRTY_LOG under manual protection); with the dirty ring the
+   * reaps filled the bitmap already (kvm_log_sync_global).
+   */
   logSync(): void {
     if (!this.logOn) return;
-    this.vm.getDirtyLog(this.slot, this.dirtyLog);
-    if (this.vm.manualDirtyLog) this.vm.clearDirtyLog(this.slot, 0, this.pages, this.dirtyLog);
-    this.logReads++;
+    if (!this.dirtyRing) {
+      this.vm.getDirtyLog(this.slot, this.dirtyLog);
+      if (this.vm.manualDirtyLog) this.vm.clearDirtyLog(this.slot, 0, this.pages, this.dirtyLog);
+      this.logReads++;
+    }
     const log = this.dirtyLog;
     const host = this.hostDirty;
     for (let w = 0; w < host.length; w++) {

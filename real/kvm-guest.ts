@@ -8,7 +8,9 @@
 // increment); an exit rate becomes a PIO heartbeat every few ticks, served
 // under the BQL with the scenario's cost; the first virtio-net device's vCPU
 // also answers pings on the tx virtqueue. Guest userspace progress counts
-// stretches of uninterrupted run time, as in the model.
+// stretches of uninterrupted run time, as in the model. With vm.dirty_ring_size
+// the VM gets KVM's dirty ring (before its vCPUs), each vCPU maps its ring,
+// and QEMU's side of it (reaping, kvm-reaper, ring-full exits) is the model's.
 // Leaves out: interrupts (a device's interrupt work runs at once on the host,
 // its guest cost is not spent), MMIO exit workloads (the heartbeat is PIO),
 // exit rates above the tick rate, modelled guest activities other than a block
@@ -18,6 +20,8 @@ import type { Machine } from '../sim/machine.ts';
 import type { Co } from '../sim/platform.ts';
 import type { Scenario, WorkloadSpec } from '../sim/scenario/scenario.ts';
 import { UserspaceTracker, type GuestActivity, type GuestPort, type GuestWork } from '../sim/guest/guest.ts';
+import { KvmDirtyRing } from '../sim/guest/dirty-ring.ts';
+import { KvmHostDirtyRings } from './dirty-ring.ts';
 import type { GuestSpec } from '../sim/scenario/scenario.ts';
 import type { KvmVcpu, Vm } from './kvm/index.ts';
 import { bootLongMode, loadPayload, readPayload } from './guest/loader.ts';
@@ -70,6 +74,7 @@ export class KvmGuest implements GuestPort {
   readonly debug: string[] = [];
   /** Exits of modelled activities that cannot be taken on KVM (counted, not run). */
   droppedActivityExits = 0;
+  kvmDirtyRing: KvmDirtyRing | null = null;
   private readonly platform: RealPlatform;
   private readonly debugLine: string[] = [];
 
@@ -81,6 +86,14 @@ export class KvmGuest implements GuestPort {
     if (vm.vcpus > VCPUS_MAX) throw new RealError('unsupported', `real mode runs at most ${VCPUS_MAX} vCPUs; the scenario has ${vm.vcpus}`);
     const bytes = Math.ceil(vm.memory_bytes / KVM_PAGE_SIZE) * KVM_PAGE_SIZE;
     if (bytes < GUEST_RAM_MIN) throw new RealError('unsupported', `real mode needs at least ${GUEST_RAM_MIN >> 20} MiB of guest memory`);
+    if (vm.manual_dirty_log_protect) {
+      throw new RealError('unsupported', 'real mode clears the whole dirty log at each read: vm.manual_dirty_log_protect is for the simulation only');
+    }
+    // QEMU: kvm_init enables the ring before any vCPU exists.
+    if (vm.dirty_ring_size > 0 && opts.vm.enableDirtyRing(vm.dirty_ring_size) === null) {
+      throw new RealError('unavailable', `unavailable: this host's KVM offers no dirty ring of ${vm.dirty_ring_size} entries ` +
+        '(KVM_CAP_DIRTY_LOG_RING); drop vm.dirty_ring_size to use the dirty log');
+    }
     const memory = opts.vm.allocMemory(bytes);
     this.ram = new KvmGuestMemory(opts.vm, memory, () => this.mailboxes.reduce((s, m) => s + m.get('pages_written'), 0));
     this.userspace = new UserspaceTracker(vm.vcpus, scenario.guest.userspace.quantum_ns, scenario.guest.userspace.tolerance_ns);
@@ -103,6 +116,14 @@ export class KvmGuest implements GuestPort {
       });
       this.code.push(code);
       machine.addVcpu(code);
+    }
+    if (vm.dirty_ring_size > 0) {
+      for (const n of this.natives) n.mapDirtyRing(vm.dirty_ring_size);
+      const rings = new KvmHostDirtyRings(opts.vm, this.natives, vm.dirty_ring_size);
+      this.ram.dirtyRing = rings;
+      this.kvmDirtyRing = new KvmDirtyRing(machine, this.ram.dirtyLog, rings);
+      for (const c of this.code) c.dirtyRing = this.kvmDirtyRing;
+      this.kvmDirtyRing.startReaper();
     }
     this.registerPorts();
   }

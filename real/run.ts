@@ -17,7 +17,13 @@ import { classify } from './errors.ts';
 /** What a real run adds to the result. */
 export interface RealInfo {
   backend: 'kvm';
-  kvm: { api_version: number; manual_dirty_log: boolean };
+  kvm: { api_version: number; manual_dirty_log: boolean; dirty_ring_cap: string | null };
+  /** How KVM tracked dirty pages: the dirty log or the dirty ring (vm.dirty_ring_size). */
+  dirty_tracking: 'log' | 'ring';
+  /** KVM_EXIT_DIRTY_RING_FULL exits (0 with the log). */
+  ring_full_exits: number;
+  /** The ring's reaps (null with the log). */
+  dirty_ring: { size: number; reaps: number; reaped_pages: number; reap_hold_max_ns: number } | null;
   vcpus: {
     name: string;
     workload: string;
@@ -103,7 +109,12 @@ function realInfo<D extends MigrationDestination>(s: RealSession<D>): RealInfo {
   for (const t of p.threads) cpu[t.name] = Math.round(t.cpuNs / 1e4) / 100;
   return {
     backend: 'kvm',
-    kvm: { api_version: s.kvm.apiVersion, manual_dirty_log: s.vm.manualDirtyLog },
+    kvm: { api_version: s.kvm.apiVersion, manual_dirty_log: s.vm.manualDirtyLog, dirty_ring_cap: s.vm.dirtyRingCap },
+    dirty_tracking: g.kvmDirtyRing ? 'ring' : 'log',
+    ring_full_exits: g.kvmDirtyRing?.ringFullExits ?? 0,
+    dirty_ring: g.kvmDirtyRing
+      ? { size: g.kvmDirtyRing.size, reaps: g.kvmDirtyRing.reaps, reaped_pages: g.kvmDirtyRing.reapedPages, reap_hold_max_ns: g.kvmDirtyRing.reapHoldMaxNs }
+      : null,
     vcpus: g.plans.map((plan, i) => ({
       name: `vcpu${i}`,
       workload: plan.params.workload + (plan.params.pattern && plan.params.workload === 'dirty' ? `/${plan.params.pattern}` : ''),

@@ -13,7 +13,7 @@ export interface ScenarioOverrides {
   readonly memoryBytes?: number;
 }
 
-const MIGRATION_BUDGETS: ReadonlySet<Budget['key']> = new Set(['downtime', 'migration_time', 'completion_attempts', 'rollbacks', 'multifd_sync_wait']);
+const MIGRATION_BUDGETS: ReadonlySet<Budget['key']> = new Set(['downtime', 'migration_time', 'completion_attempts', 'rollbacks', 'multifd_sync_wait', 'sync_bql_hold']);
 
 export function adaptScenario(s: Scenario, o: ScenarioOverrides): Scenario {
   let out: Scenario = s;

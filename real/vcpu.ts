@@ -12,11 +12,14 @@
 // registers consistent. A kick (vm_stop's pause_all_vcpus) pauses the native
 // thread before run() returns. HLT (the
 // payload's end) parks the vCPU until the next kick. Auto-converge throttling
-// pauses the native thread for its share of each 10 ms slice.
+// pauses the native thread for its share of each 10 ms slice. A full dirty
+// ring (KVM_EXIT_DIRTY_RING_FULL) is the model's ring-full exit: the rings are
+// reaped under the BQL, dirty-limit may sleep, then the exit is answered.
 // Leaves out: interrupts and the in-kernel irqchip, MSRs, halt polling.
 import type { Co, Notifier } from '../sim/platform.ts';
 import { CPU_THROTTLE_TIMESLICE_NS } from '../sim/guest/guest.ts';
 import type { GuestCode, VcpuThread, VcpuExit } from '../sim/vcpu.ts';
+import type { KvmDirtyRing } from '../sim/guest/dirty-ring.ts';
 import { exitError, type IoExit, type MmioExit, type KvmVcpu, type VcpuExit as NativeExit } from './kvm/index.ts';
 import type { RealPlatform } from './platform.ts';
 
@@ -63,6 +66,8 @@ export class KvmVcpuCode implements GuestCode {
   halted = false;
   throttlePct = 0;
   exits = 0;
+  /** QEMU's side of the VM's dirty ring, when it has one. */
+  dirtyRing: KvmDirtyRing | null = null;
   private sliceUsedNs = 0;
 
   constructor(
@@ -89,11 +94,11 @@ export class KvmVcpuCode implements GuestCode {
       const sliceLeft = this.throttlePct > 0 ? Math.max(0, CPU_THROTTLE_TIMESLICE_NS - this.sliceUsedNs - (p.nowNs() - start)) : -1;
       const ready = yield* p.wait(this.halted ? [vcpu.kick] : [this.exitNotifier, vcpu.kick], sliceLeft);
       const e = this.halted ? null : this.take();
-      if (e) return this.leave(start, e);
+      if (e) return this.leave(start, e, vcpu);
       if (ready.includes(vcpu.kick) || (this.throttlePct > 0 && ready.length === 0)) {
         // Out of guest mode: the native thread parks, or hands over the exit that came first.
         const pending = this.pause();
-        if (pending) return this.leave(start, pending);
+        if (pending) return this.leave(start, pending, vcpu);
         this.account(start, p.nowNs());
         if (ready.includes(vcpu.kick)) return null;
         this.sliceUsedNs = 0;
@@ -116,7 +121,7 @@ export class KvmVcpuCode implements GuestCode {
   }
 
   /** Pauses the native thread; returns an exit that must be handled first, or null once it is parked. */
-  private pause(): IoAccess | null {
+  private pause(): NativeExit | null {
     for (let i = 0; i < 4; i++) {
       const phase = this.native.pause(PAUSE_TIMEOUT_MS);
       if (phase === 'paused' || phase === 'created') return null;
@@ -133,7 +138,7 @@ export class KvmVcpuCode implements GuestCode {
           continue;
         }
         const e = this.take();
-        if (e && e.reason !== 'hlt') return e as IoAccess;
+        if (e && e.reason !== 'hlt') return e;
         continue;
       }
       throw new Error(`vcpu${this.index} did not leave KVM_RUN within ${PAUSE_TIMEOUT_MS} ms`);
@@ -141,11 +146,19 @@ export class KvmVcpuCode implements GuestCode {
     throw new Error(`vcpu${this.index} kept exiting while being paused`);
   }
 
-  private leave(start: number, e: NativeExit): VcpuExit {
-    const a = e as IoAccess;
+  private leave(start: number, e: NativeExit, vcpu: VcpuThread): VcpuExit {
     const leftAtNs = Math.max(start, Math.min(this.platform.nowNs(), this.platform.fromMonotonic(e.monotonicNs)));
     this.account(start, leftAtNs);
     this.exits++;
+    if (e.reason === 'dirty_ring_full') {
+      if (!this.dirtyRing) throw new Error(`vcpu${this.index} reported a full dirty ring, but the VM has none`);
+      // Answered after the reap (and dirty-limit's sleep): it parks again on the re-entry, as other exits do.
+      return this.dirtyRing.ringFullExit(vcpu, leftAtNs, () => {
+        this.native.pause(0);
+        this.native.complete();
+      });
+    }
+    const a = e as IoAccess;
     const h = this.bus.lookup(a);
     const name = h ? (typeof h.name === 'string' ? h.name : h.name(this.index)) : (a.reason === 'io' ? `vcpu${this.index}.unassigned-pio-0x${a.port.toString(16)}` : `vcpu${this.index}.unassigned-mmio-0x${a.addr.toString(16)}`);
     return {

@@ -112,6 +112,7 @@ export function textReport(r: RunResult, options: { maxSlow?: number } = {}): st
       out.push(`  xbzrle: cache ${formatBytes(xb.cache_size)}; ${xb.pages} pages encoded into ${formatBytes(xb.bytes)}, ` +
         `${xb.cache_miss} cache misses (cache-miss-rate ${round3(xb.cache_miss_rate)}), encoding-rate ${round3(xb.encoding_rate)}, ${xb.overflow} overflows`);
     }
+    out.push(...dirtyTrackingLines(m));
     for (const a of m.attempts) {
       const p = a.phases;
       out.push(`  attempt ${a.n} at ${sec(a.at_ns)}: ${a.outcome}${a.reason ? ` (${a.reason})` : ''} after ${formatNs(a.downtime_ns)}: ` +
@@ -167,4 +168,30 @@ function round3(v: number): number {
 function indent(s: string, n = 2): string {
   const pad = ' '.repeat(n);
   return s.split('\n').map((l) => pad + l).join('\n');
+}
+
+/** How the migration's syncs read dirty pages: the log or the ring, what the sync held the BQL for, dirty-limit. */
+function dirtyTrackingLines(m: NonNullable<RunResult['migration']>): string[] {
+  const hold = formatNs(m.iterations.reduce((x, i) => Math.max(x, i.bql_hold_ns), 0));
+  const out: string[] = [];
+  const ring = m.dirty_ring;
+  if (ring) {
+    out.push(`  dirty ring: ${ring.size} entries per vCPU, ${ring.ring_full_exits} ring-full exits, ${ring.reaps} reaps of ` +
+      `${ring.reaped_pages} pages (longest ${formatNs(ring.reap_hold_max_ns)}); longest sync BQL hold ${hold}`);
+  } else {
+    const log = m.dirty_log!;
+    out.push(`  dirty log${log.manual_protect ? ` with manual protection: ${log.clears} KVM_CLEAR_DIRTY_LOG of 2^${log.clear_bitmap_shift}-page chunks` : ''}; ` +
+      `longest sync BQL hold ${hold}`);
+  }
+  const dl = m.dirty_limit;
+  if (dl) {
+    out.push(`  dirty-limit: vcpu-dirty-limit ${dl.vcpu_dirty_limit} MB/s every ${dl.period_ms} ms, ` +
+      `${dl.started_at_ms < 0 ? 'never triggered' : `in service from ${(dl.started_at_ms / 1000).toFixed(3)} s`}; ` +
+      `throttle per round ${m['dirty-limit-throttle-time-per-round']} us, ring-full time ${m['dirty-limit-ring-full-time']} us`);
+    for (const v of dl.vcpus) {
+      out.push(`    ${v.name}: ${v.current_rate} MB/s, throttle ${v.throttle_us_per_full} us per full ring, ` +
+        `slept ${formatNs(v.sleep_ns)} in ${v.sleeps} sleeps after ${v.ring_full_exits} ring-full exits`);
+    }
+  }
+  return out;
 }

@@ -142,6 +142,11 @@ export function estimateMemory(s: Scenario, o: { keepTrace?: boolean } = {}): Me
   if (s.migration?.postcopy) {
     add(`postcopy's source memory and missing pages: ${fmt(pages)} pages x ${POSTCOPY_BYTES_PER_PAGE} B`, pages * POSTCOPY_BYTES_PER_PAGE, ['migration', 'postcopy']);
   }
+  if (s.vm.dirty_ring_size > 0) {
+    const entries = s.vm.vcpus * s.vm.dirty_ring_size;
+    add(`dirty rings: ${fmt(pages)} pages x 1/8 B of write protection and ${fmt(entries)} entries x 4 B`, pages / 8 + entries * 4, ['vm', 'dirty_ring_size']);
+  }
+  if (s.vm.manual_dirty_log_protect) add(`the slot's dirty bitmap (manual protection): ${fmt(pages)} pages x 1/8 B`, pages / 8, ['vm', 'manual_dirty_log_protect']);
   s.devices.blk.forEach((b, i) => {
     const path = ['devices', 'blk', i, 'io', 'disk_size'];
     add(`disk ${b.name}: ${fmt(b.io.sectors)} blocks x ${DISK_BYTES_PER_BLOCK} B`, b.io.sectors * DISK_BYTES_PER_BLOCK, path);

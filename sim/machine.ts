@@ -108,7 +108,11 @@ export class Machine implements VcpuHost {
     }
     if (this.startRequest) {
       this.startRequest = false;
-      this.vmStart();
+      // QEMU's qmp_cont refuses while the migration completes ("Migration is
+      // not finalized yet"); after it, management does not resume a VM that
+      // now runs on the destination.
+      const st = this.runstate.state;
+      if (st !== 'finish-migrate' && st !== 'postmigrate') this.vmStart();
     }
   }
 

@@ -115,6 +115,35 @@ export interface MigrationResult {
   multifd: MultifdResult | null;
   /** QEMU's query-migrate xbzrle-cache counters, or null when the capability is off. */
   xbzrle: XbzrleStats | null;
+  /** How KVM tracked dirty pages: the dirty log (KVM_GET_DIRTY_LOG) or the dirty ring. */
+  dirty_tracking: 'log' | 'ring';
+  /** KVM_EXIT_DIRTY_RING_FULL exits (0 with the log). */
+  ring_full_exits: number;
+  /** The dirty ring's figures; null with the log. */
+  dirty_ring: {
+    size: number;
+    ring_full_exits: number;
+    /** kvm_dirty_ring_reap calls that collected entries, and the entries. */
+    reaps: number;
+    reaped_pages: number;
+    /** The longest reap (all of it under the BQL). */
+    reap_hold_max_ns: number;
+  } | null;
+  /** The dirty log's figures; null with the ring. */
+  dirty_log: { manual_protect: boolean; clear_bitmap_shift: number; clears: number } | null;
+  /** QEMU 8.1 query-migrate: the largest throttle_us_per_full (us); 0 without dirty-limit. */
+  'dirty-limit-throttle-time-per-round': number;
+  /** QEMU 8.1 query-migrate: the ring-full time at the vCPUs' mean dirty rate (us); 0 without dirty-limit. */
+  'dirty-limit-ring-full-time': number;
+  /** Dirty-limit's state per vCPU, with the dirty-limit policy; null otherwise. */
+  dirty_limit: {
+    vcpu_dirty_limit: number;
+    period_ms: number;
+    /** When it was put in service (ms since the run's start); -1: never triggered. */
+    started_at_ms: number;
+    periods: number;
+    vcpus: { name: string; quota: number; current_rate: number; throttle_us_per_full: number; sleeps: number; sleep_ns: number; ring_full_exits: number }[];
+  } | null;
   attempts: CompletionAttempt[];
   iterations: SyncRecord[];
   snapshots: QueryMigrate[];
@@ -361,6 +390,7 @@ function migrationResult(world: AnyWorld): MigrationResult {
       }
       : null,
     xbzrle: mig.ram.xbzrle ? mig.ram.xbzrle.stats() : null,
+    ...dirtyTracking(world),
     throttle_steps: mig.ram.throttleSteps.map((t) => ({ at_ms: Math.round(t.at_ns / 1e6), pct: t.pct })),
     attempts: [...mig.attempts],
     iterations: [...mig.ram.syncs],
@@ -391,6 +421,34 @@ function postcopyResult(world: AnyWorld): PostcopyResult | null {
   };
 }
 
+/** The dirty-tracking part of the migration result: log or ring, and dirty-limit. */
+function dirtyTracking(world: AnyWorld): Pick<MigrationResult,
+  'dirty_tracking' | 'ring_full_exits' | 'dirty_ring' | 'dirty_log' | 'dirty-limit-throttle-time-per-round' | 'dirty-limit-ring-full-time' | 'dirty_limit'> {
+  const mig = world.migration!;
+  const ring = world.guest.kvmDirtyRing;
+  const dl = mig.dirtyLimit;
+  return {
+    dirty_tracking: ring ? 'ring' : 'log',
+    ring_full_exits: ring ? ring.ringFullExits : 0,
+    dirty_ring: ring
+      ? { size: ring.size, ring_full_exits: ring.ringFullExits, reaps: ring.reaps, reaped_pages: ring.reapedPages, reap_hold_max_ns: ring.reapHoldMaxNs }
+      : null,
+    dirty_log: ring ? null : { manual_protect: world.guest.ram.manualLog !== null, clear_bitmap_shift: mig.spec.clear_bitmap_shift, clears: mig.ram.logClears },
+    'dirty-limit-throttle-time-per-round': dl ? dl.throttleTimePerRound() : 0,
+    'dirty-limit-ring-full-time': dl ? dl.ringFullTime() : 0,
+    dirty_limit: dl ? {
+      vcpu_dirty_limit: dl.spec.vcpu_dirty_limit,
+      period_ms: Math.round(dl.spec.period_ns / 1e6),
+      started_at_ms: dl.startNs < 0 ? -1 : Math.round(dl.startNs / 1e6),
+      periods: dl.periods,
+      vcpus: dl.vcpus.map((v, i) => ({
+        name: `vcpu${i}`, quota: v.quota, current_rate: v.currentRate, throttle_us_per_full: v.throttleUsPerFull,
+        sleeps: v.sleeps, sleep_ns: v.sleepNs, ring_full_exits: ring!.ringFullExitsPerVcpu[i] ?? 0,
+      })),
+    } : null,
+  };
+}
+
 /** The value a budget key reads from a result (ns or a count). */
 export function budgetValue(key: BudgetKey, r: RunResult): number {
   const mig = r.migration;
@@ -414,6 +472,7 @@ export function budgetValue(key: BudgetKey, r: RunResult): number {
     case 'postcopy_fault_max': return mig?.postcopy?.fault_latency_max_ns ?? 0;
     case 'postcopy_stall': return mig?.postcopy?.stall_ns ?? 0;
     case 'postcopy_recovered': return mig?.postcopy?.recovered ?? 0;
+    case 'sync_bql_hold': return mig ? mig.iterations.reduce((m, s) => Math.max(m, s.bql_hold_ns), 0) : 0;
   }
 }
 

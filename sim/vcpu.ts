@@ -5,19 +5,23 @@
 // out of guest mode. What the guest does while it runs is a GuestCode.
 // Stall: time a vCPU wanted to run guest code but was out of guest mode
 // (stopped, or waiting for the BQL to finish an exit).
-// Leaves out: halt-polling, in-kernel irqchip details, vCPU hotplug.
+// Work queued with run_on_cpu runs on the vCPU's thread under the BQL the
+// next time it is out of guest mode (kicked out, or woken while parked), in
+// order, after whatever it was doing: a throttle sleep finishes first.
+// Leaves out: halt-polling, in-kernel irqchip details, vCPU hotplug,
+// async_run_on_cpu and exclusive work.
 import type { Bql } from './main-loop/bql.ts';
 import type { Instruments } from './instrument/instrument.ts';
 import type { Co, Notifier, Platform } from './platform.ts';
 
 /**
  * An exit to userspace: a PIO or MMIO access (under the BQL), a throttle
- * sleep, or a userfault (postcopy: the vCPU waits in the kernel for a page
- * the destination lacks; not an exit KVM counts).
+ * sleep, a full dirty ring, or a userfault (postcopy: the vCPU waits in the
+ * kernel for a page the destination lacks; not an exit KVM counts).
  */
 export interface VcpuExit {
   readonly name: string;
-  readonly kind: 'pio' | 'mmio' | 'throttle' | 'userfault';
+  readonly kind: 'pio' | 'mmio' | 'throttle' | 'dirty-ring-full' | 'userfault';
   readonly needsBql: boolean;
   /**
    * When the vCPU left guest mode for this exit, if before the thread saw it:
@@ -25,6 +29,8 @@ export interface VcpuExit {
    */
   readonly leftAtNs?: number;
   handle(): Co<void>;
+  /** Runs after the BQL is dropped again (QEMU: dirtylimit_vcpu_execute after a ring-full exit). */
+  afterBql?(): Co<void>;
 }
 
 /** What runs inside the guest on a vCPU. */
@@ -84,6 +90,9 @@ export class VcpuThread {
   private bqlWaitNs = 0;
   private bqlHolder = '';
   private faultNs = 0;
+  /** QEMU: cpu->work_list (run_on_cpu), and qemu_work_cond for whoever waits on it. */
+  private readonly work: { done: boolean }[] = [];
+  private readonly workCond: Notifier;
 
   constructor(
     readonly index: number,
@@ -92,6 +101,35 @@ export class VcpuThread {
   ) {
     this.name = `vcpu${index}`;
     this.kick = host.platform.createNotifier(`${this.name}.kick`);
+    this.workCond = host.platform.createNotifier(`${this.name}.qemu_work_cond`);
+  }
+
+  /**
+   * QEMU: run_on_cpu (cpus-common.c) with a no-op, as
+   * kvm_cpu_synchronize_kick_all queues it: the vCPU is kicked and the
+   * caller, who holds the BQL, waits until the vCPU's thread has run the
+   * work, dropping the BQL meanwhile (qemu_cond_wait). Returns whether it
+   * dropped and took the BQL again.
+   */
+  *runOnCpu(bql: Bql): Co<boolean> {
+    const item = { done: false };
+    this.work.push(item);
+    this.kick.set();
+    let dropped = false;
+    while (!item.done) {
+      yield* bql.condWait(this.workCond);
+      dropped = true;
+    }
+    return dropped;
+  }
+
+  /** QEMU: process_queued_cpu_work (cpus-common.c), from qemu_wait_io_event, under the BQL. */
+  private *processQueuedWork(): Co<void> {
+    const bql = this.host.bql;
+    yield* bql.lock('process_queued_cpu_work');
+    while (this.work.length > 0) this.work.shift()!.done = true;
+    this.workCond.set();
+    bql.unlock();
   }
 
   start(): void {
@@ -108,6 +146,7 @@ export class VcpuThread {
     const { platform: p, bql, inst } = this.host;
     this.leftAtNs = p.nowNs();
     for (;;) {
+      if (this.work.length > 0) yield* this.processQueuedWork();
       // QEMU: qemu_wait_io_event: park while the vCPU may not run.
       if (!this.host.vcpuCanRun(this)) {
         if (!this.stopped) {
@@ -138,6 +177,7 @@ export class VcpuThread {
       inst.trace.event(this.name, 'kvm_run_exit', { reason: exit.kind, exit: exit.name });
       if (!exit.needsBql) {
         yield* inst.run(exit.name, exit.kind, exit.handle());
+        if (exit.afterBql) yield* exit.afterBql();
         continue;
       }
       // On KVM the exit may have waited for this thread to see it: the wait began at the exit.
@@ -151,6 +191,7 @@ export class VcpuThread {
       }
       yield* inst.run(exit.name, exit.kind, exit.handle());
       bql.unlock();
+      if (exit.afterBql) yield* exit.afterBql();
     }
   }
 

@@ -84,7 +84,10 @@ export function printRun(run: RealRun, o: CommonOptions, extra: Record<string, u
 /** The text lines of the `real` section. */
 export function realText(real: RealInfo): string {
   const out = ['real (KVM):'];
-  out.push(`  KVM API ${real.kvm.api_version}, dirty log ${real.kvm.manual_dirty_log ? 'manual (KVM_CLEAR_DIRTY_LOG)' : 'KVM_GET_DIRTY_LOG'}, ${real.dirty_log_reads} reads`);
+  out.push(real.dirty_ring
+    ? `  KVM API ${real.kvm.api_version}, dirty ring of ${real.dirty_ring.size} entries (KVM_CAP_${real.kvm.dirty_ring_cap}), ` +
+      `${real.ring_full_exits} ring-full exits, ${real.dirty_ring.reaps} reaps of ${real.dirty_ring.reaped_pages} pages`
+    : `  KVM API ${real.kvm.api_version}, dirty log ${real.kvm.manual_dirty_log ? 'manual (KVM_CLEAR_DIRTY_LOG)' : 'KVM_GET_DIRTY_LOG'}, ${real.dirty_log_reads} reads`);
   for (const v of real.vcpus) {
     out.push(`  ${v.name}: ${v.workload} at ${v.tick_hz} ticks/s (${v.dirty_rate} pages/s, ${v.exit_rate.toFixed(0)} exits/s): ` +
       `${v.heartbeat} ticks, ${v.pages_written} page writes, ${v.exits} exits`);
@@ -106,7 +109,7 @@ function probeAction(o: { json?: boolean }): number {
     if (o.json) process.stdout.write(`${JSON.stringify({ available: false, code: p.code, reason: p.reason, device: DEFAULT_KVM_DEVICE, addon, payload })}\n`);
     throw new RealError('unavailable', p.reason);
   }
-  const dirtyRing = p.caps.DIRTY_LOG_RING;
+  const dirtyRing = Math.max(p.caps.DIRTY_LOG_RING, p.caps.DIRTY_LOG_RING_ACQ_REL ?? 0);
   const out = {
     available: true,
     device: DEFAULT_KVM_DEVICE,
@@ -117,6 +120,7 @@ function probeAction(o: { json?: boolean }): number {
       manual_protect: p.manualDirtyLog,
       initially_set: p.manualDirtyLogInitiallySet,
       ring_bytes: dirtyRing,
+      ring_acq_rel: (p.caps.DIRTY_LOG_RING_ACQ_REL ?? 0) > 0,
     },
     addon: DEFAULT_ADDON_PATH,
     payload: payload ? PAYLOAD_PATH : null,
@@ -128,7 +132,9 @@ function probeAction(o: { json?: boolean }): number {
   const lines = [`KVM: ${out.device}, API version ${out.api_version}`, '', 'dirty-log modes:'];
   lines.push(`  KVM_GET_DIRTY_LOG (KVM_MEM_LOG_DIRTY_PAGES)   ${out.dirty_log.get_dirty_log ? 'yes' : 'no'}`);
   lines.push(`  KVM_CLEAR_DIRTY_LOG (manual protect)         ${out.dirty_log.manual_protect ? `yes${out.dirty_log.initially_set ? ', initially-set too' : ''}` : 'no'}`);
-  lines.push(`  dirty ring (KVM_CAP_DIRTY_LOG_RING)          ${dirtyRing > 0 ? `offered, up to ${dirtyRing} bytes per vCPU (latsim uses the bitmap)` : 'no'}`);
+  lines.push(`  dirty ring (KVM_CAP_DIRTY_LOG_RING)          ${dirtyRing > 0
+    ? `offered, up to ${dirtyRing / 16} entries per vCPU${out.dirty_log.ring_acq_rel ? ' (_ACQ_REL too)' : ''}; used with vm.dirty_ring_size`
+    : 'no'}`);
   lines.push('', 'capabilities (KVM_CHECK_EXTENSION):');
   for (const [name, v] of Object.entries(p.caps) as [CapName, number][]) lines.push(`  KVM_CAP_${name.padEnd(28)} ${v}`);
   lines.push('', `addon: ${addon ? DEFAULT_ADDON_PATH : 'not built'}`, `guest payload: ${payload ? PAYLOAD_PATH : 'not built yet (built on first use)'}`);

@@ -15,7 +15,7 @@ import { Rng } from '../../sim/scheduler/random.ts';
  * link-break) leave the earlier knobs' draws as they were; a seed's scenario
  * gains the new features.
  */
-export const KNOBS_VERSION = 2;
+export const KNOBS_VERSION = 3;
 
 /** Name, lowest (simplest) and highest value of each knob, in draw order. */
 export const KNOB_TABLE = [
@@ -46,7 +46,7 @@ export const KNOB_TABLE = [
   ['fault_latency_ms', 10, 50_000],
   ['migration_start_ms', 100, 3000],
   ['mode', 0, 1], // thread, main-loop
-  ['policy', 0, 4], // legacy, flush-timeout, flush-timeout+min-interval, abort-on-downtime, auto-converge
+  ['policy', 0, 5], // legacy, flush-timeout, flush-timeout+min-interval, abort-on-downtime, auto-converge, dirty-limit
   ['max_bandwidth', 0, 3], // 128, 32, 64, 256 MiB/s
   ['link_bandwidth', 0, 2], // 10, 1, 0.4 Gbit/s
   ['downtime_limit_ms', 30, 1000],
@@ -69,13 +69,19 @@ export const KNOB_TABLE = [
   ['break_at_ms', 0, 20_000], // after the migration starts
   ['break_for_ms', 1, 5000],
   ['recover_after_ms', 0, 3000],
+  ['ring_on', 0, 1], // the KVM dirty ring (dirty-limit turns it on whatever this says)
+  ['ring_size', 0, 3], // 1024, 2048, 4096, 16384 entries per vCPU
+  ['manual_on', 0, 1], // manual dirty-log protection (without the ring)
+  ['clear_bitmap_shift', 6, 18],
+  ['vcpu_dirty_limit', 1, 200], // MB/s
+  ['dirty_limit_period_ms', 50, 1000],
 ] as const satisfies readonly (readonly [string, number, number])[];
 
 export type KnobName = (typeof KNOB_TABLE)[number][0];
 export type Knobs = Record<KnobName, number>;
 
 /** On/off knobs: a feature is on with probability 1/2 (the swarm). */
-const SWITCHES: ReadonlySet<KnobName> = new Set(['dirty_on', 'exits_on', 'net_on', 'blk_on', 'handler_on', 'multifd_on', 'xbzrle_on', 'postcopy_on', 'break_on']);
+const SWITCHES: ReadonlySet<KnobName> = new Set(['dirty_on', 'exits_on', 'net_on', 'blk_on', 'handler_on', 'multifd_on', 'xbzrle_on', 'postcopy_on', 'break_on', 'ring_on', 'manual_on']);
 
 /** The knobs of a seed. */
 export function knobsOf(seed: number): Knobs {

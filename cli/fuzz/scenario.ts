@@ -6,9 +6,11 @@
 // complete). Runs stay small: 64-512 MiB of guest memory, at most 120 s of
 // simulated time. multifd (its channels and zero-page-detection) and xbzrle
 // (its cache size, down to a cache that misses) are drawn in both phases.
-// simulated time. Postcopy (when the migration runs from its thread) starts
+// Postcopy (when the migration runs from its thread) starts
 // after 0-2 passes or at a time, with or without preempt; a link-break (safety
 // phase only) cuts the stream at any point, pre-copy, switch or postcopy.
+// How KVM tracks dirty pages is drawn too: the dirty log, with
+// or without manual protection, or the dirty ring (always with dirty-limit).
 // Leaves out: running and judging the scenario (cli/fuzz/check.ts).
 import { stringify } from 'yaml';
 import type { Knobs } from './knobs.ts';
@@ -29,7 +31,8 @@ const MiB = 2 ** 20;
 const MEMORY_MIB = [64, 128, 256, 512];
 const PATTERNS = ['uniform', 'hotset', 'sequential', 'increment'];
 const FAULTS = [null, 'stall', 'slow-flush', 'io-error', 'handler-cost'] as const;
-const POLICIES = [['legacy'], ['flush-timeout'], ['flush-timeout', 'min-interval'], ['abort-on-downtime'], ['auto-converge']];
+const POLICIES = [['legacy'], ['flush-timeout'], ['flush-timeout', 'min-interval'], ['abort-on-downtime'], ['auto-converge'], ['dirty-limit']];
+const RING_SIZES = [1024, 2048, 4096, 16384];
 const BANDWIDTH_MIB_MAX = [128, 32, 64, 256];
 const LINK = [['10Gbit/s', 10e9 / 8], ['1Gbit/s', 1e9 / 8], ['400Mbit/s', 400e6 / 8]] as const;
 const ZERO_PAGE_DETECTION = ['multifd', 'legacy', 'none'];
@@ -64,11 +67,17 @@ export function buildScenario(k: Knobs, o: BuildOptions): ScenarioText {
   const durationS = liveness ? livenessS : k.duration_s;
   const durationMs = durationS * 1000;
 
+  // How KVM tracks dirty pages: the ring (dirty-limit needs it), manual protection, or the plain log.
+  const policy = POLICIES[k.policy]!;
+  const ring = k.ring_on === 1 || policy.includes('dirty-limit');
+  const vm: Record<string, unknown> = { memory: `${memMiB}MiB`, vcpus: k.vcpus };
+  if (ring) vm.dirty_ring_size = RING_SIZES[k.ring_size];
+  else if (k.manual_on) vm.manual_dirty_log_protect = true;
   const doc: Record<string, unknown> = {
     name,
     seed: o.seed,
     duration: `${durationS}s`,
-    vm: { memory: `${memMiB}MiB`, vcpus: k.vcpus },
+    vm,
   };
 
   // Synthetic main-loop work.
@@ -122,7 +131,6 @@ export function buildScenario(k: Knobs, o: BuildOptions): ScenarioText {
   }
 
   // Migration.
-  const policy = POLICIES[k.policy]!;
   const migration: Record<string, unknown> = {
     start: `${startMs}ms`,
     policy: policy.length === 1 ? policy[0] : policy,
@@ -151,6 +159,10 @@ export function buildScenario(k: Knobs, o: BuildOptions): ScenarioText {
     postcopy.recover_after = `${k.recover_after_ms}ms`;
     migration.postcopy = postcopy;
   }
+  if (policy.includes('dirty-limit')) {
+    migration.dirty_limit = { vcpu_dirty_limit: k.vcpu_dirty_limit, period: `${k.dirty_limit_period_ms}ms` };
+  }
+  if (!ring && k.manual_on) migration.clear_bitmap_shift = k.clear_bitmap_shift;
   if (o.plant) migration.bug = o.plant;
   doc.migration = migration;
   if (o.expect) doc.expect = o.expect;

@@ -8,8 +8,14 @@
  * throwing, why real mode is unavailable (`probeKvm`): addon not built, /dev/kvm
  * missing or not permitted, wrong API version, missing capability.
  *
+ * The dirty ring (KVM_CAP_DIRTY_LOG_RING, or its _ACQ_REL form) is enabled on the
+ * VM before its vCPUs exist (Vm.enableDirtyRing), mapped per vCPU
+ * (KvmVcpu.mapDirtyRing), collected into a dirty bitmap (collectDirtyRing) and
+ * reset (Vm.resetDirtyRings); a full ring is the exit `dirty_ring_full`.
+ *
  * Leaves out: devices, exit routing and any main-loop policy (they live in the real
- * Platform), interrupt controllers, MSRs/XSAVE/LAPIC state, dirty rings.
+ * Platform), interrupt controllers, MSRs/XSAVE/LAPIC state, several memory slots
+ * per ring.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -116,6 +122,11 @@ export interface HltExit extends ExitCommon {
   reason: 'hlt';
   terminal: false;
 }
+/** KVM_EXIT_DIRTY_RING_FULL: the vCPU's dirty ring is soft-full; answer after reaping. */
+export interface DirtyRingFullExit extends ExitCommon {
+  reason: 'dirty_ring_full';
+  terminal: false;
+}
 /** The vCPU thread has ended; no answer is expected. */
 export interface TerminalExit extends ExitCommon {
   reason: 'shutdown' | 'fail_entry' | 'internal_error' | 'system_event' | 'error' | 'unknown';
@@ -125,7 +136,7 @@ export interface TerminalExit extends ExitCommon {
   message: string;
   detail: number;
 }
-export type VcpuExit = IoExit | MmioExit | HltExit | TerminalExit;
+export type VcpuExit = IoExit | MmioExit | HltExit | DirtyRingFullExit | TerminalExit;
 
 /**
  * created: not started; running: in or around KVM_RUN; exit: an exit awaits
@@ -139,13 +150,13 @@ export interface KvmConstants {
   mem: { LOG_DIRTY_PAGES: number; READONLY: number };
   dirtyLogManual: { ENABLE: number; INITIALLY_SET: number };
   epoll: { IN: number; OUT: number; ERR: number; HUP: number; RDHUP: number; ET: number };
-  exitReason: Record<'IO' | 'HLT' | 'MMIO' | 'SHUTDOWN' | 'FAIL_ENTRY' | 'INTERNAL_ERROR' | 'SYSTEM_EVENT', number>;
+  exitReason: Record<'IO' | 'HLT' | 'MMIO' | 'SHUTDOWN' | 'FAIL_ENTRY' | 'INTERNAL_ERROR' | 'SYSTEM_EVENT' | 'DIRTY_RING_FULL', number>;
 }
 
 export type CapName =
   | 'IRQCHIP' | 'HLT' | 'USER_MEMORY' | 'SET_TSS_ADDR' | 'EXT_CPUID' | 'NR_VCPUS' | 'VCPUS_MAX'
   | 'NR_MEMSLOTS' | 'SYNC_MMU' | 'IOEVENTFD' | 'IOEVENTFD_ANY_LENGTH' | 'IRQFD' | 'GET_TSC_KHZ'
-  | 'IMMEDIATE_EXIT' | 'MANUAL_DIRTY_LOG_PROTECT2' | 'READONLY_MEM' | 'DIRTY_LOG_RING' | 'XSAVE'
+  | 'IMMEDIATE_EXIT' | 'MANUAL_DIRTY_LOG_PROTECT2' | 'READONLY_MEM' | 'DIRTY_LOG_RING' | 'DIRTY_LOG_RING_ACQ_REL' | 'XSAVE'
   | 'VCPU_EVENTS' | 'ADJUST_CLOCK' | 'SET_IDENTITY_MAP_ADDR';
 
 /** Raw-fd helpers. Sockets and eventfds are non-blocking: null means "would block". */
@@ -213,6 +224,10 @@ export interface NativeKvm extends FdIo {
   getFpu(vcpuFd: number): KvmFpu;
   setFpu(vcpuFd: number, fpu: Partial<KvmFpu>): void;
   getTscKhz(vcpuFd: number): number;
+  resetDirtyRings(vmFd: number): number;
+  vcpuMapDirtyRing(vcpuFd: number, entries: number): void;
+  vcpuCollectDirtyRing(vcpuFd: number, bitmap: Uint32Array, slot: number): number;
+  vcpuDirtyRingPending(vcpuFd: number): number;
 }
 
 // ---------------------------------------------------------------------------
@@ -238,6 +253,8 @@ export interface Unavailable {
 }
 
 export const KVM_API_VERSION = 12;
+/** sizeof(struct kvm_dirty_gfn): a ring entry. */
+export const DIRTY_GFN_BYTES = 16;
 /** Capabilities the Vm/KvmVcpu classes rely on. */
 export const REQUIRED_CAPS: readonly CapName[] = ['USER_MEMORY', 'IOEVENTFD', 'IMMEDIATE_EXIT'];
 
@@ -408,6 +425,8 @@ export class Vm {
   readonly kvm: Kvm;
   readonly fd: number;
   private manual = false;
+  private ringEntries = 0;
+  private ringCap: 'DIRTY_LOG_RING_ACQ_REL' | 'DIRTY_LOG_RING' | null = null;
 
   constructor(kvm: Kvm, fd: number) {
     this.kvm = kvm;
@@ -436,6 +455,44 @@ export class Vm {
     this.native.enableCap(this.fd, this.native.constants.cap.MANUAL_DIRTY_LOG_PROTECT2, m.ENABLE | (initiallySet ? m.INITIALLY_SET : 0));
     this.manual = true;
     return true;
+  }
+
+  /** Entries of each vCPU's dirty ring, once enabled; 0: the dirty log. */
+  get dirtyRingEntries(): number {
+    return this.ringEntries;
+  }
+
+  /** The capability the ring was enabled with, or null. */
+  get dirtyRingCap(): 'DIRTY_LOG_RING_ACQ_REL' | 'DIRTY_LOG_RING' | null {
+    return this.ringCap;
+  }
+
+  /**
+   * QEMU: kvm_init's dirty-ring setup: KVM_ENABLE_CAP of KVM_CAP_DIRTY_LOG_RING_ACQ_REL
+   * (or KVM_CAP_DIRTY_LOG_RING) with entries x 16 bytes per vCPU, before any vCPU
+   * exists. Returns which capability was used, or null when the host offers neither
+   * or allows fewer entries (the VM keeps the dirty log).
+   */
+  enableDirtyRing(entries: number): 'DIRTY_LOG_RING_ACQ_REL' | 'DIRTY_LOG_RING' | null {
+    const bytes = entries * DIRTY_GFN_BYTES;
+    for (const cap of ['DIRTY_LOG_RING_ACQ_REL', 'DIRTY_LOG_RING'] as const) {
+      const code = this.native.constants.cap[cap];
+      if (code === undefined) continue;
+      // The VM's answer is the largest ring it allows, in bytes.
+      const max = this.native.checkExtension(this.fd, code);
+      if (max <= 0) continue;
+      if (bytes > max) return null;
+      this.native.enableCap(this.fd, code, bytes);
+      this.ringEntries = entries;
+      this.ringCap = cap;
+      return cap;
+    }
+    return null;
+  }
+
+  /** KVM_RESET_DIRTY_RINGS: write-protects the pages of every collected entry again; returns how many. */
+  resetDirtyRings(): number {
+    return this.native.resetDirtyRings(this.fd);
   }
 
   /** Anonymous private memory, page-aligned, zero-filled, unmapped when garbage-collected. */
@@ -587,6 +644,21 @@ export class KvmVcpu {
 
   tscKhz(): number {
     return this.native.getTscKhz(this.fd);
+  }
+
+  /** Maps this vCPU's dirty ring (the VM's ring enabled with this many entries). */
+  mapDirtyRing(entries: number): void {
+    this.native.vcpuMapDirtyRing(this.fd, entries);
+  }
+
+  /** QEMU: kvm_dirty_ring_reap_one: the ring's new entries of slot set their page's bit in bitmap; returns how many. */
+  collectDirtyRing(bitmap: Uint32Array, slot = 0): number {
+    return this.native.vcpuCollectDirtyRing(this.fd, bitmap, slot);
+  }
+
+  /** Entries pushed and not yet collected. */
+  dirtyRingPending(): number {
+    return this.native.vcpuDirtyRingPending(this.fd);
   }
 
   /** Stops the thread and closes the vCPU and its exit eventfd. */

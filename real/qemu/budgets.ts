@@ -41,6 +41,7 @@ export function qemuBudgetValue(key: BudgetKey, r: QemuRunResult): number | null
     case 'iothread_block':
     case 'bql_wait':
     case 'bql_hold':
+    case 'sync_bql_hold':
     case 'ping_rtt_p99':
     case 'ping_lost':
     case 'userspace_progress':

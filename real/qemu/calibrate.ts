@@ -24,8 +24,9 @@
 // the run's wall clock shows. The result prints as a table and, with
 // --write, as a scenario fragment that scenarios include (`include:`); the
 // fidelity suite includes scenarios/fidelity/host.yaml.
-// Leaves out: more than one vCPU, huge pages, compression, xbzrle's encoding
-// and multifd's channels (qemu.host.xbzrle_encode, migration_cores).
+// Leaves out: more than one vCPU, huge pages, compression, xbzrle's encoding,
+// multifd's cores, the dirty ring's reap and manual protection's split of the
+// sync (qemu.host.xbzrle_encode, migration_cores, dirty_ring_reap, dirty_log_*).
 import { readdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { checkScenario, type Scenario } from '../../sim/scenario/scenario.ts';
@@ -221,8 +222,9 @@ function syncPerGib(r: QemuRunResult): number {
   return Math.round((d[Math.floor(d.length / 2)]! * GIB) / r.qemu.memory_bytes);
 }
 
-/** The costs calibrate measures (xbzrle's encoding and the cores for multifd's channels it leaves to the scenario). */
-type Costs = Omit<HostCosts, 'xbzrle_encode_ns' | 'migration_cores'>;
+/** The costs calibrate measures (the others, e.g. xbzrle's encoding and the dirty ring's reap, it leaves to the scenario). */
+type Costs = Pick<HostCosts, 'zero_page_scan_ns' | 'page_send_ns' | 'dirty_sync_ns_per_gib' | 'dest_first_touch_ns' | 'dest_page_ns'
+  | 'downtime_floor_ns' | 'guest_dirty_rate_max' | 'loopback'>;
 
 /** One round of the four runs and the socket. */
 async function calibrateOnce(mem: number, base: QemuRunOptions, log: (line: string) => void, round: string): Promise<{ costs: Costs; firmware: number; runs: CalibrationRun[]; first: QemuRunResult }> {

@@ -10,6 +10,8 @@
 // sequential sweeps write whole rounds at once (exactly the same result), and
 // random writes beyond SATURATION_WRITES_PER_PAGE per page the pattern can
 // reach saturate: every such page is written once and every write counted.
+// Writes are the vCPU's own (they fill its dirty ring when the VM has one);
+// nsForWrites tells how long the vCPU may run before its ring could fill.
 import type { Rng } from '../scheduler/random.ts';
 import type { WorkloadSpec } from '../scenario/scenario.ts';
 import type { GuestRam } from './ram.ts';
@@ -44,6 +46,8 @@ export class Dirtier {
     private readonly rng: Rng,
     /** The vCPU's fastest dirty rate; 0 or not above rate: CPU-bound. */
     maxRate = 0,
+    /** The vCPU that writes. */
+    private readonly vcpu = 0,
   ) {
     this.maxRate = Math.max(spec.rate, maxRate);
     if (spec.pattern === 'increment') ram.addByteCounterRange(spec.first_page, spec.pages);
@@ -55,6 +59,18 @@ export class Dirtier {
   /** The vCPU slept ns in cpu_throttle_thread; a paced workload owes that time's writes. */
   throttled(ns: number): void {
     if (this.maxRate > this.spec.rate) this.owedNs += ns;
+  }
+
+  /**
+   * The longest guest run time after which advance() writes at most k pages
+   * (at the fastest rate it may write at now: its own, or its catch-up rate
+   * while it owes throttled time). Infinity when it writes nothing.
+   */
+  nsForWrites(k: number): number {
+    const r = this.owedNs > 0 ? this.maxRate : this.spec.rate;
+    if (r <= 0) return Infinity;
+    // floor(r * ns / 1e9 + carry) <= k  <=>  r * ns / 1e9 + carry < k + 1
+    return Math.max(0, Math.floor(((k + 1 - this.carry) * 1e9) / r) - 1);
   }
 
   /** Guest code ran for ns: write the pages it wrote in that time (and what it caught up on). */
@@ -85,7 +101,7 @@ export class Dirtier {
         for (let done = 0; done < n; done += WRITE_BATCH) {
           const k = Math.min(WRITE_BATCH, n - done);
           for (let i = 0; i < k; i++) batch[i] = first + rng.int(pages);
-          ram.writeMany(batch, k);
+          ram.writeMany(batch, k, this.vcpu);
         }
         return;
       case 'hotset': {
@@ -101,7 +117,7 @@ export class Dirtier {
           const k = Math.min(WRITE_BATCH, n - done);
           // Cold writes fall outside the hot set (anywhere when the hot set is the whole range).
           for (let i = 0; i < k; i++) batch[i] = first + (rng.next() < cold && hot < pages ? hot + rng.int(pages - hot) : rng.int(hot));
-          ram.writeMany(batch, k);
+          ram.writeMany(batch, k, this.vcpu);
         }
         return;
       }
@@ -111,16 +127,16 @@ export class Dirtier {
         if (left >= pages - this.cursor) {
           // Finish this round, write whole rounds at once, then start the next.
           const rest = pages - this.cursor;
-          ram.writeRounds(first + this.cursor, rest, 1);
+          ram.writeRounds(first + this.cursor, rest, 1, this.vcpu);
           left -= rest;
           this.cursor = 0;
           this.rounds++;
           const whole = Math.floor(left / pages);
-          ram.writeRounds(first, pages, whole);
+          ram.writeRounds(first, pages, whole, this.vcpu);
           this.rounds += whole;
           left -= whole * pages;
         }
-        for (let i = 0; i < left; i++) ram.write(first + this.cursor++);
+        for (let i = 0; i < left; i++) ram.write(first + this.cursor++, this.vcpu);
         return;
       }
     }
@@ -128,6 +144,6 @@ export class Dirtier {
 
   private saturate(first: number, pages: number, n: number): void {
     this.saturated++;
-    this.ram.writeSaturated(first, pages, n);
+    this.ram.writeSaturated(first, pages, n, this.vcpu);
   }
 }

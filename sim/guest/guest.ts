@@ -8,6 +8,10 @@
 // postcopy destination a workload's write to a page still missing faults:
 // the vCPU leaves guest mode and waits for the page (a userfault exit), then
 // the write lands.
+// With the KVM dirty ring, a vCPU whose ring reaches its soft limit leaves
+// guest mode with KVM_EXIT_DIRTY_RING_FULL; its time slices are cut short so
+// that it cannot write more pages than its ring has room for, and the exit
+// comes right after the write that filled it.
 // GuestPort is what devices, migration and reports see of a guest; the KVM
 // guest (real/guest-os.ts) provides it too.
 // Leaves out: guest scheduling between tasks, interrupt coalescing, HLT.
@@ -20,6 +24,7 @@ import { GuestRam, type HeldWrite } from './ram.ts';
 import { testBit } from '../util/bitmap.ts';
 import type { GuestMemory } from './memory.ts';
 import { Dirtier } from './dirtier.ts';
+import { KvmDirtyRing } from './dirty-ring.ts';
 
 /** Interrupt work for the guest kernel: runs on a vCPU when it is in guest mode. */
 export interface GuestWork {
@@ -101,15 +106,20 @@ export interface GuestPort {
   addActivity(vcpu: number, activity: GuestActivity): void;
   /** Sets the auto-converge throttle (percent of time a vCPU sleeps). */
   setThrottle(percent: number): void;
+  /** QEMU's side of the KVM dirty ring, when the VM has one (vm.dirty_ring_size). */
+  readonly kvmDirtyRing: KvmDirtyRing | null;
 }
 
 export class Guest implements GuestPort {
   readonly ram: GuestRam;
   readonly userspace: UserspaceTracker;
   readonly code: VcpuGuest[] = [];
+  readonly kvmDirtyRing: KvmDirtyRing | null = null;
 
   constructor(readonly machine: Machine, vm: VmSpec, readonly spec: GuestSpec) {
-    this.ram = new GuestRam(vm.memory_bytes, vm.page_size);
+    this.ram = new GuestRam(vm.memory_bytes, vm.page_size, {
+      vcpus: vm.vcpus, dirtyRingSize: vm.dirty_ring_size, manualProtect: vm.manual_dirty_log_protect,
+    });
     // The firmware's pages come first, then the populated share (both from page 0 up: the model has no holes).
     this.ram.populate(Math.round(this.ram.pages * vm.populated) + Math.ceil(vm.firmware_bytes / vm.page_size));
     this.userspace = new UserspaceTracker(vm.vcpus, spec.userspace.quantum_ns, spec.userspace.tolerance_ns);
@@ -117,6 +127,10 @@ export class Guest implements GuestPort {
       const code = new VcpuGuest(this, i);
       this.code.push(code);
       machine.addVcpu(code);
+    }
+    if (this.ram.dirtyRing) {
+      this.kvmDirtyRing = new KvmDirtyRing(machine, this.ram.dirtyLog, this.ram.dirtyRing);
+      this.kvmDirtyRing.startReaper();
     }
     for (const w of spec.workloads) this.addWorkload(w);
   }
@@ -139,7 +153,7 @@ export class Guest implements GuestPort {
     const p = this.machine.platform;
     for (const v of w.vcpus) {
       const code = this.code[v]!;
-      if (w.dirty) code.dirtiers.push(new Dirtier(this.ram, w.dirty, p.random(`vcpu${v}.dirty`), this.machine.qemu.host.guest_dirty_rate_max));
+      if (w.dirty) code.dirtiers.push(new Dirtier(this.ram, w.dirty, p.random(`vcpu${v}.dirty`), this.machine.qemu.host.guest_dirty_rate_max, v));
       if (w.exits) {
         const exits = w.exits;
         const rng = p.random(`vcpu${v}.exits`);
@@ -174,6 +188,8 @@ export class VcpuGuest implements GuestCode {
   private readonly pending: GuestWork[] = [];
   /** Writes to missing pages this vCPU made and has not waited for yet. */
   private held: HeldWrite[] = [];
+  /** Interrupt work a ring-full exit cut short: its cost left to run. */
+  private current: { readonly work: GuestWork; leftNs: number } | null = null;
   private readonly activities: Scheduled[] = [];
   private runSinceThrottleNs = 0;
 
@@ -198,16 +214,30 @@ export class VcpuGuest implements GuestCode {
   *run(vcpu: VcpuThread): Co<VcpuExit | null> {
     const p = this.guest.machine.platform;
     const sliceNs = this.guest.spec.slice_ns;
+    const ram = this.guest.ram;
     for (;;) {
       // A write to a missing page (postcopy): nothing else runs until it is there.
       if (this.held.length > 0) return this.userfaultExit(vcpu);
+      if (ram.ringActive && ram.dirtyRing!.softFull(this.index)) return this.ringFull(vcpu);
       // Interrupts first: the guest kernel serves them before anything else.
-      const work = this.pending.shift();
-      if (work) {
-        this.irq.read();
-        if (this.pending.length > 0) this.irq.set();
-        if (work.costNs > 0) yield* this.runGuest(vcpu, work.costNs);
-        const exit = work.run();
+      if (!this.current) {
+        const work = this.pending.shift();
+        if (work) {
+          this.irq.read();
+          if (this.pending.length > 0) this.irq.set();
+          this.current = { work, leftNs: work.costNs };
+        }
+      }
+      if (this.current) {
+        const cur = this.current;
+        while (cur.leftNs > 0) {
+          const piece = ram.ringActive ? Math.min(cur.leftNs, this.ringRoomNs()) : cur.leftNs;
+          yield* this.runGuest(vcpu, piece);
+          cur.leftNs -= piece;
+          if (ram.ringActive && ram.dirtyRing!.softFull(this.index)) return this.ringFull(vcpu);
+        }
+        this.current = null;
+        const exit = cur.work.run();
         if (exit) return exit;
         continue;
       }
@@ -226,9 +256,32 @@ export class VcpuGuest implements GuestCode {
       let d = sliceNs;
       if (next) d = Math.min(d, next.dueNs - now);
       if (this.throttlePct > 0) d = Math.min(d, CPU_THROTTLE_TIMESLICE_NS - this.runSinceThrottleNs);
+      if (ram.ringActive) d = Math.min(d, this.ringRoomNs());
       const ready = yield* this.runGuest(vcpu, Math.max(1, d), true);
+      if (ram.ringActive && ram.dirtyRing!.softFull(this.index)) return this.ringFull(vcpu);
       if (ready.includes(vcpu.kick)) return null;
     }
+  }
+
+  /**
+   * How long the vCPU may run before its dirty ring could reach its soft
+   * limit: its room shared among its workloads, each bounded by the time it
+   * takes to write its share (at least 1 ns, so the vCPU always moves: the
+   * overshoot stays within the ring's reserved entries).
+   */
+  private ringRoomNs(): number {
+    const ring = this.guest.ram.dirtyRing!;
+    const room = ring.softLimit - ring.used(this.index);
+    if (this.dirtiers.length === 0) return Infinity;
+    const share = Math.floor(Math.max(0, room) / this.dirtiers.length);
+    let ns = Infinity;
+    for (const d of this.dirtiers) ns = Math.min(ns, d.nsForWrites(share));
+    return Math.max(1, ns);
+  }
+
+  /** KVM_EXIT_DIRTY_RING_FULL: the ring reached its soft limit. */
+  private ringFull(vcpu: VcpuThread): VcpuExit {
+    return this.guest.kvmDirtyRing!.ringFullExit(vcpu);
   }
 
   /** Guest code runs for ns (interruptible by a kick or an interrupt when asked). */
@@ -280,7 +333,7 @@ export class VcpuGuest implements GuestCode {
             }
             vcpu.kick.read();
           }
-          ram.land(w.page, w.writes);
+          ram.land(w.page, w.writes, w.vcpu);
         }
       }.bind(this),
     };

@@ -4,8 +4,29 @@
 // zeroes?). In simulation a page holds a content version (sim/guest/ram.ts);
 // on KVM it is the mmap'd guest RAM (real/guest-memory.ts). migration_bitmap_sync
 // and ram_save_iterate (sim/migration/ram.ts) are written against this only.
+// With the dirty ring the guest's writes go to the per-vCPU rings instead
+// (dirtyRing), and reaping them sets the log's bits; with manual protection
+// (manualLog) the log is read without being cleared, and cleared range by
+// range later.
 // Leaves out: several RAMBlocks and memory slots, host pages larger than
 // target pages.
+import type { KvmDirtyRings } from './dirty-ring.ts';
+
+/**
+ * KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2: KVM_GET_DIRTY_LOG only reads the log;
+ * KVM_CLEAR_DIRTY_LOG clears (and write-protects) what the last read saw.
+ */
+export interface ManualDirtyLog {
+  /**
+   * QEMU: kvm_physical_sync_dirty_bitmap (KVM_GET_DIRTY_LOG into the slot's
+   * dirty_bmap) and cpu_physical_memory_sync_dirty_bitmap: the log's bits
+   * join bitmap, the log keeps them. Returns the pages newly set in bitmap;
+   * dropNew: the planted fault (the log's bits are lost).
+   */
+  getDirtyLog(bitmap: Uint32Array, dropNew: boolean): number;
+  /** QEMU: kvm_log_clear_one_slot: KVM_CLEAR_DIRTY_LOG of the pages in [first, first + count) the last read saw. */
+  clearDirtyLog(first: number, count: number): void;
+}
 
 export interface GuestMemory {
   readonly pages: number;
@@ -23,6 +44,10 @@ export interface GuestMemory {
    * A no-op where guest writes set the bits directly.
    */
   logSync(): void;
+  /** KVM's dirty rings, when the VM has them (-accel kvm,dirty-ring-size); null: the dirty log. */
+  readonly dirtyRing: KvmDirtyRings | null;
+  /** The log under manual protection, when the host offers it; null: KVM_GET_DIRTY_LOG clears as it reads. */
+  readonly manualLog: ManualDirtyLog | null;
 }
 
 /**

@@ -3,14 +3,18 @@
 // pages of 4 KiB) is a 1 GiB Uint32Array plus a 32 MiB bitmap. The dirty log
 // is a word bitmap laid out as KVM's (bit i = page i, little-endian words), so
 // migration_bitmap_sync reads it exactly as it reads KVM_GET_DIRTY_LOG's.
-// It is the simulation's GuestMemory (memory.ts). While a PageGate is set
-// (a postcopy destination, whose missing pages userfaultfd guards), a write
-// to a missing page does not land: it is held until the vCPU that made it
-// has waited for the page (sim/guest/guest.ts).
+// It is the simulation's GuestMemory (memory.ts). With the dirty ring a
+// logged write goes to the writing vCPU's ring (SimDirtyRings) and reaching
+// the log is the reap's business; with manual protection the log keeps its
+// bits when read and loses them chunk by chunk (KVM_CLEAR_DIRTY_LOG). While a
+// PageGate is set (a postcopy destination, whose missing pages userfaultfd
+// guards), a write to a missing page does not land: it is held until the vCPU
+// that made it has waited for the page (sim/guest/guest.ts).
 // Leaves out: memory regions and slots (one flat slot from guest address 0).
 import type { Co, Notifier } from '../platform.ts';
-import { bitmapNew, setRange, testBit } from '../util/bitmap.ts';
-import type { GuestMemory } from './memory.ts';
+import { bitmapNew, popcount32, setRange, testBit } from '../util/bitmap.ts';
+import type { GuestMemory, ManualDirtyLog } from './memory.ts';
+import { SimDirtyRings } from './dirty-ring.ts';
 
 /**
  * Pages the guest may not touch yet: on a postcopy destination the pages not
@@ -34,6 +38,8 @@ export interface PageGate {
 export interface HeldWrite {
   readonly page: number;
   readonly writes: number;
+  /** The vCPU that made them (its dirty ring logs them when they land). */
+  readonly vcpu: number;
 }
 
 /** write() cycles a version through 1 .. 2^32-1 (0 only before the first write). */
@@ -45,26 +51,38 @@ const VERSION_CYCLE = 2 ** 32 - 1;
  */
 export const RAM_BYTES_PER_PAGE = 4 + 1 / 8;
 
-export class GuestRam implements GuestMemory {
+/** Options of GuestRam: how KVM tracks dirty pages. */
+export interface GuestRamOptions {
+  /** vCPUs and entries per vCPU of the dirty ring; 0 entries: the dirty log. */
+  readonly vcpus?: number;
+  readonly dirtyRingSize?: number;
+  /** KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 with KVM_DIRTY_LOG_INITIALLY_SET. */
+  readonly manualProtect?: boolean;
+}
+
+export class GuestRam implements GuestMemory, ManualDirtyLog {
   readonly pages: number;
   /** Content version of each page; the destination keeps its own copy. */
   readonly versions: Uint32Array;
   /** KVM dirty log (KVM_MEM_LOG_DIRTY_PAGES): bit set when a page is written. */
   readonly dirtyLog: Uint32Array;
-  /** Whether writes are logged (migration turns it on: memory_global_dirty_log_start). */
-  logging = false;
   writes = 0;
   /** Set while pages are missing (postcopy on the destination); null: every page is there. */
   gate: PageGate | null = null;
   /** Writes to missing pages not taken yet (takeHeld), in order. */
   private held: HeldWrite[] = [];
+  readonly dirtyRing: SimDirtyRings | null;
+  readonly manualLog: ManualDirtyLog | null;
+  /** QEMU: KVMSlot.dirty_bmap under manual protection: what the last KVM_GET_DIRTY_LOG returned. */
+  private readonly slotBitmap: Uint32Array | null;
+  private logOn = false;
   /** Pages [0, populatedPages) held data at start. */
   private populatedPages = 0;
   private readonly counterRanges: [number, number][] = [];
   /** Other dirty logs merged in at every sync (QEMU: memory listeners' log_sync, e.g. vhost_log_sync). */
   private readonly logSyncListeners: (() => void)[] = [];
 
-  constructor(readonly bytes: number, readonly pageSize: number) {
+  constructor(readonly bytes: number, readonly pageSize: number, o: GuestRamOptions = {}) {
     if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new RangeError(`guest memory ${bytes} is not a positive size`);
     if (pageSize <= 0 || (pageSize & (pageSize - 1)) !== 0) {
       throw new RangeError(`page size ${pageSize} is not a power of two`);
@@ -72,6 +90,71 @@ export class GuestRam implements GuestMemory {
     this.pages = Math.ceil(bytes / pageSize);
     this.versions = new Uint32Array(this.pages);
     this.dirtyLog = bitmapNew(this.pages);
+    const ring = o.dirtyRingSize ?? 0;
+    this.dirtyRing = ring > 0 ? new SimDirtyRings(o.vcpus ?? 1, ring, this.pages) : null;
+    this.slotBitmap = o.manualProtect === true ? bitmapNew(this.pages) : null;
+    this.manualLog = this.slotBitmap ? this : null;
+  }
+
+  /** Whether writes are logged (migration turns it on: memory_global_dirty_log_start). */
+  get logging(): boolean {
+    return this.logOn;
+  }
+
+  /**
+   * QEMU: kvm_log_start/stop: KVM_MEM_LOG_DIRTY_PAGES on the slot. Starting
+   * write-protects every page: the rings start empty; with
+   * KVM_DIRTY_LOG_INITIALLY_SET (manual protection) the log starts all set.
+   */
+  set logging(on: boolean) {
+    if (on === this.logOn) return;
+    this.logOn = on;
+    this.dirtyRing?.clear();
+    if (on && this.slotBitmap) {
+      setRange(this.dirtyLog, 0, this.pages);
+      this.slotBitmap.fill(0);
+    }
+  }
+
+  /** Writes by vcpu are logged in its dirty ring (the ring exists and the slot logs). */
+  get ringActive(): boolean {
+    return this.logOn && this.dirtyRing !== null;
+  }
+
+  getDirtyLog(bitmap: Uint32Array, dropNew: boolean): number {
+    const log = this.dirtyLog;
+    const slot = this.slotBitmap!;
+    if (dropNew) {
+      log.fill(0);
+      slot.fill(0);
+      return 0;
+    }
+    let n = 0;
+    for (let w = 0; w < log.length; w++) {
+      const b = log[w]!;
+      slot[w] = b;
+      if (b !== 0) {
+        const a = bitmap[w]!;
+        bitmap[w] = a | b;
+        n += popcount32(b & ~a);
+      }
+    }
+    return n;
+  }
+
+  clearDirtyLog(first: number, count: number): void {
+    const log = this.dirtyLog;
+    const slot = this.slotBitmap!;
+    // Chunks start on a 64-page boundary (CLEAR_BITMAP_SHIFT_MIN), so whole words.
+    const w0 = first >>> 5;
+    const w1 = Math.min(log.length, Math.ceil((first + count) / 32));
+    for (let w = w0; w < w1; w++) {
+      const m = slot[w]!;
+      if (m !== 0) {
+        log[w] = log[w]! & ~m;
+        slot[w] = 0;
+      }
+    }
   }
 
   /**
@@ -127,16 +210,22 @@ export class GuestRam implements GuestMemory {
     this.versions.fill(1, 0, this.populatedPages);
   }
 
-  /** The guest writes page: its content changes and, when logging, it is marked dirty. */
-  write(page: number): void {
+  /**
+   * vcpu writes page: its content changes and, when logging, it is marked
+   * dirty (in vcpu's dirty ring when the VM has rings).
+   */
+  write(page: number, vcpu = 0): void {
     if (this.gate !== null && testBit(this.gate.missing, page)) {
-      this.held.push({ page, writes: 1 });
+      this.held.push({ page, writes: 1, vcpu });
       return;
     }
     this.versions[page] = (this.versions[page]! + 1) >>> 0 || 1;
-    if (this.logging) {
-      const w = page >>> 5;
-      this.dirtyLog[w] = this.dirtyLog[w]! | (1 << (page & 31));
+    if (this.logOn) {
+      if (this.dirtyRing) this.dirtyRing.write(vcpu, page);
+      else {
+        const w = page >>> 5;
+        this.dirtyLog[w] = this.dirtyLog[w]! | (1 << (page & 31));
+      }
     }
     this.writes++;
   }
@@ -145,13 +234,20 @@ export class GuestRam implements GuestMemory {
    * write() for pages[0..count), in order. One tight loop, so the cache
    * misses of random pages overlap instead of waiting one by one.
    */
-  writeMany(pages: Uint32Array, count: number): void {
+  writeMany(pages: Uint32Array, count: number, vcpu = 0): void {
     if (this.gate !== null) {
-      for (let i = 0; i < count; i++) this.write(pages[i]!);
+      for (let i = 0; i < count; i++) this.write(pages[i]!, vcpu);
       return;
     }
     const versions = this.versions;
-    if (this.logging) {
+    const ring = this.logOn ? this.dirtyRing : null;
+    if (ring) {
+      for (let i = 0; i < count; i++) {
+        const page = pages[i]!;
+        versions[page] = (versions[page]! + 1) >>> 0 || 1;
+        ring.write(vcpu, page);
+      }
+    } else if (this.logOn) {
       const log = this.dirtyLog;
       for (let i = 0; i < count; i++) {
         const page = pages[i]!;
@@ -173,20 +269,24 @@ export class GuestRam implements GuestMemory {
    * versions, dirty bits and write count as rounds x count calls of write(),
    * at the cost of count.
    */
-  writeRounds(first: number, count: number, rounds: number): void {
+  writeRounds(first: number, count: number, rounds: number, vcpu = 0): void {
     if (rounds <= 0 || count <= 0) return;
     if (this.gate !== null) {
       const missing = this.gate.missing;
       for (let p = first, end = first + count; p < end; p++) {
-        if (testBit(missing, p)) this.held.push({ page: p, writes: rounds });
-        else this.land(p, rounds);
+        if (testBit(missing, p)) this.held.push({ page: p, writes: rounds, vcpu });
+        else this.land(p, rounds, vcpu);
       }
       return;
     }
     const versions = this.versions;
     const cycle = VERSION_CYCLE;
     for (let p = first, end = first + count; p < end; p++) versions[p] = ((versions[p]! - 1 + rounds) % cycle) + 1;
-    if (this.logging) setRange(this.dirtyLog, first, count);
+    if (this.logOn) {
+      // A page's later rounds push nothing: its first write left it writable.
+      if (this.dirtyRing) for (let p = first, end = first + count; p < end; p++) this.dirtyRing.write(vcpu, p);
+      else setRange(this.dirtyLog, first, count);
+    }
     this.writes += count * rounds;
   }
 
@@ -195,8 +295,8 @@ export class GuestRam implements GuestMemory {
    * pages can tell apart: each page is written once and every write counted
    * (a page written twice between two syncs is as dirty as a page written once).
    */
-  writeSaturated(first: number, count: number, writes: number): void {
-    this.writeRounds(first, count, 1);
+  writeSaturated(first: number, count: number, writes: number, vcpu = 0): void {
+    this.writeRounds(first, count, 1, vcpu);
     this.writes += writes - count;
   }
 
@@ -208,17 +308,20 @@ export class GuestRam implements GuestMemory {
   }
 
   /** writes writes to page land, the gate left aside (a held write once its page is there). */
-  land(page: number, writes: number): void {
+  land(page: number, writes: number, vcpu = 0): void {
     this.versions[page] = ((this.versions[page]! - 1 + writes) % VERSION_CYCLE) + 1;
-    if (this.logging) {
-      const w = page >>> 5;
-      this.dirtyLog[w] = this.dirtyLog[w]! | (1 << (page & 31));
+    if (this.logOn) {
+      if (this.dirtyRing) this.dirtyRing.write(vcpu, page);
+      else {
+        const w = page >>> 5;
+        this.dirtyLog[w] = this.dirtyLog[w]! | (1 << (page & 31));
+      }
     }
     this.writes += writes;
   }
 
   /** Writes count consecutive pages from first (wrapping at the end of RAM). */
-  writeRange(first: number, count: number): void {
-    for (let i = 0; i < count; i++) this.write((first + i) % this.pages);
+  writeRange(first: number, count: number, vcpu = 0): void {
+    for (let i = 0; i < count; i++) this.write((first + i) % this.pages, vcpu);
   }
 }

@@ -3,7 +3,7 @@
 // around its poll; vCPU threads take it for exits to userspace; handlers that
 // must run under it call assertHeld(), a lock-discipline invariant.
 // Leaves out: recursion counting (QEMU asserts the BQL is not taken twice too).
-import type { Co, Mutex, Platform } from '../platform.ts';
+import type { Co, Mutex, Notifier, Platform } from '../platform.ts';
 import type { Instruments } from '../instrument/instrument.ts';
 import { InvariantError } from '../invariant.ts';
 
@@ -79,6 +79,18 @@ export class Bql {
     this.recentTo[r] = this.holdStart + held;
     this.recentNext = (r + 1) % RECENT_HOLDS;
     p.unlock(this.mutex);
+  }
+
+  /**
+   * QEMU: qemu_cond_wait(cond, &bql): drops the BQL until cond is set, then
+   * takes it again for the same call site. The caller holds the BQL.
+   */
+  *condWait(cond: Notifier): Co<void> {
+    const site = this.holderSite;
+    this.unlock();
+    yield* this.platform.wait([cond], -1);
+    cond.read();
+    yield* this.lock(site);
   }
 
   /** The thread holding the BQL, if any. */

@@ -19,6 +19,10 @@
 // only) fails the migration as QEMU's migrate_set_error does; if the VM was
 // stopped for completion it runs again, as after QEMU's
 // migration_iteration_finish, unless the destination had been told to start.
+// How the sync reads dirty pages follows the VM: KVM_GET_DIRTY_LOG (with
+// manual protection's chunked clearing, ram.ts), or the dirty ring, whose
+// rings kvm_dirty_ring_flush reaps first; dirty-limit (QEMU 8.1,
+// dirty-limit.ts) is the other answer to a guest that dirties too fast.
 // The destination is an interface: in simulation a model in this process, on
 // KVM a second process at the end of a TCP stream (the same code drives both).
 // multifd (multifd.ts): the channel threads start with the migration, and
@@ -33,6 +37,7 @@
 import type { Machine, StopPhases } from '../machine.ts';
 import type { GuestPort } from '../guest/guest.ts';
 import { GuestRam } from '../guest/ram.ts';
+import { testBit } from '../util/bitmap.ts';
 import type { Devices } from '../devices/devices.ts';
 import type { Co, Platform } from '../platform.ts';
 import type { MigrationSpec, QemuSpec } from '../scenario/scenario.ts';
@@ -45,6 +50,7 @@ import { MultifdSend } from './multifd.ts';
 import { RamState } from './ram.ts';
 import { Xbzrle } from './xbzrle.ts';
 import { Postcopy } from './postcopy.ts';
+import { DirtyLimit } from './dirty-limit.ts';
 import {
   mayComplete,
   startMigrationActor,
@@ -60,6 +66,13 @@ export const SEND_CHUNK_BYTES = 1 << 20;
 export const EOS_BYTES = 8;
 /** QEMU 9.2: CPU_THROTTLE_DIRTY_SYNC_TIMESLICE_MS. */
 export const PERIODIC_SYNC_NS = 5_000_000_000;
+/**
+ * Guests up to this many pages (1 GiB of 4 KiB pages, the fuzzer's) get the
+ * dirty-tracking check after every sync when they use the dirty ring or
+ * manual protection: no page the destination lacks may be missing from the
+ * migration bitmap, the log and the rings.
+ */
+export const TRACKING_CHECK_PAGES_MAX = 2 ** 18;
 export { DEST_START_NS };
 
 export interface DowntimePhases {
@@ -88,6 +101,9 @@ export interface QueryMigrate {
   readonly 'total-time': number;
   readonly 'expected-downtime': number;
   readonly 'cpu-throttle-percentage': number;
+  /** QEMU 8.1: while dirty-limit is in service (us). */
+  readonly 'dirty-limit-throttle-time-per-round'?: number;
+  readonly 'dirty-limit-ring-full-time'?: number;
   readonly ram: {
     readonly transferred: number;
     readonly remaining: number;
@@ -134,6 +150,8 @@ export class Migration<D extends MigrationDestination = Destination> {
   private readonly policy: ReadonlySet<string>;
   private readonly qemu: QemuSpec;
   private timer: QEMUTimer | null = null;
+  /** QEMU 8.1: the dirty-limit capability's state, with that policy. */
+  readonly dirtyLimit: DirtyLimit | null;
   /** QEMU 9.2: cpu_throttle_dirty_sync_timer, while auto-converge runs. */
   private periodicSync: QEMUTimer | null = null;
   private periodicSyncPrev = 0;
@@ -157,6 +175,8 @@ export class Migration<D extends MigrationDestination = Destination> {
       : null;
     const xbzrle = spec.xbzrle ? new Xbzrle(spec.xbzrle.cache_size, simulatedRam(guest, 'xbzrle'), this.qemu.host) : null;
     this.ram = new RamState(guest.ram, this.dest, spec, this.qemu.host, this.multifd, xbzrle);
+    const ring = guest.kvmDirtyRing;
+    this.dirtyLimit = this.policy.has('dirty-limit') && ring ? new DirtyLimit(machine, ring, spec.dirty_limit, guest.ram.pageSize) : null;
     // QEMU: migrate_init sets expected_downtime to the downtime limit until the first estimate.
     this.expectedDowntimeNs = spec.downtime_limit_ns;
     if (spec.link_breaks.length > 0) {
@@ -235,9 +255,10 @@ export class Migration<D extends MigrationDestination = Destination> {
     }
   }
 
-  /** QEMU: cpu_throttle_stop (migration_iteration_finish): the vCPUs run unthrottled again. */
+  /** QEMU: cpu_throttle_stop (migration_iteration_finish): the vCPUs run unthrottled again; dirty-limit ends too. */
   private throttleStop(): void {
     this.periodicSync?.del();
+    this.dirtyLimit?.cancel();
     if (this.ram.throttlePct === 0) return;
     this.guest.setThrottle(0);
     this.machine.trace.event(this.p.current().name, 'cpu_throttle_set', { new_throttle_pct: 0 });
@@ -449,17 +470,58 @@ export class Migration<D extends MigrationDestination = Destination> {
     if (!locked) m.bql.unlock();
   }
 
-  /** QEMU: migration_bitmap_sync_precopy, with its cost. */
+  /**
+   * QEMU: migration_bitmap_sync_precopy, with its cost. With the dirty ring,
+   * memory_global_dirty_log_sync first reaps every ring (kvm_log_sync_global),
+   * dropping the BQL while it kicks the vCPUs out of KVM_RUN.
+   */
   private *syncNow(): Co<void> {
     const m = this.machine;
-    m.trace.event(this.p.current().name, 'migration_bitmap_sync_start');
-    yield* this.p.cpu(this.ram.syncCostNs());
-    const added = this.ram.sync(this.p.nowNs(), this.link.transferred, this.policy.has('auto-converge'), (pct) => {
-      this.guest.setThrottle(pct);
-      m.trace.event(this.p.current().name, 'cpu_throttle_set', { new_throttle_pct: pct });
+    const p = this.p;
+    m.trace.event(p.current().name, 'migration_bitmap_sync_start');
+    let heldSince = p.nowNs();
+    const ring = this.guest.kvmDirtyRing;
+    if (ring) heldSince = yield* ring.logSyncGlobal();
+    yield* p.cpu(this.ram.syncCostNs());
+    const dirtyLimit = this.dirtyLimit;
+    const added = this.ram.sync(p.nowNs(), this.link.transferred, {
+      ...(this.policy.has('auto-converge') ? {
+        setThrottle: (pct: number) => {
+          this.guest.setThrottle(pct);
+          m.trace.event(p.current().name, 'cpu_throttle_set', { new_throttle_pct: pct });
+        },
+      } : {}),
+      ...(dirtyLimit ? { dirtyLimitGuest: () => dirtyLimit.migrationDirtyLimitGuest() } : {}),
+      bqlHoldNs: p.nowNs() - heldSince,
     });
-    m.trace.event(this.p.current().name, 'migration_bitmap_sync_end', { dirty_pages: added });
+    m.trace.event(p.current().name, 'migration_bitmap_sync_end', { dirty_pages: added });
     m.trace.counter('migration.dirty_pages', this.ram.dirtyPages);
+    this.checkDirtyTracking();
+  }
+
+  /**
+   * The dirty-tracking checker (dirty ring or manual protection, small
+   * guests): every page whose content the destination lacks is in the
+   * migration bitmap, in the dirty log or in a vCPU's dirty ring, or (with
+   * multifd) left for a channel since the last multifd sync and may be on
+   * its way.
+   */
+  private checkDirtyTracking(): void {
+    const ram = this.guest.ram;
+    if (!(ram instanceof GuestRam) || !(this.dest instanceof Destination)) return;
+    if ((!ram.dirtyRing && !ram.manualLog) || ram.pages > TRACKING_CHECK_PAGES_MAX) return;
+    const dst = this.dest.versions;
+    const src = ram.versions;
+    const ring = ram.dirtyRing;
+    const mf = this.multifd;
+    for (let page = 0; page < ram.pages; page++) {
+      if (dst[page] === src[page] || testBit(this.ram.bitmap, page) || testBit(ram.dirtyLog, page) || ring?.inRing(page)) continue;
+      if (mf?.sentThisRound(page)) continue;
+      throw new InvariantError('lost-page',
+        `page ${page} (guest address 0x${(page * ram.pageSize).toString(16)}) changed since it was sent ` +
+        `(destination version ${dst[page]}, source ${src[page]}) but neither the migration bitmap, the dirty log nor a dirty ring holds it ` +
+        `(after dirty sync ${this.ram.dirtySyncCount})`);
+    }
   }
 
   /** QEMU: ram_save_iterate (migration/ram.c); false if the pass had nothing to send. */
@@ -706,6 +768,11 @@ export class Migration<D extends MigrationDestination = Destination> {
       'total-time': Math.round(((this.endNs >= 0 ? this.endNs : now) - this.startNs) / 1e6),
       'expected-downtime': Math.round(this.expectedDowntimeNs / 1e6),
       'cpu-throttle-percentage': ram.throttlePct,
+      // QEMU 8.1: populate_ram_info shows these while dirty-limit is in service.
+      ...(this.dirtyLimit?.inService() ? {
+        'dirty-limit-throttle-time-per-round': this.dirtyLimit.throttleTimePerRound(),
+        'dirty-limit-ring-full-time': this.dirtyLimit.ringFullTime(),
+      } : {}),
       ram: {
         transferred: ram.transferred,
         remaining: ram.remainingBytes(),

@@ -202,6 +202,11 @@ export class MultifdSend {
     this.sentSinceSync[w] = word | bit;
   }
 
+  /** The page left the migration thread since the last multifd sync: it may still be in a channel, on its way. */
+  sentThisRound(page: number): boolean {
+    return (this.sentSinceSync[page >>> 5]! & (1 << (page & 31))) !== 0;
+  }
+
   /** QEMU: multifd_queue_page: adds a page to the packet; true when the packet is full (send it with sendPages). */
   queuePage(page: number): boolean {
     this.noteSent(page);

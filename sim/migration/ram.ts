@@ -8,8 +8,15 @@
 // Each page costs the migration thread CPU as on the scenario's host: a
 // zero page the full buffer_is_zero scan, a normal page its copy into the
 // stream; the sync costs KVM_GET_DIRTY_LOG / KVM_CLEAR_DIRTY_LOG time per GiB
-// under the BQL. Written against GuestMemory and PageSink, so the same code
-// runs on the simulation's content versions and on KVM's guest RAM and dirty log.
+// under the BQL. Under manual dirty-log protection (QEMU 4.1 on) the sync only
+// reads the log (KVM_GET_DIRTY_LOG) and marks every clear_bmap chunk; a
+// chunk's log is cleared (KVM_CLEAR_DIRTY_LOG, on the migration thread)
+// just before its first page is sent. With the dirty ring the caller reaps
+// the rings into the log first (kvm_dirty_ring_flush) and the sync pays only
+// its walk of the bitmap. Dirty-limit is triggered as auto-converge is
+// (QEMU 8.1's migration_trigger_throttle). Written against GuestMemory and
+// PageSink, so the same code runs on the simulation's content versions and on
+// KVM's guest RAM, dirty log and dirty rings.
 // With xbzrle, once the first pass is complete, normal pages go through the
 // XBZRLE cache (xbzrle.ts). With multifd the walk queues pages for the
 // channels instead of sending them (multifd.ts): it goes on from where it
@@ -23,7 +30,7 @@ import type { Co } from '../platform.ts';
 import { invariant } from '../invariant.ts';
 import { HOST_COSTS_DEFAULT, type HostCosts } from '../scenario/qemu.ts';
 import type { MigrationSpec } from '../scenario/scenario.ts';
-import { bitmapNew, countSetBits, findNextBit, setRange, syncDirtyLog, testAndClearBit } from '../util/bitmap.ts';
+import { bitmapNew, bitmapWords, countSetBits, findNextBit, setRange, syncDirtyLog, testAndClearBit } from '../util/bitmap.ts';
 import type { MigrationLink } from './link.ts';
 import { MULTIFD_FLUSH_BYTES, type MultifdSend } from './multifd.ts';
 import { XBZRLE_HEADER_BYTES, type Xbzrle } from './xbzrle.ts';
@@ -44,6 +51,18 @@ export interface SyncRecord {
   readonly new_dirty: number;
   readonly remaining_bytes: number;
   readonly transferred_bytes: number;
+  /** The longest the sync held the BQL without a break (the dirty ring's flush drops it while it kicks the vCPUs). */
+  readonly bql_hold_ns: number;
+}
+
+/** What a sync may do besides syncing: throttle the guest, and what to record. */
+export interface SyncHooks {
+  /** Auto-converge: applies a new cpu-throttle-percentage. */
+  readonly setThrottle?: (pct: number) => void;
+  /** QEMU 8.1 dirty-limit: migration_dirty_limit_guest. */
+  readonly dirtyLimitGuest?: () => void;
+  /** How long the sync has held the BQL without a break, this instant included. */
+  readonly bqlHoldNs?: number;
 }
 
 export class RamState {
@@ -79,6 +98,12 @@ export class RamState {
   /** QEMU: rs->target_page_count and its value at the last rate update (pages sent by ram_save_iterate). */
   private targetPageCount = 0;
   private targetPageCountPrev = 0;
+  /** QEMU: RAMBlock.clear_bmap (manual protection): chunks whose log is still to clear before their next page is sent. */
+  private readonly clearBmap: Uint32Array | null;
+  private readonly clearShift: number;
+  /** KVM_CLEAR_DIRTY_LOG calls (one per chunk), and their migration-thread time not yet handed to the link. */
+  logClears = 0;
+  private clearCpuNs = 0;
 
   constructor(
     readonly ram: GuestMemory,
@@ -92,6 +117,8 @@ export class RamState {
   ) {
     this.bitmap = bitmapNew(ram.pages);
     multifd?.bind(this);
+    this.clearShift = spec.clear_bitmap_shift;
+    this.clearBmap = ram.manualLog ? new Uint32Array(bitmapWords(Math.ceil(ram.pages / 2 ** this.clearShift))) : null;
   }
 
   get pageBytes(): number {
@@ -112,23 +139,34 @@ export class RamState {
     this.periodXferStart = transferred;
   }
 
-  /** CPU time of one sync: the dirty-log ioctls per GiB of guest memory, and the word loop. */
+  /**
+   * CPU time of one sync under the BQL: the dirty-log ioctls per GiB of guest
+   * memory (only KVM_GET_DIRTY_LOG's read under manual protection; none with
+   * the dirty ring, whose reap the caller pays), and the word loop.
+   */
   syncCostNs(): number {
     const gib = (this.ram.pages * this.ram.pageSize) / 2 ** 30;
-    return Math.round(this.bitmap.length * SYNC_NS_PER_WORD + gib * this.host.dirty_sync_ns_per_gib);
+    const perGib = this.ram.dirtyRing ? 0 : this.ram.manualLog ? this.host.dirty_log_get_ns_per_gib : this.host.dirty_sync_ns_per_gib;
+    return Math.round(this.bitmap.length * SYNC_NS_PER_WORD + gib * perGib);
   }
 
   /**
    * QEMU: migration_bitmap_sync (migration/ram.c). Returns the pages it
    * added. Every DIRTY_RATE_PERIOD_NS it updates dirty-pages-rate and, with
-   * auto-converge, decides on throttling; setThrottle applies a new value.
+   * auto-converge or dirty-limit (the hooks given), decides on throttling.
    */
-  sync(nowNs: number, transferred: number, autoConverge: boolean, setThrottle: (pct: number) => void): number {
+  sync(nowNs: number, transferred: number, hooks: SyncHooks = {}): number {
     this.lastSyncNs = nowNs;
     this.ram.logSync(); // QEMU: memory_global_dirty_log_sync
-    const added = syncDirtyLog(this.ram.dirtyLog, this.bitmap, 0, this.ram.pages, {
-      dropNew: this.spec.bug === 'sync-drops-new-bits',
-    });
+    const dropNew = this.spec.bug === 'sync-drops-new-bits';
+    let added: number;
+    if (this.ram.manualLog) {
+      added = this.ram.manualLog.getDirtyLog(this.bitmap, dropNew);
+      // QEMU: clear_bmap_set over the whole block: the log is cleared chunk by chunk before sending.
+      this.clearBmap!.fill(0xffffffff);
+    } else {
+      added = syncDirtyLog(this.ram.dirtyLog, this.bitmap, 0, this.ram.pages, { dropNew });
+    }
     this.dirtyPages += added;
     this.dirtySyncCount++;
     this.remainingAtSync = this.remainingBytes();
@@ -137,9 +175,9 @@ export class RamState {
     if (nowNs >= this.periodStartNs + DIRTY_RATE_PERIOD_NS) {
       const periodNs = nowNs - this.periodStartNs;
       this.dirtyPagesRate = Math.round((this.periodDirty * 1e9) / periodNs);
-      if (autoConverge) this.triggerThrottle(transferred - this.periodXferStart, setThrottle);
       this.xbzrle?.updateRates(this.targetPageCount - this.targetPageCountPrev);
       this.targetPageCountPrev = this.targetPageCount;
+      if (hooks.setThrottle || hooks.dirtyLimitGuest) this.triggerThrottle(transferred - this.periodXferStart, hooks);
       this.periodStartNs = nowNs;
       this.periodDirty = 0;
       this.periodXferStart = transferred;
@@ -151,21 +189,48 @@ export class RamState {
       new_dirty: added,
       remaining_bytes: this.remainingBytes(),
       transferred_bytes: transferred,
+      bql_hold_ns: hooks.bqlHoldNs ?? 0,
     });
     return added;
   }
 
-  /** QEMU: migration_trigger_throttle + mig_throttle_guest_down (migration/ram.c) */
-  private triggerThrottle(bytesXferPeriod: number, setThrottle: (pct: number) => void): void {
+  /**
+   * QEMU: migration_trigger_throttle + mig_throttle_guest_down (migration/ram.c),
+   * and QEMU 8.1's dirty-limit branch (migration_dirty_limit_guest).
+   */
+  private triggerThrottle(bytesXferPeriod: number, hooks: SyncHooks): void {
     const ac = this.spec.auto_converge;
     const bytesDirtyPeriod = this.periodDirty * this.ram.pageSize;
     if (bytesDirtyPeriod > (bytesXferPeriod * ac.trigger) / 100) {
       if (++this.dirtyRateHighCount >= 2) {
         this.dirtyRateHighCount = 0;
-        this.throttlePct = this.throttlePct === 0 ? ac.initial : Math.min(ac.max, this.throttlePct + ac.increment);
-        this.throttleSteps.push({ at_ns: this.lastSyncNs, pct: this.throttlePct });
-        setThrottle(this.throttlePct);
+        if (hooks.setThrottle) {
+          this.throttlePct = this.throttlePct === 0 ? ac.initial : Math.min(ac.max, this.throttlePct + ac.increment);
+          this.throttleSteps.push({ at_ns: this.lastSyncNs, pct: this.throttlePct });
+          hooks.setThrottle(this.throttlePct);
+        } else {
+          hooks.dirtyLimitGuest?.();
+        }
       }
+    }
+  }
+
+  /**
+   * QEMU: migration_clear_memory_region_dirty_bitmap_range: before a page of
+   * [first, first + count) is sent, the log of each of their chunks still
+   * marked in clear_bmap is cleared (KVM_CLEAR_DIRTY_LOG), at its cost on
+   * the migration thread.
+   */
+  private clearChunks(first: number, count: number): void {
+    const chunk = 2 ** this.clearShift;
+    const pages = this.ram.pages;
+    for (let c = Math.floor(first / chunk), end = first + count; c * chunk < end; c++) {
+      if (!testAndClearBit(this.clearBmap!, c)) continue;
+      const from = c * chunk;
+      const n = Math.min(chunk, pages - from);
+      this.ram.manualLog!.clearDirtyLog(from, n);
+      this.logClears++;
+      this.clearCpuNs += ((n * this.ram.pageSize) / 2 ** 30) * this.host.dirty_log_clear_ns_per_gib;
     }
   }
 
@@ -222,6 +287,8 @@ export class RamState {
       // as long as bytes < maxBytes: one bitmap read and write per word.
       const w = page >>> 5;
       const base = w * 32;
+      // QEMU: migration_bitmap_clear_dirty clears the chunk's log before any of its pages is sent.
+      if (this.clearBmap) this.clearChunks(base, 32);
       let word = bitmap[w]!;
       let todo = word & (-1 << (page & 31));
       if (w === lastWord) todo &= lastMask;
@@ -235,6 +302,7 @@ export class RamState {
         let words = 1;
         while (w + words < lastWord && bitmap[w + words] === 0xffffffff && bytes + (32 * (words + 1) - 1) * full < maxBytes) words++;
         const count = 32 * words;
+        if (this.clearBmap) this.clearChunks(base, count);
         duplicate = sink.saveRun(base, count);
         normal = count - duplicate;
         bytes += duplicate * (header + ZERO_PAGE_BYTES) + normal * full;
@@ -292,7 +360,8 @@ export class RamState {
     const zeros = this.duplicate - duplicateBefore;
     // With XBZRLE every normal page's CPU time is the cache's (a miss's copy included).
     const normalCpuNs = xb ? xb.takeCpuNs() : (sent - zeros) * this.host.page_send_ns;
-    this.takenCpuNs = Math.round(zeros * this.host.zero_page_scan_ns + normalCpuNs);
+    this.takenCpuNs = Math.round(zeros * this.host.zero_page_scan_ns + normalCpuNs + this.clearCpuNs);
+    this.clearCpuNs = 0;
     this.takenDestNs = sink.takeLoadCostNs?.() ?? 0;
     if (!this.lastStage) this.targetPageCount += sent;
     return sent;
@@ -355,6 +424,8 @@ export class RamState {
         if (mf.syncPerRound) yield* this.multifdFlush(link);
         break;
       }
+      // Manual protection: the chunk's log is cleared before its first page leaves (migration_bitmap_clear_dirty).
+      if (this.clearBmap) this.clearChunks(page, 1);
       bitmap[page >>> 5] = bitmap[page >>> 5]! & ~(1 << (page & 31));
       this.dirtyPages--;
       sent++;
@@ -375,6 +446,12 @@ export class RamState {
       }
     }
     yield* sendZeros();
+    if (this.clearCpuNs > 0) {
+      // KVM_CLEAR_DIRTY_LOG of the chunks the walk reached, on the migration thread.
+      const cpuNs = Math.round(this.clearCpuNs);
+      this.clearCpuNs = 0;
+      yield* link.send(0, { cpuNs });
+    }
     this.pagesSinceSync += sent;
     return sent;
   }

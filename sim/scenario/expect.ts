@@ -24,7 +24,8 @@ export type BudgetKey =
   | 'postcopy_fault_p99'
   | 'postcopy_fault_max'
   | 'postcopy_stall'
-  | 'postcopy_recovered';
+  | 'postcopy_recovered'
+  | 'sync_bql_hold';
 
 export interface Budget {
   /** The name as written: max_downtime, min_main_loop_block, ... */
@@ -57,6 +58,7 @@ export const BUDGET_KINDS: Record<BudgetKey, [string, 'duration' | 'count']> = {
   postcopy_fault_max: ['longest postcopy fault latency', 'duration'],
   postcopy_stall: ['the guest\'s total stall on the destination waiting for pages (all vCPUs)', 'duration'],
   postcopy_recovered: ['recoveries from postcopy-paused (migrate-recover)', 'count'],
+  sync_bql_hold: ['longest the BQL is held without a break by a dirty bitmap sync (migration_bitmap_sync with KVM_GET_DIRTY_LOG, or the dirty ring\'s reap)', 'duration'],
 };
 
 export const MIGRATION_STATUSES = [
@@ -67,7 +69,7 @@ export const MIGRATION_STATUSES = [
 /** Handler names `slow_handlers` may list at most. */
 const SLOW_HANDLERS_MAX = 256;
 
-const NEEDS_MIGRATION: readonly BudgetKey[] = ['downtime', 'migration_time', 'completion_attempts', 'rollbacks', 'multifd_sync_wait'];
+const NEEDS_MIGRATION: readonly BudgetKey[] = ['downtime', 'migration_time', 'completion_attempts', 'rollbacks', 'multifd_sync_wait', 'sync_bql_hold'];
 const NEEDS_NET: readonly BudgetKey[] = ['ping_rtt_p99', 'ping_lost'];
 const NEEDS_POSTCOPY: readonly BudgetKey[] = ['postcopy_faults', 'postcopy_fault_p99', 'postcopy_fault_max', 'postcopy_stall', 'postcopy_recovered'];
 const NEEDS_IOTHREAD: readonly BudgetKey[] = ['iothread_block'];

@@ -1,11 +1,13 @@
 // The `migration` section: when it starts, the completion policy, where it
 // runs (the migration thread, or the 2012 main-loop timer), QEMU's migration
-// parameters (max-bandwidth, downtime-limit, the auto-converge throttle) and
-// the link to the destination, and postcopy (the postcopy-ram capability with
-// when migrate-start-postcopy is issued, postcopy-preempt, max-postcopy-bandwidth
-// and how soon management recovers a paused postcopy). The mode, max-bandwidth
-// and downtime-limit defaults are the scenario's QEMU version profile's
-// (qemu.ts); the others are QEMU 7.2's. `multifd` (multifd-channels sender
+// parameters (max-bandwidth, downtime-limit, the auto-converge throttle, the
+// dirty-limit capability's vcpu-dirty-limit and x-vcpu-dirty-limit-period,
+// x-clear-bitmap-shift), the link to the destination, and postcopy (the
+// postcopy-ram capability with when migrate-start-postcopy is issued,
+// postcopy-preempt, max-postcopy-bandwidth and how soon management recovers a
+// paused postcopy). The mode, max-bandwidth and downtime-limit defaults are
+// the scenario's QEMU version profile's (qemu.ts); dirty-limit's are QEMU
+// 8.1's; the others are QEMU 7.2's. `multifd` (multifd-channels sender
 // threads, QEMU 4.0 on, with zero-page-detection from 9.0) and `xbzrle` (the
 // page cache, 1.2 on) turn on QEMU's capabilities of those names by being there.
 import { section, type Fields, type Raw } from './fields.ts';
@@ -15,7 +17,7 @@ import type { QemuProfile } from './qemu.ts';
 import type { VmSpec } from './vm.ts';
 import type { FaultSpec } from './faults.ts';
 
-export type MigrationPolicy = 'legacy' | 'flush-timeout' | 'min-interval' | 'abort-on-downtime' | 'auto-converge';
+export type MigrationPolicy = 'legacy' | 'flush-timeout' | 'min-interval' | 'abort-on-downtime' | 'auto-converge' | 'dirty-limit';
 
 /** The `postcopy` subsection: its presence turns the postcopy-ram capability on. */
 export interface PostcopySpec {
@@ -51,6 +53,14 @@ export interface MigrationSpec {
   readonly min_interval_ns: number;
   readonly abort_downtime_ns: number;
   readonly auto_converge: { readonly initial: number; readonly increment: number; readonly max: number; readonly trigger: number };
+  /**
+   * QEMU 8.1: the dirty-limit capability's parameters: vcpu-dirty-limit, the
+   * quota every vCPU is held to (MB/s), and x-vcpu-dirty-limit-period, how
+   * often the dirty-rate calculation thread measures and adjusts.
+   */
+  readonly dirty_limit: { readonly vcpu_dirty_limit: number; readonly period_ns: number };
+  /** QEMU: x-clear-bitmap-shift: a clear_bmap chunk is 2^shift pages (manual dirty-log protection). */
+  readonly clear_bitmap_shift: number;
   readonly device_state_bytes: number;
   readonly page_header_bytes: number;
   /**
@@ -96,7 +106,7 @@ export interface XbzrleSpec {
 export const MIGRATION_BUGS = ['none', 'sync-drops-new-bits', 'skip-final-flush', 'resend-queued-page', 'multifd-skips-sync'] as const;
 export type MigrationBug = (typeof MIGRATION_BUGS)[number];
 
-const POLICIES: readonly MigrationPolicy[] = ['legacy', 'flush-timeout', 'min-interval', 'abort-on-downtime', 'auto-converge'];
+const POLICIES: readonly MigrationPolicy[] = ['legacy', 'flush-timeout', 'min-interval', 'abort-on-downtime', 'auto-converge', 'dirty-limit'];
 
 /** QEMU 7.2: MAX_THROTTLE, the max-bandwidth default (migration/migration.c); 32 MiB/s in QEMU 1.x. */
 export const DEFAULT_MAX_BANDWIDTH = 128 * 2 ** 20;
@@ -104,6 +114,14 @@ export const DEFAULT_MAX_BANDWIDTH = 128 * 2 ** 20;
 export const DEFAULT_DOWNTIME_LIMIT_NS = 300_000_000;
 /** QEMU 7.2: DEFAULT_MIGRATE_CPU_THROTTLE_INITIAL / _INCREMENT, DEFAULT_MIGRATE_MAX_CPU_THROTTLE, DEFAULT_MIGRATE_THROTTLE_TRIGGER_THRESHOLD. */
 export const DEFAULT_AUTO_CONVERGE = { initial: 20, increment: 10, max: 99, trigger: 50 } as const;
+/** QEMU 8.1: DEFAULT_MIGRATE_VCPU_DIRTY_LIMIT (1 MB/s) and DEFAULT_MIGRATE_VCPU_DIRTY_LIMIT_PERIOD (1000 ms). */
+export const DEFAULT_DIRTY_LIMIT = { vcpu_dirty_limit: 1, period_ns: 1_000_000_000 } as const;
+/** QEMU: CLEAR_BITMAP_SHIFT_DEFAULT, _MIN and _MAX (migration/migration.h): 1 GiB chunks of 4 KiB pages. */
+export const CLEAR_BITMAP_SHIFT_DEFAULT = 18;
+const CLEAR_BITMAP_SHIFT_MIN = 6;
+const CLEAR_BITMAP_SHIFT_MAX = 31;
+/** vcpu-dirty-limit in MB/s: from QEMU's minimum, 1, to 1e6 (beyond the fastest vCPU's 400 GB/s). */
+const VCPU_DIRTY_LIMIT_MAX = 1_000_000;
 
 /** QEMU 7.2: DEFAULT_MIGRATE_MULTIFD_CHANNELS (migration/migration.c). */
 export const DEFAULT_MULTIFD_CHANNELS = 2;
@@ -123,6 +141,8 @@ const BANDWIDTH_LIMIT = limit.bandwidth('1Kbit/s', '1000Gbit/s');
 const DOWNTIME_LIMIT_LIMIT = limit.duration('1ns', '2000s');
 const LINK_LATENCY_LIMIT = limit.duration('0s', '10s');
 const TIMEOUT_LIMIT = limit.duration('1ns', '1h');
+/** QEMU 8.1: x-vcpu-dirty-limit-period must be 1 to 1000 ms. */
+const DIRTY_LIMIT_PERIOD_LIMIT = limit.duration('1ms', '1000ms');
 const INTERVAL_LIMIT = limit.duration('0s', '1h');
 /** Device state: up to 64 GiB (a VFIO GPU's state is gigabytes; a small VM's a few hundred KiB). */
 const DEVICE_STATE_LIMIT = limit.size('0B', '64GiB');
@@ -175,6 +195,11 @@ export function migrationSchema(): Schema {
       max: int(1, 99, 'max-cpu-throttle'),
       trigger: int(1, 100, 'throttle-trigger-threshold (percent)'),
     }, 'auto-converge parameters'),
+    dirty_limit: obj({
+      vcpu_dirty_limit: int(1, VCPU_DIRTY_LIMIT_MAX, 'vcpu-dirty-limit: the dirty rate (MB/s) each vCPU is held to (default 1, QEMU 8.1)'),
+      period: duration('x-vcpu-dirty-limit-period: how often the dirty rate is measured and the throttle adjusted (default 1000ms)', DIRTY_LIMIT_PERIOD_LIMIT),
+    }, 'dirty-limit policy parameters (the dirty-limit capability, QEMU 8.1)'),
+    clear_bitmap_shift: int(CLEAR_BITMAP_SHIFT_MIN, CLEAR_BITMAP_SHIFT_MAX, 'x-clear-bitmap-shift: with vm.manual_dirty_log_protect the log is cleared in chunks of 2^shift pages (default 18)'),
     device_state: size('device state sent during downtime', DEVICE_STATE_LIMIT),
     page_header: size('bytes of header per page', PAGE_HEADER_LIMIT),
     stream_timeout: duration('real mode: fail the migration when the stream does not move for this long (default 10s)', TIMEOUT_LIMIT),
@@ -196,6 +221,7 @@ export function checkMigration(m: Raw, durationNs: number, profile: QemuProfile,
   if (start >= durationNs) f.fail(['migration', 'start'], 'migration starts at or after the end of the run');
   const link = section(m, 'link');
   const ac = section(m, 'auto_converge');
+  const dl = section(m, 'dirty_limit');
   const policy = (m.policy === undefined ? ['legacy'] : Array.isArray(m.policy) ? m.policy : [m.policy]) as MigrationPolicy[];
   if (policy.length === 0) f.fail(['migration', 'policy'], `an empty policy list: give one of ${POLICIES.join(', ')}, or a list of them`);
   f.distinct(['migration', 'policy'], policy, 'policy');
@@ -209,6 +235,14 @@ export function checkMigration(m: Raw, durationNs: number, profile: QemuProfile,
   const mode = (m.mode as 'thread' | 'main-loop' | undefined) ?? profile.mode;
   const multifd = m.multifd === undefined ? null : checkMultifd(section(m, 'multifd'), mode, profile, vm, f);
   const xbzrle = m.xbzrle === undefined ? null : checkXbzrle(section(m, 'xbzrle'), profile, vm, f);
+  if (policy.includes('dirty-limit')) {
+    if (!profile.dirty_limit) f.fail(['migration', 'policy'], `the dirty-limit capability came with QEMU 8.1; this scenario follows QEMU ${profile.version}`);
+    // QEMU: migrate_caps_check refuses both, and refuses dirty-limit without the ring.
+    if (policy.includes('auto-converge')) f.fail(['migration', 'policy'], 'dirty-limit conflicts with auto-converge: QEMU takes one of them');
+    if (vm.dirty_ring_size === 0) {
+      f.fail(['migration', 'policy'], 'dirty-limit needs the KVM dirty ring: set vm.dirty_ring_size (QEMU: -accel kvm,dirty-ring-size=)');
+    }
+  }
   const acInitial = (ac.initial as number | undefined) ?? DEFAULT_AUTO_CONVERGE.initial;
   const acMax = (ac.max as number | undefined) ?? DEFAULT_AUTO_CONVERGE.max;
   if (acInitial > acMax) f.fail(['migration', 'auto_converge', 'initial'], 'initial throttle above max');
@@ -237,6 +271,11 @@ export function checkMigration(m: Raw, durationNs: number, profile: QemuProfile,
       max: acMax,
       trigger: (ac.trigger as number | undefined) ?? DEFAULT_AUTO_CONVERGE.trigger,
     },
+    dirty_limit: {
+      vcpu_dirty_limit: (dl.vcpu_dirty_limit as number | undefined) ?? DEFAULT_DIRTY_LIMIT.vcpu_dirty_limit,
+      period_ns: f.duration(['migration', 'dirty_limit', 'period'], dl.period, DEFAULT_DIRTY_LIMIT.period_ns, DIRTY_LIMIT_PERIOD_LIMIT),
+    },
+    clear_bitmap_shift: (m.clear_bitmap_shift as number | undefined) ?? CLEAR_BITMAP_SHIFT_DEFAULT,
     // QEMU's device state (vmstate of every device) of a small VM is a few hundred KiB.
     device_state_bytes: f.size(['migration', 'device_state'], m.device_state, 512 * 1024, DEVICE_STATE_LIMIT),
     // QEMU: the be64 page address with its RAM_SAVE_FLAG_* bits, before each page.

@@ -1,8 +1,8 @@
 // The `qemu` section: which QEMU the scenario's behaviour follows (a version
 // profile), and the costs of the host that QEMU runs on (what `latsim qemu
 // calibrate` measures: scanning a page for zeroes, sending a page, syncing the
-// dirty log, the destination's first touch of a page, the guest's fastest
-// dirtying). A profile chooses the defaults and the behaviours that changed
+// dirty log or reaping the dirty ring, the destination's first touch of a
+// page, the guest's fastest dirtying). A profile chooses the defaults and the behaviours that changed
 // over QEMU's history; docs/fidelity.md has the same table in words.
 // Leaves out: versions between the profiles (a scenario names the nearest).
 import type { Fields, Raw } from './fields.ts';
@@ -83,6 +83,12 @@ export interface QemuProfile {
    * (BlockDevOps.drained_begin).
    */
   readonly block_locking: 'bql' | 'aio-context' | 'graph';
+  /** KVM_CLEAR_DIRTY_LOG with manual protection and migration's clear_bmap (4.1 on). */
+  readonly manual_dirty_log: boolean;
+  /** The KVM dirty ring, `-accel kvm,dirty-ring-size=` (6.1 on). */
+  readonly dirty_ring: boolean;
+  /** The `dirty-limit` migration capability with vcpu-dirty-limit and x-vcpu-dirty-limit-period (8.1 on). */
+  readonly dirty_limit: boolean;
 }
 
 const MiB = 2 ** 20;
@@ -95,6 +101,7 @@ export const QEMU_PROFILES: Readonly<Record<QemuVersion, QemuProfile>> = {
     flush_skips_clean: false, nonblocking_socket: true, block_locking: 'bql',
     xbzrle: false, multifd: false, multifd_sync: 'per-section', zero_page_detection: false,
     postcopy: false, postcopy_recover: false, postcopy_preempt: false, postcopy_urgent_from_return_path: false,
+    manual_dirty_log: false, dirty_ring: false, dirty_limit: false,
   },
   '2.12': {
     version: '2.12', mode: 'thread', max_bandwidth: 32 * MiB, downtime_limit_ns: 300_000_000,
@@ -102,6 +109,7 @@ export const QEMU_PROFILES: Readonly<Record<QemuVersion, QemuProfile>> = {
     flush_skips_clean: true, nonblocking_socket: false, block_locking: 'aio-context',
     xbzrle: true, multifd: false, multifd_sync: 'per-section', zero_page_detection: false,
     postcopy: true, postcopy_recover: false, postcopy_preempt: false, postcopy_urgent_from_return_path: false,
+    manual_dirty_log: false, dirty_ring: false, dirty_limit: false,
   },
   '5.2': {
     version: '5.2', mode: 'thread', max_bandwidth: 128 * MiB, downtime_limit_ns: 300_000_000,
@@ -109,6 +117,7 @@ export const QEMU_PROFILES: Readonly<Record<QemuVersion, QemuProfile>> = {
     flush_skips_clean: true, nonblocking_socket: false, block_locking: 'aio-context',
     xbzrle: true, multifd: true, multifd_sync: 'per-section', zero_page_detection: false,
     postcopy: true, postcopy_recover: true, postcopy_preempt: false, postcopy_urgent_from_return_path: false,
+    manual_dirty_log: true, dirty_ring: false, dirty_limit: false,
   },
   '7.2': {
     version: '7.2', mode: 'thread', max_bandwidth: 128 * MiB, downtime_limit_ns: 300_000_000,
@@ -116,6 +125,7 @@ export const QEMU_PROFILES: Readonly<Record<QemuVersion, QemuProfile>> = {
     flush_skips_clean: true, nonblocking_socket: false, block_locking: 'aio-context',
     xbzrle: true, multifd: true, multifd_sync: 'per-section', zero_page_detection: false,
     postcopy: true, postcopy_recover: true, postcopy_preempt: true, postcopy_urgent_from_return_path: false,
+    manual_dirty_log: true, dirty_ring: true, dirty_limit: false,
   },
   '9.2': {
     version: '9.2', mode: 'thread', max_bandwidth: 128 * MiB, downtime_limit_ns: 300_000_000,
@@ -123,6 +133,7 @@ export const QEMU_PROFILES: Readonly<Record<QemuVersion, QemuProfile>> = {
     flush_skips_clean: true, nonblocking_socket: false, block_locking: 'graph',
     xbzrle: true, multifd: true, multifd_sync: 'per-round', zero_page_detection: true,
     postcopy: true, postcopy_recover: true, postcopy_preempt: true, postcopy_urgent_from_return_path: true,
+    manual_dirty_log: true, dirty_ring: true, dirty_limit: true,
   },
 };
 
@@ -134,6 +145,22 @@ export interface HostCosts {
   readonly page_send_ns: number;
   /** KVM_GET_DIRTY_LOG + KVM_CLEAR_DIRTY_LOG under the BQL, per GiB of guest memory. */
   readonly dirty_sync_ns_per_gib: number;
+  /**
+   * With manual protection (vm.manual_dirty_log_protect): KVM_GET_DIRTY_LOG
+   * alone, a copy of the bitmap, under the BQL, per GiB of guest memory.
+   */
+  readonly dirty_log_get_ns_per_gib: number;
+  /**
+   * With manual protection: KVM_CLEAR_DIRTY_LOG of one clear_bmap chunk
+   * (clearing its bits, write-protecting its pages), on the migration thread
+   * without the BQL, per GiB of the chunk.
+   */
+  readonly dirty_log_clear_ns_per_gib: number;
+  /**
+   * The dirty ring: collecting one entry (kvm_dirty_ring_reap_one) and its
+   * page's re-protection by KVM_RESET_DIRTY_RINGS, under the BQL.
+   */
+  readonly dirty_ring_reap_ns: number;
   /** The destination's first write to a page it never touched (fault and zeroing), per page. */
   readonly dest_first_touch_ns: number;
   /** The destination's load of a page it already has (ram_load's copy). */
@@ -175,12 +202,17 @@ export const HOST_COSTS_DEFAULT: HostCosts = {
   zero_page_scan_ns: 100, page_send_ns: 300, dirty_sync_ns_per_gib: 500_000, dest_first_touch_ns: 1_000,
   dest_page_ns: 300, downtime_floor_ns: 2_000_000, guest_dirty_rate_max: 0, loopback: 0,
   xbzrle_encode_ns: 800, migration_cores: 0,
+  // The same 500 us per GiB as dirty_sync_per_gib, split: the copy is a tenth, write-protecting the rest.
+  dirty_log_get_ns_per_gib: 50_000, dirty_log_clear_ns_per_gib: 450_000,
+  // An entry: a few loads and stores in QEMU, an rmap walk and a write-protect in KVM.
+  dirty_ring_reap_ns: 150,
 };
 
 /** No modelled cost at all: a real backend pays its host's costs for real. */
 export const HOST_COSTS_NONE: HostCosts = {
   zero_page_scan_ns: 0, page_send_ns: 0, dirty_sync_ns_per_gib: 0, dest_first_touch_ns: 0, dest_page_ns: 0,
   downtime_floor_ns: 0, guest_dirty_rate_max: 0, loopback: 0, xbzrle_encode_ns: 0, migration_cores: 0,
+  dirty_log_get_ns_per_gib: 0, dirty_log_clear_ns_per_gib: 0, dirty_ring_reap_ns: 0,
 };
 
 /** A per-page or per-sync cost: up to a second (under emulation a page fault can take tens of us). */
@@ -203,6 +235,9 @@ export function qemuSchema(): Schema {
       zero_page_scan: duration('migration thread time to find a page is all zeroes (multifd with zero-page-detection multifd: the channel thread\'s)', PAGE_COST_LIMIT),
       page_send: duration('migration thread time to copy a normal page into the stream (multifd: the channel thread\'s writev)', PAGE_COST_LIMIT),
       dirty_sync_per_gib: duration('KVM_GET_DIRTY_LOG + KVM_CLEAR_DIRTY_LOG time per GiB of guest memory, under the BQL', SYNC_COST_LIMIT),
+      dirty_log_get_per_gib: duration('with vm.manual_dirty_log_protect: KVM_GET_DIRTY_LOG alone per GiB of guest memory, under the BQL (default 50us)', SYNC_COST_LIMIT),
+      dirty_log_clear_per_gib: duration('with vm.manual_dirty_log_protect: KVM_CLEAR_DIRTY_LOG per GiB of a clear_bmap chunk, on the migration thread (default 450us)', SYNC_COST_LIMIT),
+      dirty_ring_reap: duration('with vm.dirty_ring_size: collecting one dirty-ring entry and re-protecting its page, under the BQL (default 150ns)', PAGE_COST_LIMIT),
       dest_first_touch: duration('destination time to receive a page into memory it never touched', PAGE_COST_LIMIT),
       dest_page: duration('destination time to receive a page it already has', PAGE_COST_LIMIT),
       downtime_floor: duration('vm_stop and device state save/load: the downtime with nothing to send', FLOOR_LIMIT),
@@ -226,6 +261,9 @@ export function checkQemu(q: Raw, f: Fields): QemuSpec {
       zero_page_scan_ns: f.duration(at('zero_page_scan'), h.zero_page_scan, d.zero_page_scan_ns, PAGE_COST_LIMIT),
       page_send_ns: f.duration(at('page_send'), h.page_send, d.page_send_ns, PAGE_COST_LIMIT),
       dirty_sync_ns_per_gib: f.duration(at('dirty_sync_per_gib'), h.dirty_sync_per_gib, d.dirty_sync_ns_per_gib, SYNC_COST_LIMIT),
+      dirty_log_get_ns_per_gib: f.duration(at('dirty_log_get_per_gib'), h.dirty_log_get_per_gib, d.dirty_log_get_ns_per_gib, SYNC_COST_LIMIT),
+      dirty_log_clear_ns_per_gib: f.duration(at('dirty_log_clear_per_gib'), h.dirty_log_clear_per_gib, d.dirty_log_clear_ns_per_gib, SYNC_COST_LIMIT),
+      dirty_ring_reap_ns: f.duration(at('dirty_ring_reap'), h.dirty_ring_reap, d.dirty_ring_reap_ns, PAGE_COST_LIMIT),
       dest_first_touch_ns: f.duration(at('dest_first_touch'), h.dest_first_touch, d.dest_first_touch_ns, PAGE_COST_LIMIT),
       dest_page_ns: f.duration(at('dest_page'), h.dest_page, d.dest_page_ns, PAGE_COST_LIMIT),
       downtime_floor_ns: f.duration(at('downtime_floor'), h.downtime_floor, d.downtime_floor_ns, FLOOR_LIMIT),

@@ -87,7 +87,7 @@ export function checkScenario(r: Raw, file: string, fail: Fail): Scenario {
   if (maxTime < duration) f.fail(['limits', 'max_time'], `max_time ${String(limits.max_time)} is shorter than the duration`);
 
   const qemu = checkQemu(section(r, 'qemu'), f);
-  const vm = checkVm(section(r, 'vm'), f);
+  const vm = checkVm(section(r, 'vm'), qemu.profile, f);
   const vcpuAt = vcpuChecker(vm.vcpus, fail);
   const handlers = checkMainLoop(r.main_loop, duration, f);
   const guest = checkGuest(section(r, 'guest'), vm, vcpuAt, f);

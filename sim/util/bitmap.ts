@@ -17,8 +17,9 @@
 //
 // Left out: QEMU's DirtyMemoryBlocks chunking of the global dirty memory,
 // RCU and atomics (one thread touches a bitmap at a time here), the VGA and
-// CODE dirty clients, the clear_bmap that defers KVM_CLEAR_DIRTY_LOG, and host
-// pages larger than target pages.
+// CODE dirty clients, and host pages larger than target pages. (The
+// clear_bmap that defers KVM_CLEAR_DIRTY_LOG is migration's, in
+// sim/migration/ram.ts.)
 
 import { arenaAlloc, arenaFree, BLOCK_WORDS, getArena, SIMD_MIN_WORDS } from './bitmap-simd.ts';
 

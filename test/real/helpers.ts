@@ -65,6 +65,8 @@ export interface Booted {
 
 export interface BootOptions {
   manualDirtyLog?: boolean;
+  /** Entries of the KVM dirty ring to enable before the vCPU exists (0: the dirty log). */
+  dirtyRing?: number;
   /** KVM_MEM_LOG_DIRTY_PAGES on the slot from the start (default true). */
   logDirty?: boolean;
   /** Runs after memory is loaded and before the vCPU starts. */
@@ -75,12 +77,14 @@ export interface BootOptions {
 export function bootPayload(kvm: Kvm, params: WorkloadParams, opts: BootOptions = {}): Booted {
   const vm = kvm.createVm();
   if (opts.manualDirtyLog && !vm.enableManualDirtyLog()) throw new Error('manual dirty log not offered');
+  if (opts.dirtyRing && !vm.enableDirtyRing(opts.dirtyRing)) throw new Error(`no dirty ring of ${opts.dirtyRing} entries offered`);
   const memory = vm.allocMemory(GUEST_RAM_BYTES);
   loadPayload(memory);
   const mailbox = new Mailbox(memory);
   mailbox.write(params);
   vm.setMemoryRegion({ slot: 0, guestPhysAddr: 0, memory, logDirty: opts.logDirty ?? true });
   const vcpu = vm.createVcpu(0);
+  if (opts.dirtyRing) vcpu.mapDirtyRing(opts.dirtyRing);
   bootLongMode(vcpu);
   const b = { vm, memory, mailbox, vcpu };
   opts.beforeStart?.(b);

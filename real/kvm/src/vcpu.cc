@@ -55,6 +55,7 @@ Vcpu::Vcpu(int vm_fd, int id, int vcpu_fd, struct kvm_run* run, size_t run_size,
 
 Vcpu::~Vcpu() {
   Terminate();
+  if (ring_ != nullptr) munmap(ring_, static_cast<size_t>(ring_entries_) * sizeof(struct kvm_dirty_gfn));
   munmap(run_, run_size_);
   close(vcpu_fd_);
   close(exit_fd_);
@@ -125,6 +126,10 @@ bool Vcpu::DecodeExit(ExitRecord* rec) {
       return true;
     case KVM_EXIT_HLT:
       rec->kind = ExitKind::Hlt;
+      return true;
+    case KVM_EXIT_DIRTY_RING_FULL:
+      // Not terminal: JS reaps the rings, resets them, and answers the exit.
+      rec->kind = ExitKind::DirtyRingFull;
       return true;
     case KVM_EXIT_SHUTDOWN:
       rec->kind = ExitKind::Shutdown;
@@ -267,7 +272,14 @@ std::string Vcpu::Complete(const uint8_t* in, size_t in_len, std::string* msg) {
 
 Phase Vcpu::Pause(int timeout_ms) {
   std::unique_lock<std::mutex> lk(mu_);
-  if (phase_ == Phase::Created || phase_ == Phase::Ended || phase_ == Phase::Paused) return phase_;
+  if (phase_ == Phase::Created || phase_ == Phase::Ended) return phase_;
+  if (phase_ == Phase::Paused) {
+    // Parked, but a Resume may be on its way (the thread has not woken yet): cancel it, so
+    // the thread stays parked instead of running on behind a "paused" answer.
+    pause_requested_ = true;
+    run_->immediate_exit = 1;
+    return phase_;
+  }
   pause_requested_ = true;
   run_->immediate_exit = 1;
   if (phase_ == Phase::Running) Kick();
@@ -300,6 +312,46 @@ void Vcpu::Terminate() {
 Phase Vcpu::phase() {
   std::lock_guard<std::mutex> lk(mu_);
   return phase_;
+}
+
+std::string Vcpu::MapDirtyRing(uint32_t entries) {
+  if (ring_ != nullptr) return "the dirty ring is already mapped";
+  if (entries == 0 || (entries & (entries - 1)) != 0) return "dirty ring entries must be a power of two";
+  size_t bytes = static_cast<size_t>(entries) * sizeof(struct kvm_dirty_gfn);
+  long page = sysconf(_SC_PAGESIZE);
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu_fd_,
+                 static_cast<off_t>(KVM_DIRTY_LOG_PAGE_OFFSET) * page);
+  if (p == MAP_FAILED) return std::string("mmap of the dirty ring: ") + strerror(errno) + " (" + ErrnoName(errno) + ")";
+  ring_ = static_cast<struct kvm_dirty_gfn*>(p);
+  ring_entries_ = entries;
+  fetch_ = 0;
+  return "";
+}
+
+int64_t Vcpu::CollectDirtyRing(uint32_t* bitmap, size_t words, uint32_t slot) {
+  if (ring_ == nullptr) return -1;
+  int64_t n = 0;
+  for (;;) {
+    struct kvm_dirty_gfn* cur = &ring_[fetch_ & (ring_entries_ - 1)];
+    // Flags before the entry: pairs with the barrier of KVM's kvm_dirty_ring_push.
+    if (__atomic_load_n(&cur->flags, __ATOMIC_ACQUIRE) != KVM_DIRTY_GFN_F_DIRTY) break;
+    if (cur->slot == slot && cur->offset < static_cast<uint64_t>(words) * 32)
+      bitmap[cur->offset >> 5] |= 1u << (cur->offset & 31);
+    // Release: KVM_RESET_DIRTY_RINGS on another CPU sees the whole entry collected.
+    __atomic_store_n(&cur->flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
+    fetch_++;
+    n++;
+  }
+  return n;
+}
+
+int64_t Vcpu::DirtyRingPending() {
+  if (ring_ == nullptr) return -1;
+  int64_t n = 0;
+  for (uint32_t i = fetch_; n < ring_entries_; i++, n++) {
+    if (__atomic_load_n(&ring_[i & (ring_entries_ - 1)].flags, __ATOMIC_ACQUIRE) != KVM_DIRTY_GFN_F_DIRTY) break;
+  }
+  return n;
 }
 
 // ---------------------------------------------------------------------------
@@ -364,6 +416,7 @@ static const char* KindName(ExitKind k) {
     case ExitKind::Io: return "io";
     case ExitKind::Mmio: return "mmio";
     case ExitKind::Hlt: return "hlt";
+    case ExitKind::DirtyRingFull: return "dirty_ring_full";
     case ExitKind::Shutdown: return "shutdown";
     case ExitKind::FailEntry: return "fail_entry";
     case ExitKind::InternalError: return "internal_error";
@@ -650,6 +703,33 @@ static Napi::Value SetFpu(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+static Napi::Value VcpuMapDirtyRing(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Vcpu& v = FindVcpu(env, ArgFd(info, 0, "vcpuFd"));
+  uint32_t entries = static_cast<uint32_t>(ArgInt(info, 1, "entries", 1, 1 << 20));
+  std::string err = v.MapDirtyRing(entries);
+  if (!err.empty()) ThrowCode(env, "EINVAL", err);
+  return env.Undefined();
+}
+
+static Napi::Value VcpuCollectDirtyRing(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Vcpu& v = FindVcpu(env, ArgFd(info, 0, "vcpuFd"));
+  Bytes bm = ArgU32Array(info, 1, "bitmap");
+  uint32_t slot = static_cast<uint32_t>(ArgInt(info, 2, "slot", 0, UINT32_MAX));
+  int64_t n = v.CollectDirtyRing(reinterpret_cast<uint32_t*>(bm.data), bm.length / 4, slot);
+  if (n < 0) ThrowCode(env, "ENOENT", "vCPU " + std::to_string(v.id()) + " has no dirty ring mapped");
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
+static Napi::Value VcpuDirtyRingPending(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Vcpu& v = FindVcpu(env, ArgFd(info, 0, "vcpuFd"));
+  int64_t n = v.DirtyRingPending();
+  if (n < 0) ThrowCode(env, "ENOENT", "vCPU " + std::to_string(v.id()) + " has no dirty ring mapped");
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
 static Napi::Value GetTscKhz(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Vcpu& v = FindVcpu(env, ArgFd(info, 0, "vcpuFd"));
@@ -674,6 +754,9 @@ void InitVcpu(Napi::Env env, Napi::Object exports) {
   LATSIM_EXPORT(env, exports, "getFpu", GetFpu);
   LATSIM_EXPORT(env, exports, "setFpu", SetFpu);
   LATSIM_EXPORT(env, exports, "getTscKhz", GetTscKhz);
+  LATSIM_EXPORT(env, exports, "vcpuMapDirtyRing", VcpuMapDirtyRing);
+  LATSIM_EXPORT(env, exports, "vcpuCollectDirtyRing", VcpuCollectDirtyRing);
+  LATSIM_EXPORT(env, exports, "vcpuDirtyRingPending", VcpuDirtyRingPending);
 }
 
 }  // namespace latsim

@@ -1,7 +1,10 @@
 // A vCPU runner: one native thread per vCPU loops on KVM_RUN. Every exit it cannot
 // resolve by re-entering (PIO, MMIO, HLT, SHUTDOWN, errors) becomes an exit record;
 // the thread writes the vCPU's eventfd and blocks until JS completes the exit, so a
-// JS main loop that does not answer stalls the guest for real.
+// JS main loop that does not answer stalls the guest for real. With the dirty ring
+// (KVM_CAP_DIRTY_LOG_RING) the vCPU's ring is mapped from its fd, JS collects its
+// entries through CollectDirtyRing, and a full ring (KVM_EXIT_DIRTY_RING_FULL) is
+// one more exit JS answers once it has reaped.
 // Leaves out: device routing (JS does it by address), interrupts, signals other
 // than the private kick signal, and any pacing policy.
 #pragma once
@@ -18,7 +21,7 @@
 
 namespace latsim {
 
-enum class ExitKind { Io, Mmio, Hlt, Shutdown, FailEntry, InternalError, SystemEvent, Error, Unknown };
+enum class ExitKind { Io, Mmio, Hlt, DirtyRingFull, Shutdown, FailEntry, InternalError, SystemEvent, Error, Unknown };
 
 struct ExitRecord {
   ExitKind kind = ExitKind::Unknown;
@@ -73,6 +76,15 @@ class Vcpu {
   // Stops the thread for good and joins it. Idempotent.
   void Terminate();
   Phase phase();
+  // Maps the vCPU's dirty ring of `entries` entries (after KVM_ENABLE_CAP of the ring on
+  // the VM). Returns an error message, or "" on success.
+  std::string MapDirtyRing(uint32_t entries);
+  // QEMU's kvm_dirty_ring_reap_one: takes the entries KVM pushed and nobody collected
+  // yet, sets bit `offset` of bitmap (words 32-bit words) for those of `slot`, flags
+  // them collected for KVM_RESET_DIRTY_RINGS. Returns how many, or -1 without a ring.
+  int64_t CollectDirtyRing(uint32_t* bitmap, size_t words, uint32_t slot);
+  // Entries pushed and not yet collected (a scan from the fetch index), or -1 without a ring.
+  int64_t DirtyRingPending();
 
  private:
   void Loop();
@@ -97,6 +109,10 @@ class Vcpu {
   uint64_t seq_ = 0;
   std::thread thread_;
   pthread_t tid_{};
+  // The dirty ring: mapped entries, their count, QEMU's kvm_fetch_index (JS thread only).
+  struct kvm_dirty_gfn* ring_ = nullptr;
+  uint32_t ring_entries_ = 0;
+  uint32_t fetch_ = 0;
 };
 
 // The signal used to kick a vCPU thread out of KVM_RUN (SIGRTMIN + 7). Installed

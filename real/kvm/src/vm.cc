@@ -2,6 +2,7 @@
 // capability checks, VM creation, guest memory (mmap'd, handed to JS as an
 // external ArrayBuffer without copying), memory slots with dirty logging,
 // KVM_GET_DIRTY_LOG / KVM_CLEAR_DIRTY_LOG into a caller's Uint32Array, KVM_ENABLE_CAP,
+// KVM_RESET_DIRTY_RINGS (the rings themselves are the vCPUs', vcpu.cc),
 // KVM_IOEVENTFD. Leaves out: vCPUs (vcpu.cc), interrupt controllers, any policy.
 #include <errno.h>
 #include <fcntl.h>
@@ -203,6 +204,14 @@ static Napi::Value EnableCap(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// KVM_RESET_DIRTY_RINGS: write-protects again the pages of every collected ring entry.
+static Napi::Value ResetDirtyRings(const Napi::CallbackInfo& info) {
+  int vm = ArgFd(info, 0, "vmFd");
+  int r = ioctl(vm, KVM_RESET_DIRTY_RINGS, 0);
+  if (r < 0) ThrowErrno(info.Env(), errno, "KVM_RESET_DIRTY_RINGS");
+  return Napi::Number::New(info.Env(), r);
+}
+
 static Napi::Value SetTssAddr(const Napi::CallbackInfo& info) {
   int vm = ArgFd(info, 0, "vmFd");
   uint64_t addr = ArgU64(info, 1, "addr");
@@ -264,6 +273,7 @@ void InitVm(Napi::Env env, Napi::Object exports) {
   LATSIM_EXPORT(env, exports, "clearDirtyLog", ClearDirtyLog);
   LATSIM_EXPORT(env, exports, "enableCap", EnableCap);
   LATSIM_EXPORT(env, exports, "setTssAddr", SetTssAddr);
+  LATSIM_EXPORT(env, exports, "resetDirtyRings", ResetDirtyRings);
   LATSIM_EXPORT(env, exports, "registerIoeventfd", RegisterIoeventfd);
   LATSIM_EXPORT(env, exports, "unregisterIoeventfd", UnregisterIoeventfd);
 }
