@@ -257,6 +257,8 @@ export async function compareOnQemu(s: Scenario, opts: CompareOptions = {}): Pro
   const prealloc = opts.preallocDestination ?? COMPARE_PREALLOC_DEFAULT;
   // The destination is watched only until its guest runs (1 s, not run.ts's 2.5 s).
   const runOpts: QemuRunOptions = { afterMs: 1000, ...opts, preallocDestination: prealloc };
+  // A postcopy destination's RAM must fault for its pages (userfaultfd): not preallocated.
+  const caseOpts: QemuRunOptions = s.migration?.postcopy ? { ...runOpts, preallocDestination: false } : runOpts;
   let loopback: LoopbackResult | null = null;
   let stream: StreamMeasure | null = null;
   let bandwidth: number;
@@ -278,7 +280,7 @@ export async function compareOnQemu(s: Scenario, opts: CompareOptions = {}): Pro
   log(`qemu compare: simulated in ${sim.wall_ms} ms: ${sim.migration?.status ?? 'no migration'}`);
   const runs: QemuRunResult[] = [];
   for (let i = 0; i < repeat; i++) {
-    const r = await runOnQemu(s, runOpts);
+    const r = await runOnQemu(s, caseOpts);
     log(`qemu compare: QEMU run ${i + 1}/${repeat}: ${r.outcome}${r.error ? ` (${r.error})` : ''}, ${r.migration?.status ?? 'no migration'}, ${r.wall_ms} ms`);
     runs.push(r);
   }
