@@ -5,7 +5,10 @@
 // round after round; the byte wraps to zero every 256 rounds, see GuestRam).
 // Throttled by auto-converge, a CPU-bound workload loses the writes of the
 // time it slept; a paced one (its rate below the vCPU's fastest) catches up
-// with the spare speed once it runs again, as a timer-paced guest does.
+// with the spare speed once it runs again, as a timer-paced guest does, when
+// it is at most CATCH_UP_MAX_NS behind; further behind, it starts its
+// schedule over and the writes are lost (the fidelity payload re-bases when
+// more than two 1 ms ticks behind).
 // The cost of a slice is bounded by the range's pages, not by the rate:
 // sequential sweeps write whole rounds at once (exactly the same result), and
 // random writes beyond SATURATION_WRITES_PER_PAGE per page the pattern can
@@ -17,6 +20,9 @@ import type { WorkloadSpec } from '../scenario/scenario.ts';
 import type { GuestRam } from './ram.ts';
 
 type DirtySpec = NonNullable<WorkloadSpec['dirty']>;
+
+/** The furthest behind a paced workload still catches up (real/qemu/guest: two ticks of 1 ms). */
+export const CATCH_UP_MAX_NS = 2_000_000;
 
 /** Pages drawn before they are written, for the random patterns. */
 const WRITE_BATCH = 256;
@@ -58,7 +64,10 @@ export class Dirtier {
 
   /** The vCPU slept ns in cpu_throttle_thread; a paced workload owes that time's writes. */
   throttled(ns: number): void {
-    if (this.maxRate > this.spec.rate) this.owedNs += ns;
+    if (this.maxRate <= this.spec.rate) return;
+    // Further behind than that, the schedule starts over: nothing is made up.
+    const behind = this.owedNs + ns;
+    this.owedNs = behind > CATCH_UP_MAX_NS ? 0 : behind;
   }
 
   /**

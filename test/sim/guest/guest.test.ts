@@ -118,22 +118,25 @@ describe('Dirtier', () => {
     expect(ram.isZeroPage(3)).toBe(false);
   });
 
-  it('loses a throttled CPU-bound workload\'s writes, and lets a paced one catch up', () => {
-    const written = (maxRate: number) => {
+  it('loses a throttled CPU-bound workload\'s writes; a paced one catches up on sleeps of up to two ticks, not on longer ones', () => {
+    const written = (maxRate: number, runNs: number, sleepNs: number) => {
       const ram = new GuestRam(128 * 4096, 4096);
       const d = new Dirtier(ram, spec('uniform', { rate: 10_000 }), new Rng('t'), maxRate);
-      // 50% throttle: 10 ms of run, 10 ms of sleep, for a second.
-      for (let i = 0; i < 50; i++) {
-        d.advance(10_000_000);
-        d.throttled(10_000_000);
+      // 50% throttle for a second, in slices of runNs and sleeps of sleepNs.
+      for (let t = 0; t < 1e9; t += runNs + sleepNs) {
+        d.advance(runNs);
+        d.throttled(sleepNs);
       }
       return ram.writes;
     };
-    expect(written(0)).toBe(5000);
-    // A guest that could write 30k pages/s keeps its 10k/s.
-    expect(written(30_000)).toBeGreaterThanOrEqual(9900);
-    // One that could write 15k/s recovers half of each sleep's writes in the next run (the last sleep stays owed).
-    expect(written(15_000)).toBe(5000 + 49 * 50);
+    expect(written(0, 1_000_000, 1_000_000)).toBe(5000);
+    // A guest that could write 30k pages/s keeps its 10k/s when each sleep is 1 ms behind at most.
+    expect(written(30_000, 1_000_000, 1_000_000)).toBeGreaterThanOrEqual(9900);
+    // One that could write 15k/s makes up 0.5 ms of each 1 ms sleep, so it falls behind: 1, 1.5, 2, then
+    // 2.5 ms, past two ticks, and it starts over; three runs in every four catch up 5 pages.
+    expect(written(15_000, 1_000_000, 1_000_000)).toBe(5000 + 125 * 15);
+    // 10 ms sleeps put it more than CATCH_UP_MAX_NS behind: it starts over, as the payload re-bases.
+    expect(written(30_000, 10_000_000, 10_000_000)).toBe(5000);
   });
 
   it('a sweep in one call is the same as one page at a time (sequential and increment)', () => {
