@@ -31,7 +31,9 @@ import type { Path, Raw } from '../sim/scenario/fields.ts';
 import { parseSize } from '../sim/scenario/units.ts';
 import { estimateMemory } from '../sim/estimate.ts';
 import { formatBytes } from '../sim/instrument/format.ts';
-import { UsageError } from './errors.ts';
+import { ScenarioError, UsageError } from './errors.ts';
+
+export { printableName, ScenarioError } from './errors.ts';
 
 /** A scenario file holds at most 1 MiB (the shipped ones hold 1-2 KiB). */
 export const SCENARIO_BYTES_MAX = 2 ** 20;
@@ -41,27 +43,6 @@ export const STRING_CHARS_MAX = 65_536;
 export const NESTING_MAX = 64;
 /** The default --max-memory: this share of physical memory. */
 export const MAX_MEMORY_SHARE = 0.5;
-
-/** A file name as messages show it: control and bidirectional characters escaped, so a name cannot forge a line. */
-export function printableName(file: string): string {
-  return file.replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => {
-    const code = c.charCodeAt(0);
-    return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
-  });
-}
-
-export class ScenarioError extends Error {
-  constructor(
-    readonly file: string,
-    readonly line: number,
-    readonly col: number,
-    readonly path: string,
-    readonly detail: string,
-  ) {
-    super(`${printableName(file)}${line > 0 ? `:${line}:${col}` : ''}: ${path ? `${path}: ` : ''}${detail}`);
-    this.name = 'ScenarioError';
-  }
-}
 
 let validator: ReturnType<Ajv['compile']> | null = null;
 function validate(): ReturnType<Ajv['compile']> {

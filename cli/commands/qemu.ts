@@ -193,10 +193,8 @@ async function compareAction(file: string, o: CommonOptions & { link?: string; s
   return o.strict && c.outside.length > 0 ? 1 : 0;
 }
 
-export function registerQemu(program: Command): void {
-  const qemu = program
-    .command('qemu')
-    .description('run scenarios on a real QEMU binary with KVM, and compare them with the simulation')
+export function registerQemu(command: Command): void {
+  const qemu = command
     .addHelpText('after', QEMU_EXIT_CODES_HELP);
 
   qemu.command('probe')
