@@ -125,32 +125,35 @@ export class Scheduler {
   run(untilNs = Number.MAX_SAFE_INTEGER): RunOutcome {
     const queue = this.queue;
     const targets = this.targets;
+    const limitNs = untilNs < this.maxTimeNs ? untilNs : this.maxTimeNs;
+    const maxEvents = this.maxEvents;
     this.stopped = false;
     while (!this.stopped) {
-      const due = queue.peekDue();
-      if (due === Infinity) {
-        // Nothing left to happen: time still passes up to a finite until.
-        if (untilNs < Number.MAX_SAFE_INTEGER) this.now = untilNs;
-        return 'idle';
-      }
-      if (due > untilNs) {
-        this.now = untilNs;
-        return 'until';
-      }
-      if (due > this.maxTimeNs) {
-        throw new LivenessError('time', this.seed, this.now, this.events,
-          `simulated time would pass ${this.maxTimeNs} ns`);
-      }
-      if (this.events >= this.maxEvents) {
-        throw new LivenessError('events', this.seed, this.now, this.events,
-          `more than ${this.maxEvents} events`);
-      }
-      queue.pop();
+      if (this.events >= maxEvents || !queue.pop(limitNs)) return this.boundary(queue.peekDue(), untilNs);
       this.events++;
-      this.now = due;
+      this.now = queue.topDue;
       targets[queue.topTag]!.fire(queue.topArg);
     }
     return 'stopped';
+  }
+
+  /** Why run() stops before the event due at dueNs: the queue ran dry, untilNs came, or a bound. */
+  private boundary(dueNs: number, untilNs: number): RunOutcome {
+    if (dueNs === Infinity) {
+      // Nothing left to happen: time still passes up to a finite until.
+      if (untilNs < Number.MAX_SAFE_INTEGER) this.now = untilNs;
+      return 'idle';
+    }
+    if (dueNs > untilNs) {
+      this.now = untilNs;
+      return 'until';
+    }
+    if (dueNs > this.maxTimeNs) {
+      throw new LivenessError('time', this.seed, this.now, this.events,
+        `simulated time would pass ${this.maxTimeNs} ns`);
+    }
+    throw new LivenessError('events', this.seed, this.now, this.events,
+      `more than ${this.maxEvents} events`);
   }
 
   /** xstate's Clock on this scheduler: an actor's delayed events run in simulated time. */
