@@ -12,6 +12,7 @@ import type { Co, IoRequest, IoResult, Mutex, Notifier, Platform, PlatformOp } f
 const OP_DELAY = 1;
 const OP_WAIT = 2;
 const OP_LOCK = 3;
+const NO_NOTIFIERS: readonly SimNotifier[] = [];
 
 interface DelayOp extends PlatformOp { readonly ns: number; readonly busy: boolean }
 interface WaitOp extends PlatformOp { readonly set: readonly SimNotifier[]; readonly timeoutNs: number }
@@ -44,6 +45,11 @@ class SimMutex extends CoMutex<SimThread> implements Mutex {}
 
 export class SimPlatform extends ThreadHost<PlatformOp> implements Platform {
   readonly backend = 'sim' as const;
+  // One of each operation, refilled per yield: interpret() reads it before
+  // any other thread can yield, so no operation allocates.
+  private readonly delayOp = { op: OP_DELAY, ns: 0, busy: true };
+  private readonly waitOp: { op: number; set: readonly SimNotifier[]; timeoutNs: number } = { op: OP_WAIT, set: NO_NOTIFIERS, timeoutNs: 0 };
+  private readonly lockOp: { op: number; mutex: SimMutex | null } = { op: OP_LOCK, mutex: null };
 
   constructor(scheduler: Scheduler, private readonly hostOffsetNs = 0) {
     super(scheduler);
@@ -62,15 +68,26 @@ export class SimPlatform extends ThreadHost<PlatformOp> implements Platform {
   }
 
   *cpu(ns: number): Co<void> {
-    yield { op: OP_DELAY, ns, busy: true } as DelayOp;
+    yield this.delay(ns, true);
   }
 
   *sleep(ns: number): Co<void> {
-    yield { op: OP_DELAY, ns, busy: false } as DelayOp;
+    yield this.delay(ns, false);
+  }
+
+  private delay(ns: number, busy: boolean): DelayOp {
+    const o = this.delayOp;
+    o.ns = ns;
+    o.busy = busy;
+    return o;
   }
 
   *wait(notifiers: readonly Notifier[], timeoutNs: number): Co<readonly Notifier[]> {
-    const r = yield { op: OP_WAIT, set: notifiers as readonly SimNotifier[], timeoutNs } as WaitOp;
+    const o = this.waitOp;
+    o.set = notifiers as readonly SimNotifier[];
+    o.timeoutNs = timeoutNs;
+    const r = yield o;
+    o.set = NO_NOTIFIERS;
     return waitResult(r, notifiers);
   }
 
@@ -83,7 +100,9 @@ export class SimPlatform extends ThreadHost<PlatformOp> implements Platform {
   }
 
   *lock(mutex: Mutex): Co<void> {
-    yield { op: OP_LOCK, mutex: mutex as SimMutex } as LockOp;
+    const o = this.lockOp;
+    o.mutex = mutex as SimMutex;
+    yield o as LockOp;
   }
 
   unlock(mutex: Mutex): void {

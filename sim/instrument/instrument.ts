@@ -4,6 +4,9 @@
 // line with what the thread was waiting on inside it. The talk could only
 // print "fd read: 0x7ffff7df2390 358 ms"; here every handler has a name.
 // Also main-loop blocked time: how long the main loop went without polling.
+// A handler run allocates nothing but its generator: statistics are found
+// through per-thread maps of interned names, frames are reused per thread and
+// depth, and the stack of a run is spelled out only when it is slow.
 import type { Co, Platform } from '../platform.ts';
 import { Histogram } from './histogram.ts';
 import type { Trace } from './trace.ts';
@@ -29,19 +32,27 @@ export interface SlowRun {
 }
 
 interface Frame {
-  readonly name: string;
-  readonly waits: Map<string, number>;
+  name: string;
+  /** Time waited inside the handler, per label (made at the first wait). */
+  waits: Map<string, number> | null;
+}
+
+/** The handlers running on one thread, innermost last, and its statistics by handler name. */
+interface ThreadFrames {
+  readonly frames: Frame[];
+  depth: number;
+  readonly stats: Map<string, HandlerStats>;
 }
 
 export const DEFAULT_THRESHOLD_NS = 100_000_000;
 
 export class Instruments {
-  readonly handlers = new Map<string, HandlerStats>();
+  readonly handlers: HandlerStats[] = [];
   readonly slow: SlowRun[] = [];
   /** Intervals between two polls of the main loop (its dispatch time). */
   readonly mainLoopBlocked = new Histogram();
   mainLoopBlockedMaxAtNs = 0;
-  private readonly frames = new Map<string, Frame[]>();
+  private readonly threads = new Map<string, ThreadFrames>();
 
   constructor(
     private readonly platform: Platform,
@@ -54,27 +65,37 @@ export class Instruments {
     const p = this.platform;
     const thread = p.current().name;
     const start = p.nowNs();
-    const stack = this.stackOf(thread);
-    const frame: Frame = { name, waits: new Map() };
-    stack.push(frame);
+    const t = this.framesOf(thread);
+    const depth = t.depth++;
+    let frame = t.frames[depth];
+    if (frame === undefined) {
+      frame = { name, waits: null };
+      t.frames.push(frame);
+    } else {
+      frame.name = name;
+      frame.waits?.clear();
+    }
     let result: T;
-    const path = stack.map((f) => f.name);
     try {
       result = yield* body;
     } finally {
-      stack.pop();
+      t.depth = depth;
     }
     const dur = p.nowNs() - start;
-    this.record(thread, name, kind, start, dur, frame, path);
+    this.record(t, thread, name, kind, start, dur, frame);
     return result;
   }
 
   /** Attributes a wait of ns to every handler running on thread. */
   noteWait(thread: string, label: string, ns: number): void {
     if (ns <= 0) return;
-    const stack = this.frames.get(thread);
-    if (!stack) return;
-    for (const f of stack) f.waits.set(label, (f.waits.get(label) ?? 0) + ns);
+    const t = this.threads.get(thread);
+    if (!t) return;
+    for (let i = 0; i < t.depth; i++) {
+      const f = t.frames[i]!;
+      f.waits ??= new Map();
+      f.waits.set(label, (f.waits.get(label) ?? 0) + ns);
+    }
   }
 
   /** Records one main-loop dispatch interval (from poll return to next poll). */
@@ -85,23 +106,24 @@ export class Instruments {
 
   /** Handler statistics sorted by thread, then name. */
   handlerList(): HandlerStats[] {
-    return [...this.handlers.values()].sort((a, b) =>
+    return [...this.handlers].sort((a, b) =>
       a.thread === b.thread ? cmp(a.name, b.name) : cmp(a.thread, b.thread));
   }
 
-  private record(thread: string, name: string, kind: string, start: number, dur: number, frame: Frame, path: string[]): void {
-    const key = `${thread}\u0000${name}`;
-    let h = this.handlers.get(key);
+  private record(t: ThreadFrames, thread: string, name: string, kind: string, start: number, dur: number, frame: Frame): void {
+    let h = t.stats.get(name);
     if (!h) {
       h = { name, kind, thread, hist: new Histogram() };
-      this.handlers.set(key, h);
+      t.stats.set(name, h);
+      this.handlers.push(h);
     }
     h.hist.record(dur);
     this.trace.slice(thread, name, kind, start, dur);
     if (dur > this.thresholdNs) {
       let waitedOn = 'running';
       let waitedNs = 0;
-      for (const [label, ns] of frame.waits) {
+      const waits = frame.waits ?? new Map<string, number>();
+      for (const [label, ns] of waits) {
         if (ns > waitedNs) {
           waitedOn = label;
           waitedNs = ns;
@@ -109,8 +131,11 @@ export class Instruments {
       }
       if (waitedNs * 2 < dur) {
         waitedOn = 'running';
-        waitedNs = dur - sumOf(frame.waits);
+        waitedNs = dur - sumOf(waits);
       }
+      // The handlers it ran in: the frames below it, unchanged while it ran.
+      const path = t.frames.slice(0, t.depth).map((f) => f.name);
+      path.push(name);
       this.slow.push({
         name, kind, thread, at_ns: start, duration_ns: dur, waited_on: waitedOn, waited_ns: waitedNs, stack: path,
       });
@@ -118,13 +143,13 @@ export class Instruments {
     }
   }
 
-  private stackOf(thread: string): Frame[] {
-    let s = this.frames.get(thread);
-    if (!s) {
-      s = [];
-      this.frames.set(thread, s);
+  private framesOf(thread: string): ThreadFrames {
+    let t = this.threads.get(thread);
+    if (!t) {
+      t = { frames: [], depth: 0, stats: new Map() };
+      this.threads.set(thread, t);
     }
-    return s;
+    return t;
   }
 }
 

@@ -15,6 +15,12 @@ export interface SyncThread {
   readonly co: Parkable;
 }
 
+/** What a wait keeps on its thread while parked: the set, and the one closure that unparks it (made once per thread). */
+interface Waiting {
+  waitSet?: readonly Waitable[];
+  unwait?: () => void;
+}
+
 /** Something a thread can wait for: readable while ready, with its waiting threads. */
 export interface Waitable {
   readonly ready: boolean;
@@ -38,19 +44,23 @@ export function wakeWaiters(w: Waitable): void {
  * backend's clock.
  */
 export function beginWait<W extends Waitable>(thread: SyncThread, set: readonly W[], timeoutNs: number, deadlineNs: number): unknown {
-  const ready = set.filter((n) => n.ready);
-  if (ready.length > 0) return ready;
+  if (set.some((n) => n.ready)) return set.filter((n) => n.ready);
   if (timeoutNs === 0) return NONE;
   for (const n of set) n.waiters.push(thread);
-  thread.co.suspend(timeoutNs < 0 ? -1 : deadlineNs, NONE, () => {
-    for (const n of set) n.waiters.splice(n.waiters.indexOf(thread), 1);
-  });
+  const t = thread as SyncThread & Waiting;
+  t.waitSet = set;
+  t.unwait ??= () => {
+    for (const n of t.waitSet!) n.waiters.splice(n.waiters.indexOf(thread), 1);
+    t.waitSet = undefined;
+  };
+  thread.co.suspend(timeoutNs < 0 ? -1 : deadlineNs, NONE, t.unwait);
   return PENDING;
 }
 
 /** What a wait returns once resumed: the set's ready members if a waitable woke it. */
 export function waitResult<W extends { readonly ready: boolean }>(resumed: unknown, set: readonly W[]): readonly W[] {
-  return resumed === WOKEN ? set.filter((n) => n.ready) : (resumed as readonly W[]);
+  if (resumed !== WOKEN) return resumed as readonly W[];
+  return set.some((n) => n.ready) ? set.filter((n) => n.ready) : NONE;
 }
 
 /** A mutex between coroutine threads, handed to waiters in FIFO order. */
