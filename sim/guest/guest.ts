@@ -5,6 +5,12 @@
 // (a ping reply needs the vCPU to run). Guest userspace makes progress only
 // in stretches of uninterrupted run time of at least a quantum: one unit per
 // quantum; a stall longer than the tolerance restarts the stretch.
+// A vCPU that only runs and dirties memory is advanced in bulk: one wait until
+// the next moment anything can observe it (its next activity, an interrupt, a
+// kick, the throttle's timeslice, at most guest.slice), its writes for the
+// whole stretch drawn at once from its streams; a dirty-log sync in between
+// (migration_bitmap_sync) first has it write what it ran so far, and a
+// throttle that starts kicks it, as cpu_throttle_set does.
 // GuestPort is what devices, migration and reports see of a guest; the KVM
 // guest (real/guest-os.ts) provides it too.
 // Leaves out: guest scheduling between tasks, interrupt coalescing, HLT.
@@ -106,6 +112,9 @@ export class Guest implements GuestPort {
 
   constructor(readonly machine: Machine, vm: VmSpec, readonly spec: GuestSpec) {
     this.ram = new GuestRam(vm.memory_bytes, vm.page_size);
+    this.ram.onLogSync = () => {
+      for (const c of this.code) c.catchUp();
+    };
     this.ram.populate(Math.round(this.ram.pages * vm.populated));
     this.userspace = new UserspaceTracker(vm.vcpus, spec.userspace.quantum_ns, spec.userspace.tolerance_ns);
     for (let i = 0; i < vm.vcpus; i++) {
@@ -127,7 +136,7 @@ export class Guest implements GuestPort {
 
   /** Sets the auto-converge throttle (percent of time a vCPU sleeps). */
   setThrottle(percent: number): void {
-    for (const c of this.code) c.throttlePct = percent;
+    for (const c of this.code) c.setThrottle(percent);
   }
 
   private addWorkload(w: WorkloadSpec): void {
@@ -156,6 +165,8 @@ function* exitCost(p: Platform, m: Machine, name: string, ns: number): Co<void> 
   yield* p.cpu(ns);
 }
 
+const NOTHING_READY: readonly Notifier[] = [];
+
 interface Scheduled {
   readonly activity: GuestActivity;
   dueNs: number;
@@ -169,6 +180,11 @@ export class VcpuGuest implements GuestCode {
   private readonly pending: GuestWork[] = [];
   private readonly activities: Scheduled[] = [];
   private runSinceThrottleNs = 0;
+  /** Start of the guest run whose writes are not done yet, or -1 outside guest code. */
+  private runFromNs = -1;
+  private vcpu: VcpuThread | null = null;
+  /** What an interruptible run waits for: a kick or an interrupt. */
+  private wakers: readonly Notifier[] = [];
 
   constructor(private readonly guest: Guest, readonly index: number) {
     const p = guest.machine.platform;
@@ -188,8 +204,32 @@ export class VcpuGuest implements GuestCode {
     this.guest.userspace.entered(vcpu.index, stalledNs);
   }
 
+  /** Sets the auto-converge throttle; one that starts kicks the vCPU out of a bulk run to sleep. */
+  setThrottle(percent: number): void {
+    const starts = this.throttlePct === 0 && percent > 0;
+    this.throttlePct = percent;
+    if (starts && this.runFromNs >= 0) this.vcpu?.kick.set();
+  }
+
+  /** Does the writes (and accounting) of the guest code run since runFromNs: at the end of a run, and when the dirty log is read mid-run. */
+  catchUp(): void {
+    if (this.runFromNs < 0) return;
+    const end = this.guest.machine.platform.nowNs();
+    const ran = end - this.runFromNs;
+    this.runFromNs = end;
+    if (ran > 0) {
+      for (const d of this.dirtiers) d.advance(ran);
+      this.guest.userspace.ran(this.index, ran, end);
+      this.runSinceThrottleNs += ran;
+    }
+  }
+
   *run(vcpu: VcpuThread): Co<VcpuExit | null> {
     const p = this.guest.machine.platform;
+    if (this.vcpu !== vcpu) {
+      this.vcpu = vcpu;
+      this.wakers = [vcpu.kick, this.irq];
+    }
     const sliceNs = this.guest.spec.slice_ns;
     for (;;) {
       // Interrupts first: the guest kernel serves them before anything else.
@@ -197,7 +237,7 @@ export class VcpuGuest implements GuestCode {
       if (work) {
         this.irq.read();
         if (this.pending.length > 0) this.irq.set();
-        if (work.costNs > 0) yield* this.runGuest(vcpu, work.costNs);
+        if (work.costNs > 0) yield* this.runGuest(work.costNs);
         const exit = work.run();
         if (exit) return exit;
         continue;
@@ -217,23 +257,18 @@ export class VcpuGuest implements GuestCode {
       let d = sliceNs;
       if (next) d = Math.min(d, next.dueNs - now);
       if (this.throttlePct > 0) d = Math.min(d, CPU_THROTTLE_TIMESLICE_NS - this.runSinceThrottleNs);
-      const ready = yield* this.runGuest(vcpu, Math.max(1, d), true);
+      const ready = yield* this.runGuest(Math.max(1, d), true);
       if (ready.includes(vcpu.kick)) return null;
     }
   }
 
   /** Guest code runs for ns (interruptible by a kick or an interrupt when asked). */
-  private *runGuest(vcpu: VcpuThread, ns: number, interruptible = false): Co<readonly Notifier[]> {
+  private *runGuest(ns: number, interruptible = false): Co<readonly Notifier[]> {
     const p = this.guest.machine.platform;
-    const start = p.nowNs();
-    const ready = interruptible ? yield* p.wait([vcpu.kick, this.irq], ns) : (yield* p.cpu(ns), []);
-    const end = p.nowNs();
-    const ran = end - start;
-    if (ran > 0) {
-      for (const d of this.dirtiers) d.advance(ran);
-      this.guest.userspace.ran(this.index, ran, end);
-      this.runSinceThrottleNs += ran;
-    }
+    this.runFromNs = p.nowNs();
+    const ready = interruptible ? yield* p.wait(this.wakers, ns) : (yield* p.cpu(ns), NOTHING_READY);
+    this.catchUp();
+    this.runFromNs = -1;
     return ready;
   }
 

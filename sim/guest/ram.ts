@@ -55,8 +55,16 @@ export class GuestRam implements GuestMemory {
     this.counterRanges.push([first, first + count]);
   }
 
-  /** Guest writes set the log's bits directly: nothing to fetch. */
-  logSync(): void {}
+  /**
+   * Called by logSync: the vCPUs in guest mode do the writes of what they
+   * have run so far (they are advanced in bulk, sim/guest/guest.ts).
+   */
+  onLogSync: (() => void) | null = null;
+
+  /** Guest writes set the log's bits directly: nothing to fetch once the running vCPUs are caught up. */
+  logSync(): void {
+    this.onLogSync?.();
+  }
 
   /** Gives the first pages content (a booted guest's data); the rest stay zero pages. */
   populate(pages: number): void {

@@ -51,7 +51,7 @@ describe('estimateMemory', () => {
   });
 
   it('what grows with the run grows at most with the event bound', () => {
-    const text = `name: x\nduration: 24h\nlimits: {max_events: 1000}\nguest: {userspace: {quantum: 10us}}\ndevices: {net: [{name: n, peer: {ping_interval: 100us, background: 1e6/s}}]}\n`;
+    const text = `name: x\nduration: 24h\nlimits: {max_events: 1000}\nguest: {slice: 10us, userspace: {quantum: 10us}}\ndevices: {net: [{name: n, peer: {ping_interval: 100us, background: 1e6/s}}]}\n`;
     const e = estimateMemory(parseScenario(text, 'x.yaml'), { keepTrace: true });
     expect(e.events).toBe(1000);
     expect(e.bytes - BASE_BYTES - 2 ** 18 * RAM_BYTES_PER_PAGE).toBeLessThan(1000 * (256 + 80 + 80 + 100 * 40) + 1);
