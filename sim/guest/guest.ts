@@ -160,12 +160,11 @@ export class Guest implements GuestPort {
   }
 }
 
-function* exitCost(p: Platform, m: Machine, name: string, ns: number): Co<void> {
+/** An exit's handler: its cost under the BQL (asserted as the handler starts, which is when the vCPU thread asks for it). */
+function exitCost(p: Platform, m: Machine, name: string, ns: number): Co<void> {
   m.bql.assertHeld(name);
-  yield* p.cpu(ns);
+  return p.cpu(ns);
 }
-
-const NOTHING_READY: readonly Notifier[] = [];
 
 interface Scheduled {
   readonly activity: GuestActivity;
@@ -237,7 +236,11 @@ export class VcpuGuest implements GuestCode {
       if (work) {
         this.irq.read();
         if (this.pending.length > 0) this.irq.set();
-        if (work.costNs > 0) yield* this.runGuest(work.costNs);
+        if (work.costNs > 0) {
+          this.runFromNs = p.nowNs();
+          yield* p.cpu(work.costNs);
+          this.ranTillNow();
+        }
         const exit = work.run();
         if (exit) return exit;
         continue;
@@ -257,19 +260,18 @@ export class VcpuGuest implements GuestCode {
       let d = sliceNs;
       if (next) d = Math.min(d, next.dueNs - now);
       if (this.throttlePct > 0) d = Math.min(d, CPU_THROTTLE_TIMESLICE_NS - this.runSinceThrottleNs);
-      const ready = yield* this.runGuest(Math.max(1, d), true);
+      // Guest code runs until then, unless a kick or an interrupt comes first.
+      this.runFromNs = p.nowNs();
+      const ready = yield* p.wait(this.wakers, Math.max(1, d));
+      this.ranTillNow();
       if (ready.includes(vcpu.kick)) return null;
     }
   }
 
-  /** Guest code runs for ns (interruptible by a kick or an interrupt when asked). */
-  private *runGuest(ns: number, interruptible = false): Co<readonly Notifier[]> {
-    const p = this.guest.machine.platform;
-    this.runFromNs = p.nowNs();
-    const ready = interruptible ? yield* p.wait(this.wakers, ns) : (yield* p.cpu(ns), NOTHING_READY);
+  /** The guest code that ran since runFromNs has ended: its writes and accounting are done. */
+  private ranTillNow(): void {
     this.catchUp();
     this.runFromNs = -1;
-    return ready;
   }
 
   private nextActivity(): Scheduled | undefined {
