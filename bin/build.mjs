@@ -111,6 +111,7 @@ try {
     target: 'node20',
     metafile: true,
     define: {
+      'globalThis.__LATSIM_COMPILED__': 'true',
       'import.meta.url': '__latsim_source_url',
       'import.meta.filename': '__latsim_source_filename',
       'import.meta.dirname': '__latsim_source_dirname',

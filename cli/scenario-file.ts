@@ -20,8 +20,9 @@
 // Finally, with --max-memory, the run's estimated memory (sim/estimate.ts).
 // The schema's validator is compiled once per process by Ajv, or, where
 // `npm run build` precompiled it for the same schema (dist/, Ajv's standalone
-// code with the schema's SHA-256), loaded as it is: a tenth of a second less
-// at every start.
+// code with the schema and its SHA-256), loaded as it is: a tenth of a second
+// less at every start. The compiled tree takes the schema from there too (it
+// comes from the same build); the sources check the SHA-256 against theirs.
 import { createHash } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -57,12 +58,37 @@ const AJV_OPTIONS = { allErrors: false, verbose: true, strict: false } as const;
 /** Where the build puts the precompiled validator (bin/build.mjs). */
 export const PRECOMPILED_VALIDATOR = fileURLToPath(new URL('../dist/scenario-validator.cjs', import.meta.url));
 
+/** True in the compiled tree (bin/build.mjs defines it). */
+const COMPILED = (globalThis as { __LATSIM_COMPILED__?: boolean }).__LATSIM_COMPILED__ === true;
+
+interface Precompiled {
+  default?: ValidateFunction;
+  schema_sha256?: string;
+  schema?: Schema;
+}
+
 const load = createRequire(import.meta.url);
 let schemaCache: Schema | null = null;
 let validator: ValidateFunction | null = null;
+let precompiled: Precompiled | null | undefined;
+
+function precompiledModule(): Precompiled | null {
+  if (precompiled === undefined) {
+    try {
+      precompiled = load(PRECOMPILED_VALIDATOR) as Precompiled;
+    } catch {
+      precompiled = null;
+    }
+  }
+  return precompiled;
+}
 
 function schema(): Schema {
-  return (schemaCache ??= scenarioSchema());
+  if (schemaCache === null) {
+    const built = COMPILED ? precompiledModule()?.schema : undefined;
+    schemaCache = built ?? scenarioSchema();
+  }
+  return schemaCache;
 }
 
 function schemaSha256(): string {
@@ -80,20 +106,17 @@ function newAjv(options: object = {}): Ajv {
 
 /** The build's validator if it was made for this schema, else null. */
 function precompiledValidator(): ValidateFunction | null {
-  let mod: { default?: ValidateFunction; schema_sha256?: string };
-  try {
-    mod = load(PRECOMPILED_VALIDATOR) as typeof mod;
-  } catch {
-    return null;
-  }
-  return mod.schema_sha256 === schemaSha256() && typeof mod.default === 'function' ? mod.default : null;
+  const mod = precompiledModule();
+  if (mod === null || typeof mod.default !== 'function') return null;
+  return COMPILED || mod.schema_sha256 === schemaSha256() ? mod.default : null;
 }
 
 /** The scenario schema's validator as a CommonJS module (Ajv's standalone code) that records the schema's SHA-256. */
 export function validatorSource(): string {
   const ajv = newAjv({ code: { source: true } });
   const standalone = (load('ajv/dist/standalone') as { default: (a: Ajv, v: ValidateFunction) => string }).default;
-  return `${standalone(ajv, ajv.compile(schema()))}\nmodule.exports.schema_sha256 = ${JSON.stringify(schemaSha256())};\n`;
+  return `${standalone(ajv, ajv.compile(schema()))}\nmodule.exports.schema_sha256 = ${JSON.stringify(schemaSha256())};\n` +
+    `module.exports.schema = JSON.parse(${JSON.stringify(JSON.stringify(schema()))});\n`;
 }
 
 /** A value set from outside the file, e.g. `--set migration.flush_timeout=2s`. */

@@ -53,6 +53,9 @@ export class Instruments {
   readonly mainLoopBlocked = new Histogram();
   mainLoopBlockedMaxAtNs = 0;
   private readonly threads = new Map<string, ThreadFrames>();
+  /** The thread framesOf() answered last, and its frames (a thread runs handlers in a row). */
+  private lastThread: string | null = null;
+  private lastFrames: ThreadFrames | null = null;
 
   constructor(
     private readonly platform: Platform,
@@ -144,11 +147,14 @@ export class Instruments {
   }
 
   private framesOf(thread: string): ThreadFrames {
+    if (thread === this.lastThread) return this.lastFrames!;
     let t = this.threads.get(thread);
     if (!t) {
       t = { frames: [], depth: 0, stats: new Map() };
       this.threads.set(thread, t);
     }
+    this.lastThread = thread;
+    this.lastFrames = t;
     return t;
   }
 }

@@ -53,6 +53,11 @@ export class Trace {
   /** Words written to the buffer and not hashed yet. */
   private words = 0;
   private readonly ids = new Map<string, number>();
+  /** The last thread named and its id: a thread usually writes several records in a row. */
+  private lastThread: string | null = null;
+  private lastThreadId = 0;
+  /** Ids of the record's argument keys and string values, found before it is written. */
+  private readonly argIds = new Uint32Array(2 * ARGS_MAX);
   private count = 0;
   private nextFlow = 1;
   private digest: string | undefined;
@@ -71,7 +76,7 @@ export class Trace {
   /** An instant event on a thread (QEMU trace-event name where one exists). */
   event(thread: string, name: string, args?: TraceArgs): void {
     const ts = this.now();
-    const t = this.id(thread);
+    const t = this.threadId(thread);
     const nm = this.id(name);
     const n = args ? this.internArgs(args) : 0;
     const w = this.begin(INSTANT, n, t, nm, 0);
@@ -83,7 +88,7 @@ export class Trace {
 
   /** A finished slice [ts, ts + dur) on a thread: a handler, a BH, a BQL hold. */
   slice(thread: string, name: string, cat: string, ts: number, dur: number, args?: TraceArgs): void {
-    const t = this.id(thread);
+    const t = this.threadId(thread);
     const nm = this.id(name);
     const c = this.id(cat);
     const n = args ? this.internArgs(args) : 0;
@@ -130,7 +135,7 @@ export class Trace {
 
   private flow(kind: number, thread: string, name: string, id: number, end: boolean): void {
     const ts = this.now();
-    const t = this.id(thread);
+    const t = this.threadId(thread);
     const w = this.begin(kind, 0, t, this.id(name), 0);
     this.f64[w + 2] = ts;
     this.f64[w + 3] = id;
@@ -154,22 +159,25 @@ export class Trace {
 
   /** Gives the keys and string values of args their ids before the record is written; returns how many there are. */
   private internArgs(args: TraceArgs): number {
+    const argIds = this.argIds;
     let n = 0;
     for (const k in args) {
-      this.id(k);
+      if (n >= ARGS_MAX) throw new RangeError(`trace record with more than ${ARGS_MAX} arguments`);
+      argIds[2 * n] = this.id(k);
       const v = args[k];
-      if (typeof v === 'string') this.id(v);
+      if (typeof v === 'string') argIds[2 * n + 1] = this.id(v);
       n++;
     }
-    if (n > ARGS_MAX) throw new RangeError(`trace record with ${n} arguments, more than ${ARGS_MAX}`);
     return n;
   }
 
+  /** Writes the arguments whose ids internArgs found (the same keys, in the same order). */
   private writeArgs(args: TraceArgs): void {
     const f64 = this.f64;
     const u32 = this.u32;
-    const ids = this.ids;
+    const argIds = this.argIds;
     let w = this.words;
+    let i = 0;
     for (const k in args) {
       const v = args[k];
       let type = OTHER;
@@ -179,17 +187,26 @@ export class Trace {
         value = v;
       } else if (typeof v === 'string') {
         type = TEXT;
-        value = ids.get(v)!;
+        value = argIds[2 * i + 1]!;
       } else if (typeof v === 'boolean') {
         type = BOOLEAN;
         value = v ? 1 : 0;
       }
-      u32[2 * w] = ids.get(k)!;
+      u32[2 * w] = argIds[2 * i]!;
       u32[2 * w + 1] = type;
       f64[w + 1] = value;
       w += 2;
+      i++;
     }
     this.words = w;
+  }
+
+  private threadId(thread: string): number {
+    if (thread === this.lastThread) return this.lastThreadId;
+    const id = this.id(thread);
+    this.lastThread = thread;
+    this.lastThreadId = id;
+    return id;
   }
 
   /** The id of a string; the first time, its definition goes into the hash (no record is half written then). */

@@ -27,6 +27,8 @@ export class Bql {
   private readonly sites = new Map<string, Map<string, BqlSiteStats>>();
   private readonly siteList: BqlSiteStats[] = [];
   private readonly heldNames = new Map<string, string>();
+  /** The statistics stats() returned last: a lock and its unlock ask for the same. */
+  private lastStats: BqlSiteStats | null = null;
   private holderSite = '';
   private holdStart = 0;
   /** The last RECENT_HOLDS holds, a ring (holderAt looks back that far). */
@@ -142,6 +144,8 @@ export class Bql {
   }
 
   private stats(thread: string, site: string): BqlSiteStats {
+    const last = this.lastStats;
+    if (last !== null && last.thread === thread && last.site === site) return last;
     let bySite = this.sites.get(thread);
     if (!bySite) {
       bySite = new Map();
@@ -153,6 +157,7 @@ export class Bql {
       bySite.set(site, s);
       this.siteList.push(s);
     }
+    this.lastStats = s;
     return s;
   }
 
