@@ -7,7 +7,7 @@
 // A handler run allocates nothing but its generator: statistics are found
 // through per-thread maps of interned names, frames are reused per thread and
 // depth, and the stack of a run is spelled out only when it is slow.
-import type { Co, Platform } from '../platform.ts';
+import type { Co, Platform, PlatformOp } from '../platform.ts';
 import { Histogram } from './histogram.ts';
 import type { Trace } from './trace.ts';
 
@@ -63,30 +63,35 @@ export class Instruments {
     readonly thresholdNs = DEFAULT_THRESHOLD_NS,
   ) {}
 
-  /** Runs a named handler body on the current thread and accounts for it. */
-  *run<T>(name: string, kind: string, body: Co<T>): Co<T> {
-    const p = this.platform;
-    const thread = p.current().name;
-    const start = p.nowNs();
+  /** Runs a named handler body on the current thread and accounts for it (`yield* inst.run(...)`). */
+  run<T>(name: string, kind: string, body: Co<T>): Co<T> {
+    return new HandlerRun(this, name, kind, body);
+  }
+
+  /** @internal HandlerRun: the handler starts on the current thread, in the frame of its depth. */
+  enter(run: HandlerRun<unknown>): void {
+    const thread = this.platform.current().name;
     const t = this.framesOf(thread);
     const depth = t.depth++;
     let frame = t.frames[depth];
     if (frame === undefined) {
-      frame = { name, waits: null };
+      frame = { name: run.name, waits: null };
       t.frames.push(frame);
     } else {
-      frame.name = name;
+      frame.name = run.name;
       frame.waits?.clear();
     }
-    let result: T;
-    try {
-      result = yield* body;
-    } finally {
-      t.depth = depth;
-    }
-    const dur = p.nowNs() - start;
-    this.record(t, thread, name, kind, start, dur, frame);
-    return result;
+    run.thread = thread;
+    run.frames = t;
+    run.depth = depth;
+    run.startNs = this.platform.nowNs();
+  }
+
+  /** @internal HandlerRun: the handler ended (returned, threw or was closed); record it when it returned. */
+  leave(run: HandlerRun<unknown>, returned: boolean): void {
+    const t = run.frames!;
+    t.depth = run.depth;
+    if (returned) this.record(t, run.thread, run.name, run.kind, run.startNs, this.platform.nowNs() - run.startNs, t.frames[run.depth]!);
   }
 
   /** Attributes a wait of ns to every handler running on thread. */
@@ -156,6 +161,80 @@ export class Instruments {
     this.lastThread = thread;
     this.lastFrames = t;
     return t;
+  }
+}
+
+/**
+ * One handler run as an iterator over its body's operations: what a
+ * generator wrapping `yield* body` in try/finally would do, with the body's
+ * own results passed through, so a handler run costs one small object and no
+ * generator. The handler starts at the first next(), on the thread that asks.
+ */
+const NEXT = 0;
+const THROW = 1;
+const RETURN = 2;
+
+class HandlerRun<T> implements Generator<PlatformOp, T, unknown> {
+  thread = '';
+  frames: ThreadFrames | null = null;
+  depth = 0;
+  startNs = 0;
+  /** 0: not started, 1: running, 2: ended. */
+  private state = 0;
+
+  constructor(
+    private readonly inst: Instruments,
+    readonly name: string,
+    readonly kind: string,
+    private readonly body: Co<T>,
+  ) {}
+
+  next(value?: unknown): IteratorResult<PlatformOp, T> {
+    if (this.state === 0) {
+      this.state = 1;
+      this.inst.enter(this);
+    } else if (this.state === 2) {
+      return { value: undefined as T, done: true };
+    }
+    return this.resume(NEXT, value);
+  }
+
+  throw(e: unknown): IteratorResult<PlatformOp, T> {
+    if (this.state !== 1) {
+      this.state = 2;
+      throw e;
+    }
+    return this.resume(THROW, e);
+  }
+
+  return(value: T): IteratorResult<PlatformOp, T> {
+    if (this.state !== 1) {
+      this.state = 2;
+      return { value, done: true };
+    }
+    return this.resume(RETURN, value);
+  }
+
+  [Symbol.iterator](): this {
+    return this;
+  }
+
+  /** Resumes the body; when it ends, leaves the handler (recorded when it returned, not when closed from outside or thrown). */
+  private resume(how: number, v: unknown): IteratorResult<PlatformOp, T> {
+    let r: IteratorResult<PlatformOp, T>;
+    try {
+      r = how === NEXT ? this.body.next(v) : how === THROW ? this.body.throw(v) : this.body.return(v as T);
+    } catch (e) {
+      this.end(false);
+      throw e;
+    }
+    if (r.done) this.end(how !== RETURN);
+    return r;
+  }
+
+  private end(returned: boolean): void {
+    this.state = 2;
+    this.inst.leave(this, returned);
   }
 }
 

@@ -42,6 +42,8 @@ const OTHER = 3;
 const BUFFER_WORDS = 1 << 13;
 /** Arguments a record may have (a record fits the buffer). */
 const ARGS_MAX = 256;
+/** Slots of the string-id cache (a power of two). */
+const ID_CACHE = 256;
 
 export class Trace {
   readonly records: TraceRecord[] = [];
@@ -56,6 +58,8 @@ export class Trace {
   /** The last thread named and its id: a thread usually writes several records in a row. */
   private lastThread: string | null = null;
   private lastThreadId = 0;
+  private readonly cachedStrings: (string | null)[] = new Array<string | null>(ID_CACHE).fill(null);
+  private readonly cachedIds = new Uint32Array(ID_CACHE);
   /** Ids of the record's argument keys and string values, found before it is written. */
   private readonly argIds = new Uint32Array(2 * ARGS_MAX);
   private count = 0;
@@ -211,8 +215,17 @@ export class Trace {
 
   /** The id of a string; the first time, its definition goes into the hash (no record is half written then). */
   private id(s: string): number {
+    // A small cache in front of the map, by length and two characters: names
+    // and keys are mostly the same few string constants, found by identity.
+    const n = s.length;
+    const slot = n === 0 ? 0 : (n + 7 * s.charCodeAt(0) + 13 * s.charCodeAt(n >> 1)) & (ID_CACHE - 1);
+    if (this.cachedStrings[slot] === s) return this.cachedIds[slot]!;
     const known = this.ids.get(s);
-    if (known !== undefined) return known;
+    if (known !== undefined) {
+      this.cachedStrings[slot] = s;
+      this.cachedIds[slot] = known;
+      return known;
+    }
     if (this.digest !== undefined) throw new Error('trace written after its fingerprint was taken');
     const id = this.ids.size + 1;
     this.ids.set(s, id);
@@ -222,6 +235,8 @@ export class Trace {
     this.f64[1] = s.length;
     this.hash.update(this.bytes.subarray(0, 16));
     this.hash.update(s, 'utf16le');
+    this.cachedStrings[slot] = s;
+    this.cachedIds[slot] = id;
     return id;
   }
 
