@@ -66,10 +66,23 @@ function sourceLocation(file, text) {
   return lines.join('\n');
 }
 
+/**
+ * Packages bundled in (each is many small CommonJS files, whose loading costs
+ * more than its running at every start); the others stay imports of
+ * node_modules (tinypool finds files beside its own; xstate's functions keep
+ * the names `latsim statechart` prints, which bundling could change).
+ */
+const BUNDLED = new Set(['yaml', 'commander', 'seedrandom']);
+
 /** The esbuild plugin that keeps every module's place (see the header). */
 const tree = () => ({
   name: 'latsim-tree',
   setup(build) {
+    build.onResolve({ filter: /^[^./]/ }, (args) => {
+      if (args.path.startsWith('node:')) return { path: args.path, external: true };
+      const name = args.path.startsWith('@') ? args.path.split('/').slice(0, 2).join('/') : args.path.split('/')[0];
+      return BUNDLED.has(name) ? undefined : { path: args.path, external: true };
+    });
     build.onLoad({ filter: /\.ts$/ }, (args) => {
       const text = readFileSync(args.path, 'utf8');
       const named = text.replace(MODULE_URL, (_, _q, rel) => {
@@ -105,7 +118,6 @@ try {
     chunkNames: 'chunks/[name]-[hash]',
     bundle: true,
     splitting: true,
-    packages: 'external',
     format: 'esm',
     platform: 'node',
     target: 'node20',
@@ -119,7 +131,9 @@ try {
     // The build's folder, from where the running module is in it, and the package root from there.
     banner: {
       js: `const __latsim_dist_url = import.meta.url.slice(0, import.meta.url.lastIndexOf(${JSON.stringify(`/${distName}/`)}) + ${distName.length + 2});\n` +
-        `const __latsim_root_url = new URL(${JSON.stringify(`${relative(target, ROOT).split(sep).join('/')}/`)}, __latsim_dist_url).href;`,
+        `const __latsim_root_url = new URL(${JSON.stringify(`${relative(target, ROOT).split(sep).join('/')}/`)}, __latsim_dist_url).href;\n` +
+        // What the bundled CommonJS packages require of Node.
+        'import { createRequire as __latsim_createRequire } from "node:module";\nconst require = __latsim_createRequire(import.meta.url);',
     },
     plugins: [tree()],
     logLevel: 'warning',

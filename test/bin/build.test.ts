@@ -74,7 +74,7 @@ describe('the compiled tree', () => {
     expect(withoutWall(c.stdout)).toBe(withoutWall(s.stdout));
   });
 
-  it('finds the scenario schema and runs fuzz seeds on worker threads as the sources do', async () => {
+  it('finds the scenario schema, runs fuzz seeds on worker threads and prints the statechart as the sources do', async () => {
     const args = ['fuzz', '--seeds', '2', '--workers', '2', '--json'];
     const c = compiled(args);
     const s = await runCli(args);
@@ -83,5 +83,7 @@ describe('the compiled tree', () => {
     expect(c.stdout).toBe(s.stdout);
     const schema = compiled(['schema']);
     expect(schema.stdout).toBe((await runCli(['schema'])).stdout);
+    // Bundling must not rename what the statechart prints (its actions' and guards' names).
+    expect(compiled(['statechart']).stdout).toBe((await runCli(['statechart'])).stdout);
   });
 });
