@@ -14,7 +14,7 @@ const modelGlobals = [
 const nodeIo = ['fs', 'node:fs', 'fs/promises', 'node:fs/promises', 'child_process', 'node:child_process', 'net', 'node:net', 'worker_threads', 'node:worker_threads', 'timers', 'node:timers'];
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'coverage/**', 'reports/out/**', 'real/kvm/build/**', 'real/guest/build/**', 'bench/out/**', '.vm/**'] },
+  { ignores: ['node_modules/**', 'dist/**', 'dist.*/**', 'coverage/**', 'reports/out/**', 'real/kvm/build/**', 'real/guest/build/**', 'bench/out/**', '.vm/**'] },
   ...tseslint.configs.recommended,
   {
     rules: {

@@ -15,6 +15,9 @@
 // it. Each figure is the best of --reps segments of one long run, after a
 // warm-up, each segment a span of simulated time holding about --events events.
 //
+// Goals: >= 5 M events/s and >= 20x SimPy at 1,000 pending; whether every
+// pending count reaches 20x is reported beside.
+//
 // Leaves out: coroutine threads and the Platform (one event = one fire() call
 // here; a coroutine switch costs more), cancellation, and megamorphic targets.
 // Options: --pending 10,1000,100000, --events N (default 1e6), --reps N
@@ -87,6 +90,8 @@ export default async function schedulerBench(opts: BenchOptions): Promise<void> 
   const at1000 = cases['1000']?.scheduler;
   const goals = {
     events_per_s_at_1000: at1000 === undefined ? null : at1000 >= GOAL_EVENTS_PER_S_AT_1000,
+    // The issue's goal is at 1,000 pending; every count is reported too.
+    ratio_vs_simpy_at_1000: simpy.run === null || ratio('1000') === null ? null : ratio('1000')! >= GOAL_RATIO_VS_SIMPY,
     ratio_vs_simpy: simpy.run === null ? null : pendingCounts.every((n) => (ratio(String(n)) ?? 0) >= GOAL_RATIO_VS_SIMPY),
   };
   const wallS = (performance.now() - wallStart) / 1000;
@@ -102,7 +107,7 @@ export default async function schedulerBench(opts: BenchOptions): Promise<void> 
       simpy: simpy.run === null
         ? { available: false, reason: simpy.why, install: INSTALL_SIMPY }
         : { available: true, version: simpy.run.simpy, python: simpy.run.python, executable: simpy.run.executable },
-      goals: { events_per_s_at_1000: GOAL_EVENTS_PER_S_AT_1000, ratio_vs_simpy: GOAL_RATIO_VS_SIMPY },
+      goals: { events_per_s_at_1000: GOAL_EVENTS_PER_S_AT_1000, ratio_vs_simpy_at_1000: GOAL_RATIO_VS_SIMPY, ratio_vs_simpy: GOAL_RATIO_VS_SIMPY },
       meets_goals: goals,
       mean_increment_ns: MEAN_NS,
       events_per_segment: events,
@@ -134,7 +139,8 @@ export default async function schedulerBench(opts: BenchOptions): Promise<void> 
     'queue: EventQueue pop + push alone, increments drawn beforehand');
   const met = (ok: boolean | null) => (ok === null ? 'n/a' : ok ? 'met' : 'NOT met');
   console.log(`goal >= ${si(GOAL_EVENTS_PER_S_AT_1000)} events/s at 1000 pending: ${met(goals.events_per_s_at_1000)}; ` +
-    `goal >= ${GOAL_RATIO_VS_SIMPY}x SimPy: ${met(goals.ratio_vs_simpy)}; wall ${wallS.toFixed(1)} s`);
+    `goal >= ${GOAL_RATIO_VS_SIMPY}x SimPy at 1000 pending: ${met(goals.ratio_vs_simpy_at_1000)} ` +
+    `(at every count: ${met(goals.ratio_vs_simpy)}); wall ${wallS.toFixed(1)} s`);
 }
 
 /** xorshift32 state -> next state (never 0 from a non-zero state). */

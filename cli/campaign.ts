@@ -300,7 +300,7 @@ export function campaignExitCode(rows: readonly RunRow[]): number {
 
 /** A job: a named export of a module, called with one input, returning a structured-cloneable output. */
 export interface Job {
-  /** file: URL of the module (TypeScript is fine: workers load it through tsx). */
+  /** file: URL of the module (TypeScript is fine: workers load it through tsx; in the compiled tree such a URL names the module's compiled entry, bin/build.mjs). */
   readonly module: string;
   readonly fn: string;
 }

@@ -5,8 +5,7 @@
 // written whole (reports/output.ts); writeAll writes several and reports
 // every failure after writing what it could.
 // Leaves out: rendering and report directories (reports/).
-import { OutputError } from '../reports/output.ts';
-import { throwOutputErrors } from '../reports/write.ts';
+import { OutputError, throwOutputErrors } from '../reports/output.ts';
 
 export { checkWritable, ensureDirectory, writeFileAtomic } from '../reports/output.ts';
 

@@ -18,21 +18,32 @@
 // complex or duplicate key, no second document), with duplicate keys found by
 // hashing rather than by the library's pairwise check; strings capped.
 // Finally, with --max-memory, the run's estimated memory (sim/estimate.ts).
+// The schema's validator is compiled once per process by Ajv, or, where
+// `npm run build` precompiled it for the same schema (dist/, Ajv's standalone
+// code with the schema and its SHA-256), loaded as it is: a tenth of a second
+// less at every start. The compiled tree takes the schema from there too (it
+// comes from the same build); the sources check the SHA-256 against theirs.
+import { createHash } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
+import { createRequire } from 'node:module';
 import { totalmem } from 'node:os';
 import { dirname, resolve as resolvePath } from 'node:path';
-import { Ajv, type ErrorObject } from 'ajv';
+import { fileURLToPath } from 'node:url';
+import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import {
   Composer, isAlias, isMap, isNode, isPair, isScalar, isSeq, Lexer, LineCounter, Parser,
   type Document, type Node,
 } from 'yaml';
 import { checkScenario, type Scenario } from '../sim/scenario/scenario.ts';
 import { scenarioSchema } from '../sim/scenario/schema.ts';
+import type { Schema } from '../sim/scenario/schema-kit.ts';
 import type { Path, Raw } from '../sim/scenario/fields.ts';
 import { parseSize } from '../sim/scenario/units.ts';
 import { estimateMemory } from '../sim/estimate.ts';
 import { formatBytes } from '../sim/instrument/format.ts';
-import { UsageError } from './errors.ts';
+import { printableName, ScenarioError, UsageError } from './errors.ts';
+
+export { printableName, ScenarioError } from './errors.ts';
 
 /** A scenario file holds at most 1 MiB (the shipped ones hold 1-2 KiB). */
 export const SCENARIO_BYTES_MAX = 2 ** 20;
@@ -43,34 +54,70 @@ export const NESTING_MAX = 64;
 /** The default --max-memory: this share of physical memory. */
 export const MAX_MEMORY_SHARE = 0.5;
 
-/** A file name as messages show it: control and bidirectional characters escaped, so a name cannot forge a line. */
-export function printableName(file: string): string {
-  return file.replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => {
-    const code = c.charCodeAt(0);
-    return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
-  });
+/** Ajv's options for the scenario schema, at run time and in the precompiled validator alike. */
+const AJV_OPTIONS = { allErrors: false, verbose: true, strict: false } as const;
+/** Where the build puts the precompiled validator (bin/build.mjs). */
+export const PRECOMPILED_VALIDATOR = fileURLToPath(new URL('../dist/scenario-validator.cjs', import.meta.url));
+
+/** True in the compiled tree (bin/build.mjs defines it). */
+const COMPILED = (globalThis as { __LATSIM_COMPILED__?: boolean }).__LATSIM_COMPILED__ === true;
+
+interface Precompiled {
+  default?: ValidateFunction;
+  schema_sha256?: string;
+  schema?: Schema;
 }
 
-export class ScenarioError extends Error {
-  constructor(
-    readonly file: string,
-    readonly line: number,
-    readonly col: number,
-    readonly path: string,
-    readonly detail: string,
-  ) {
-    super(`${printableName(file)}${line > 0 ? `:${line}:${col}` : ''}: ${path ? `${path}: ` : ''}${detail}`);
-    this.name = 'ScenarioError';
+const load = createRequire(import.meta.url);
+let schemaCache: Schema | null = null;
+let validator: ValidateFunction | null = null;
+let precompiled: Precompiled | null | undefined;
+
+function precompiledModule(): Precompiled | null {
+  if (precompiled === undefined) {
+    try {
+      precompiled = load(PRECOMPILED_VALIDATOR) as Precompiled;
+    } catch {
+      precompiled = null;
+    }
   }
+  return precompiled;
 }
 
-let validator: ReturnType<Ajv['compile']> | null = null;
-function validate(): ReturnType<Ajv['compile']> {
-  if (!validator) {
-    const ajv = new Ajv({ allErrors: false, verbose: true, strict: false });
-    validator = ajv.compile(scenarioSchema());
+function schema(): Schema {
+  if (schemaCache === null) {
+    const built = COMPILED ? precompiledModule()?.schema : undefined;
+    schemaCache = built ?? scenarioSchema();
   }
-  return validator;
+  return schemaCache;
+}
+
+function schemaSha256(): string {
+  return createHash('sha256').update(JSON.stringify(schema())).digest('hex');
+}
+
+function validate(): ValidateFunction {
+  return (validator ??= precompiledValidator() ?? newAjv().compile(schema()));
+}
+
+function newAjv(options: object = {}): Ajv {
+  const { Ajv: AjvClass } = load('ajv') as typeof import('ajv');
+  return new AjvClass({ ...AJV_OPTIONS, ...options });
+}
+
+/** The build's validator if it was made for this schema, else null. */
+function precompiledValidator(): ValidateFunction | null {
+  const mod = precompiledModule();
+  if (mod === null || typeof mod.default !== 'function') return null;
+  return COMPILED || mod.schema_sha256 === schemaSha256() ? mod.default : null;
+}
+
+/** The scenario schema's validator as a CommonJS module (Ajv's standalone code) that records the schema's SHA-256. */
+export function validatorSource(): string {
+  const ajv = newAjv({ code: { source: true } });
+  const standalone = (load('ajv/dist/standalone') as { default: (a: Ajv, v: ValidateFunction) => string }).default;
+  return `${standalone(ajv, ajv.compile(schema()))}\nmodule.exports.schema_sha256 = ${JSON.stringify(schemaSha256())};\n` +
+    `module.exports.schema = JSON.parse(${JSON.stringify(JSON.stringify(schema()))});\n`;
 }
 
 /** A value set from outside the file, e.g. `--set migration.flush_timeout=2s`. */
@@ -322,7 +369,7 @@ export function parseScenario(text: string, file: string, overrides: readonly Sc
   }
   const long = longString(raw);
   if (long) fail(long.path, `a text of ${long.chars.toLocaleString('en-US')} characters, above the limit of ${STRING_CHARS_MAX.toLocaleString('en-US')}`);
-  const unknown = unknownKey(raw, scenarioSchema());
+  const unknown = unknownKey(raw, schema());
   if (unknown) fail(unknown.path, unknown.detail, true);
   const v = validate();
   if (!v(raw)) {

@@ -127,3 +127,9 @@ export function writeFileAtomic(path: string, data: string | Uint8Array): void {
     throw OutputError.of(path, 'write', e);
   }
 }
+
+/** One OutputError as it is, several as an AggregateError of them; nothing for none. */
+export function throwOutputErrors(errors: readonly OutputError[]): void {
+  if (errors.length === 1) throw errors[0]!;
+  if (errors.length > 1) throw new AggregateError(errors, errors.map((e) => e.message).join('\n'));
+}

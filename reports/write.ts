@@ -15,7 +15,9 @@ import { textReport } from './text.ts';
 import { resultJson } from './json.ts';
 import { perfettoTrace } from './perfetto.ts';
 import { htmlReport } from './html.ts';
-import { ensureDirectory, OutputError, writeFileAtomic } from './output.ts';
+import { ensureDirectory, OutputError, throwOutputErrors, writeFileAtomic } from './output.ts';
+
+export { throwOutputErrors } from './output.ts';
 
 export const MANIFEST_FILE = 'manifest.json';
 
@@ -37,12 +39,6 @@ export interface Manifest {
   readonly files: readonly { readonly name: string; readonly bytes: number; readonly sha256: string }[];
   /** Files that could not be written, and why. */
   readonly failed: readonly { readonly name: string; readonly error: string }[];
-}
-
-/** One OutputError as it is, several as an AggregateError of them; nothing for none. */
-export function throwOutputErrors(errors: readonly OutputError[]): void {
-  if (errors.length === 1) throw errors[0]!;
-  if (errors.length > 1) throw new AggregateError(errors, errors.map((e) => e.message).join('\n'));
 }
 
 function manifestText(m: Manifest): string {

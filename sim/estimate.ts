@@ -126,7 +126,12 @@ function eventsPerSecond(s: Scenario): number {
   return e;
 }
 
-const fmt = (n: number): string => (Number.isInteger(n) && n >= 2 ** 20 && (n & (n - 1)) === 0 ? `2^${Math.log2(n)}` : Math.round(n).toLocaleString('en-US'));
+/** A count as the messages write it: 2^k for large powers of two, else with thousands separators (as en-US, without loading a locale at every start). */
+const fmt = (n: number): string => (Number.isInteger(n) && n >= 2 ** 20 && (n & (n - 1)) === 0 ? `2^${Math.log2(n)}` : groupThousands(Math.round(n)));
+
+function groupThousands(n: number): string {
+  return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+}
 
 /** The host memory a run of s will need, by part. keepTrace: the trace's records are kept (--trace, --report). */
 export function estimateMemory(s: Scenario, o: { keepTrace?: boolean } = {}): MemoryEstimate {

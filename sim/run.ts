@@ -42,6 +42,8 @@ export function simulate(scenario: Scenario, options: SimulateOptions = {}): Sim
     error = e;
   }
   world.machine.finish();
+  // vCPUs still in guest mode do the writes of the stretch they are in.
+  world.guest.ram.onLogSync?.();
   world.guest.userspace.finish(platform.nowNs());
   const message = error ? `${error.message}${error instanceof LivenessError ? '' : `; seed ${seed}`}` : null;
   world.machine.trace.event('latsim', 'run_end', { outcome, events: scheduler.events });

@@ -319,10 +319,8 @@ Examples:
   latsim bisect-param scenarios/flush-timeout-min-interval.yaml --param migration.min_interval --range 0s..10s --budget min_userspace_progress
 `;
 
-export function registerBisectParam(program: Command): void {
-  program
-    .command('bisect-param')
-    .description('binary search over one scenario parameter for the value at which a budget starts to fail')
+export function registerBisectParam(command: Command): void {
+  command
     .argument('<scenario>', 'scenario file (YAML)')
     .requiredOption('--param <path>', 'the parameter: a field path like devices.blk[0].flush')
     .requiredOption('--range <lo..hi>', 'the values to search, in the parameter\'s units, e.g. 1ms..60s')

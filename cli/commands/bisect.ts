@@ -414,10 +414,8 @@ In place, with git itself (exit codes mapped by --bisect: 0 good, 1 bad, 125 ski
   git bisect start BAD GOOD && git bisect run npx latsim run /tmp/x.yaml --bisect
 `;
 
-export function registerBisect(program: Command): void {
-  program
-    .command('bisect')
-    .description('find the first commit at which a scenario\'s budgets fail (git worktrees, binary search)')
+export function registerBisect(command: Command): void {
+  command
     .argument('<scenario>', 'scenario file of the current tree, run at every commit')
     .requiredOption('--good <rev>', 'a commit at which the scenario passes')
     .requiredOption('--bad <rev>', 'a later commit at which it fails')

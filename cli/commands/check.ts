@@ -2,10 +2,8 @@
 import type { Command } from 'commander';
 import { loadScenarioFile, MAX_MEMORY_HELP, maxMemoryOption, printableName, ScenarioError } from '../scenario-file.ts';
 
-export function registerCheck(program: Command): void {
-  program
-    .command('check')
-    .description('validate scenario files (exit 2 on the first mistake in each)')
+export function registerCheck(command: Command): void {
+  command
     .argument('<files...>', 'scenario files')
     .option('--json', 'print one JSON object per file')
     .option('--max-memory <size>', MAX_MEMORY_HELP)

@@ -69,10 +69,8 @@ export function comparable(a: RunInput, b: RunInput): void {
     'give two results, two traces, or two --report directories');
 }
 
-export function registerDiff(program: Command): void {
-  program
-    .command('diff')
-    .description('compare two runs (results, traces or --report directories): first divergent event, latency deltas, verdict')
+export function registerDiff(command: Command): void {
+  command
     .argument('<a>', 'the first run: result JSON, trace JSON or report directory')
     .argument('<b>', 'the second run, compared against the first')
     .option('--json', 'print the diff as one JSON object')

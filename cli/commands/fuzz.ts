@@ -202,10 +202,8 @@ Examples:
   latsim fuzz --seeds 5 --plant sync-drops-new-bits --out /tmp/regressions
 `;
 
-export function registerFuzz(program: Command): void {
-  program
-    .command('fuzz')
-    .description('swarm-test the model: random knobs per seed, safety under faults, liveness without; shrink failures')
+export function registerFuzz(command: Command): void {
+  command
     .option('--seeds <n|A..B>', `number of seeds (default ${DEFAULT_SEEDS}, or as many as --time allows), or the seeds A to B`)
     .option('--time <duration>', 'wall-clock budget, e.g. 10min: no new seed starts after it')
     .option('--seed-start <s>', 'first seed (default 1)')

@@ -108,10 +108,8 @@ export function mergeFiles(files: readonly string[], format: string | null): Mer
   return { output: f === 'json' ? `${JSON.stringify(doc, null, 2)}\n` : `${fuzzText(doc)}\n`, exitCode: fuzzExitCode(doc) };
 }
 
-export function registerMerge(program: Command): void {
-  program
-    .command('merge')
-    .description('join the --json outputs of the shards of one sweep or fuzz campaign into the output of the whole campaign')
+export function registerMerge(command: Command): void {
+  command
     .argument('<files...>', 'shard outputs (latsim sweep/fuzz --shard i/n --json)')
     .option('--format <format>', 'sweep: table, csv or json; fuzz: text or json')
     .option('--json', 'same as --format json')

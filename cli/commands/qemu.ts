@@ -220,10 +220,8 @@ function parseMemory(v: string): number {
   return b;
 }
 
-export function registerQemu(program: Command): void {
-  const qemu = program
-    .command('qemu')
-    .description('run scenarios on a real QEMU binary with KVM, and compare them with the simulation')
+export function registerQemu(command: Command): void {
+  const qemu = command
     .addHelpText('after', QEMU_EXIT_CODES_HELP);
 
   qemu.command('probe')

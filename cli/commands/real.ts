@@ -246,10 +246,8 @@ function runAction(file: string, o: CommonOptions & { crashGuest?: boolean }): n
   return exitCodeOf(run.result);
 }
 
-export function registerReal(program: Command): void {
-  const real = program
-    .command('real')
-    .description('run scenarios on a real KVM virtual machine (needs /dev/kvm and the addon)')
+export function registerReal(command: Command): void {
+  const real = command
     .addHelpText('after', REAL_EXIT_CODES_HELP);
 
   real.command('probe')

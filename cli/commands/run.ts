@@ -27,10 +27,8 @@ export function writeFingerprint(file: string, sha: string): void {
   writeFileAtomic(file, next);
 }
 
-export function registerRun(program: Command): void {
-  program
-    .command('run')
-    .description('run a scenario in simulated time and report where the latency went')
+export function registerRun(command: Command): void {
+  command
     .argument('<scenario>', 'scenario file (YAML)')
     .option('--seed <n>', 'override the scenario seed')
     .option('--json', 'print the result as one JSON object')

@@ -11,10 +11,8 @@ export function schemaText(): string {
   return `${JSON.stringify(scenarioSchema(), null, 2)}\n`;
 }
 
-export function registerSchema(program: Command): void {
-  program
-    .command('schema')
-    .description('print the scenario JSON Schema (--write updates scenarios/latsim.schema.json)')
+export function registerSchema(command: Command): void {
+  command
     .option('--write', 'write scenarios/latsim.schema.json')
     .action((opts: { write?: boolean }) => {
       if (opts.write) writeFileAtomic(SCHEMA_FILE, schemaText());

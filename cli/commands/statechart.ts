@@ -8,10 +8,8 @@ export function statechartJson(): string {
     typeof v === 'function' ? `[${(v as { name?: string }).name || 'action'}]` : v, 2);
 }
 
-export function registerStatechart(program: Command): void {
-  program
-    .command('statechart')
-    .description('print the migration statechart (xstate v5) for the Stately visualizer')
+export function registerStatechart(command: Command): void {
+  command
     .action(() => {
       process.stdout.write(`${statechartJson()}\n`);
     });

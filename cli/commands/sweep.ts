@@ -117,10 +117,8 @@ function formatOf(opts: SweepOptions): Format {
   return f as Format;
 }
 
-export function registerSweep(program: Command): void {
-  program
-    .command('sweep')
-    .description('run a scenario over a grid of parameter values and seeds; one row per run')
+export function registerSweep(command: Command): void {
+  command
     .argument('<scenario>', 'scenario file (YAML)')
     .option('--set <path=v1,v2,...>', 'a grid axis: a field path and its values (repeatable)', (v: string, prev: GridAxis[] = []) => [...prev, parseSet(v)])
     .option('--seeds <A..B>', 'seeds to run every grid point with: A..B, A,B,C or A (default: the scenario\'s seed)')

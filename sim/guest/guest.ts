@@ -12,6 +12,12 @@
 // guest mode with KVM_EXIT_DIRTY_RING_FULL; its time slices are cut short so
 // that it cannot write more pages than its ring has room for, and the exit
 // comes right after the write that filled it.
+// A vCPU that only runs and dirties memory is advanced in bulk: one wait until
+// the next moment anything can observe it (its next activity, an interrupt, a
+// kick, the throttle's timeslice, at most guest.slice), its writes for the
+// whole stretch drawn at once from its streams; a dirty-log sync in between
+// (migration_bitmap_sync) first has it write what it ran so far, and a
+// throttle that starts kicks it, as cpu_throttle_set does.
 // GuestPort is what devices, migration and reports see of a guest; the KVM
 // guest (real/guest-os.ts) provides it too.
 // Leaves out: guest scheduling between tasks, interrupt coalescing, HLT.
@@ -120,6 +126,9 @@ export class Guest implements GuestPort {
     this.ram = new GuestRam(vm.memory_bytes, vm.page_size, {
       vcpus: vm.vcpus, dirtyRingSize: vm.dirty_ring_size, manualProtect: vm.manual_dirty_log_protect,
     });
+    this.ram.onLogSync = () => {
+      for (const c of this.code) c.catchUp();
+    };
     // The firmware's pages come first, then the populated share (both from page 0 up: the model has no holes).
     this.ram.populate(Math.round(this.ram.pages * vm.populated) + Math.ceil(vm.firmware_bytes / vm.page_size));
     this.userspace = new UserspaceTracker(vm.vcpus, spec.userspace.quantum_ns, spec.userspace.tolerance_ns);
@@ -146,7 +155,7 @@ export class Guest implements GuestPort {
 
   /** Sets the auto-converge throttle (percent of time a vCPU sleeps). */
   setThrottle(percent: number): void {
-    for (const c of this.code) c.throttlePct = percent;
+    for (const c of this.code) c.setThrottle(percent);
   }
 
   private addWorkload(w: WorkloadSpec): void {
@@ -170,9 +179,10 @@ export class Guest implements GuestPort {
   }
 }
 
-function* exitCost(p: Platform, m: Machine, name: string, ns: number): Co<void> {
+/** An exit's handler: its cost under the BQL (asserted as the handler starts, which is when the vCPU thread asks for it). */
+function exitCost(p: Platform, m: Machine, name: string, ns: number): Co<void> {
   m.bql.assertHeld(name);
-  yield* p.cpu(ns);
+  return p.cpu(ns);
 }
 
 interface Scheduled {
@@ -192,6 +202,11 @@ export class VcpuGuest implements GuestCode {
   private current: { readonly work: GuestWork; leftNs: number } | null = null;
   private readonly activities: Scheduled[] = [];
   private runSinceThrottleNs = 0;
+  /** Start of the guest run whose writes are not done yet, or -1 outside guest code. */
+  private runFromNs = -1;
+  private vcpu: VcpuThread | null = null;
+  /** What an interruptible run waits for: a kick or an interrupt. */
+  private wakers: readonly Notifier[] = [];
 
   constructor(private readonly guest: Guest, readonly index: number) {
     const p = guest.machine.platform;
@@ -211,8 +226,38 @@ export class VcpuGuest implements GuestCode {
     this.guest.userspace.entered(vcpu.index, stalledNs);
   }
 
+  /** Sets the auto-converge throttle; one that starts kicks the vCPU out of a bulk run to sleep. */
+  setThrottle(percent: number): void {
+    const starts = this.throttlePct === 0 && percent > 0;
+    this.throttlePct = percent;
+    if (starts && this.runFromNs >= 0) this.vcpu?.kick.set();
+  }
+
+  /** Does the writes (and accounting) of the guest code run since runFromNs: at the end of a run, and when the dirty log is read mid-run. */
+  catchUp(): void {
+    if (this.runFromNs < 0) return;
+    const end = this.guest.machine.platform.nowNs();
+    const ran = end - this.runFromNs;
+    this.runFromNs = end;
+    if (ran > 0) {
+      const ram = this.guest.ram;
+      ram.gate?.refresh();
+      for (const d of this.dirtiers) d.advance(ran);
+      if (ram.gate !== null) {
+        const held = ram.takeHeld();
+        if (held.length > 0) this.held.push(...held);
+      }
+      this.guest.userspace.ran(this.index, ran, end);
+      this.runSinceThrottleNs += ran;
+    }
+  }
+
   *run(vcpu: VcpuThread): Co<VcpuExit | null> {
     const p = this.guest.machine.platform;
+    if (this.vcpu !== vcpu) {
+      this.vcpu = vcpu;
+      this.wakers = [vcpu.kick, this.irq];
+    }
     const sliceNs = this.guest.spec.slice_ns;
     const ram = this.guest.ram;
     for (;;) {
@@ -232,7 +277,7 @@ export class VcpuGuest implements GuestCode {
         const cur = this.current;
         while (cur.leftNs > 0) {
           const piece = ram.ringActive ? Math.min(cur.leftNs, this.ringRoomNs()) : cur.leftNs;
-          yield* this.runGuest(vcpu, piece);
+          yield* this.runGuest(piece);
           cur.leftNs -= piece;
           if (ram.ringActive && ram.dirtyRing!.softFull(this.index)) return this.ringFull(vcpu);
         }
@@ -257,7 +302,7 @@ export class VcpuGuest implements GuestCode {
       if (next) d = Math.min(d, next.dueNs - now);
       if (this.throttlePct > 0) d = Math.min(d, CPU_THROTTLE_TIMESLICE_NS - this.runSinceThrottleNs);
       if (ram.ringActive) d = Math.min(d, this.ringRoomNs());
-      const ready = yield* this.runGuest(vcpu, Math.max(1, d), true);
+      const ready = yield* this.runGuest(Math.max(1, d), true);
       if (ram.ringActive && ram.dirtyRing!.softFull(this.index)) return this.ringFull(vcpu);
       if (ready.includes(vcpu.kick)) return null;
     }
@@ -284,25 +329,19 @@ export class VcpuGuest implements GuestCode {
     return this.guest.kvmDirtyRing!.ringFullExit(vcpu);
   }
 
-  /** Guest code runs for ns (interruptible by a kick or an interrupt when asked). */
-  private *runGuest(vcpu: VcpuThread, ns: number, interruptible = false): Co<readonly Notifier[]> {
+  /** Guest code runs for ns (interruptible by a kick or an interrupt when asked), its writes done in bulk at the end. */
+  private *runGuest(ns: number, interruptible = false): Co<readonly Notifier[]> {
     const p = this.guest.machine.platform;
-    const start = p.nowNs();
-    const ready = interruptible ? yield* p.wait([vcpu.kick, this.irq], ns) : (yield* p.cpu(ns), []);
-    const end = p.nowNs();
-    const ran = end - start;
-    if (ran > 0) {
-      const ram = this.guest.ram;
-      ram.gate?.refresh();
-      for (const d of this.dirtiers) d.advance(ran);
-      if (ram.gate !== null) {
-        const held = ram.takeHeld();
-        if (held.length > 0) this.held.push(...held);
-      }
-      this.guest.userspace.ran(this.index, ran, end);
-      this.runSinceThrottleNs += ran;
-    }
+    this.runFromNs = p.nowNs();
+    const ready = interruptible ? yield* p.wait(this.wakers, ns) : (yield* p.cpu(ns), []);
+    this.ranTillNow();
     return ready;
+  }
+
+  /** The guest code that ran since runFromNs has ended: its writes and accounting are done. */
+  private ranTillNow(): void {
+    this.catchUp();
+    this.runFromNs = -1;
   }
 
   /**

@@ -182,11 +182,19 @@ export class GuestRam implements GuestMemory, ManualDirtyLog {
   }
 
   /**
-   * Guest writes set the log's bits directly: nothing to fetch from KVM. Logs
-   * kept outside KVM (a vhost worker's) are merged in here, as
-   * memory_global_dirty_log_sync calls every listener's log_sync.
+   * Called by logSync: the vCPUs in guest mode do the writes of what they
+   * have run so far (they are advanced in bulk, sim/guest/guest.ts).
+   */
+  onLogSync: (() => void) | null = null;
+
+  /**
+   * Guest writes set the log's bits directly: nothing to fetch from KVM once
+   * the running vCPUs are caught up. Logs kept outside KVM (a vhost
+   * worker's) are merged in here, as memory_global_dirty_log_sync calls
+   * every listener's log_sync.
    */
   logSync(): void {
+    this.onLogSync?.();
     for (const l of this.logSyncListeners) l();
   }
 

@@ -1,17 +1,23 @@
 // A latency histogram with bounded memory: exact below 128 ns, then 128
 // log-linear buckets per power of two (under 0.8% error), exact count, sum,
 // min and max. Percentiles are clamped to [min, max], so a handler that always
-// costs 358 ms reports exactly 358 ms.
+// costs 358 ms reports exactly 358 ms. Counts are kept per bucket index in a
+// typed array that grows with the largest bucket seen; the bucket of a value
+// comes from its leading zeros and a multiplication by a power of two (exact),
+// with no logarithm and no map.
 
 const SUB_BITS = 7;
 const SUB = 1 << SUB_BITS;
+/** 2^-k for k = 0..63: dividing by a power of two, exactly, as a multiplication. */
+const INV_POW2 = Float64Array.from({ length: 64 }, (_, k) => 2 ** -k);
 
 export class Histogram {
   count = 0;
   sumNs = 0;
   minNs = Infinity;
   maxNs = 0;
-  private readonly buckets = new Map<number, number>();
+  /** Count per bucket index. */
+  private buckets = new Float64Array(2 * SUB);
 
   record(ns: number): void {
     this.count++;
@@ -19,31 +25,42 @@ export class Histogram {
     if (ns < this.minNs) this.minNs = ns;
     if (ns > this.maxNs) this.maxNs = ns;
     const b = bucketOf(ns);
-    this.buckets.set(b, (this.buckets.get(b) ?? 0) + 1);
+    if (b >= this.buckets.length) this.grow(b);
+    this.buckets[b]!++;
   }
 
   /** The value at quantile q in [0, 1] (0 when empty). */
   quantile(q: number): number {
     if (this.count === 0) return 0;
     const rank = Math.max(1, Math.ceil(q * this.count));
-    const keys = [...this.buckets.keys()].sort((a, b) => a - b);
     let seen = 0;
-    for (const k of keys) {
-      seen += this.buckets.get(k)!;
+    for (let k = 0; k < this.buckets.length; k++) {
+      seen += this.buckets[k]!;
       if (seen >= rank) return Math.min(this.maxNs, Math.max(this.minNs, middleOf(k)));
     }
     return this.maxNs;
   }
+
+  private grow(bucket: number): void {
+    let n = this.buckets.length;
+    while (n <= bucket) n *= 2;
+    const b = new Float64Array(n);
+    b.set(this.buckets);
+    this.buckets = b;
+  }
+}
+
+/** The exponent of v's highest set bit (v >= 1, an integer below 2^53). */
+function highBit(v: number): number {
+  if (v < 2 ** 32) return 31 - Math.clz32(v);
+  return 63 - Math.clz32(Math.floor(v * INV_POW2[32]!));
 }
 
 function bucketOf(ns: number): number {
   const v = Math.floor(ns);
   if (v < SUB) return v;
-  let e = Math.floor(Math.log2(v));
-  if (2 ** e > v) e--;
-  else if (2 ** (e + 1) <= v) e++;
-  const shift = e - SUB_BITS;
-  const sub = Math.floor(v / 2 ** shift) - SUB;
+  const shift = highBit(v) - SUB_BITS;
+  const sub = Math.floor(v * INV_POW2[shift]!) - SUB;
   return SUB + shift * SUB + sub;
 }
 

@@ -7,7 +7,10 @@
 // and the same per thread: for an event loop (the main loop, an IOThread, a
 // vhost worker) the time from its wait's return to its next wait; for any
 // thread the longest wait that kept it from its work (a lock, a drain).
-import type { Co, Platform } from '../platform.ts';
+// A handler run allocates nothing but its generator: statistics are found
+// through per-thread maps of interned names, frames are reused per thread and
+// depth, and the stack of a run is spelled out only when it is slow.
+import type { Co, Platform, PlatformOp } from '../platform.ts';
 import { Histogram } from './histogram.ts';
 import type { Trace } from './trace.ts';
 
@@ -32,21 +35,32 @@ export interface SlowRun {
 }
 
 interface Frame {
-  readonly name: string;
-  readonly waits: Map<string, number>;
+  name: string;
+  /** Time waited inside the handler, per label (made at the first wait). */
+  waits: Map<string, number> | null;
+}
+
+/** The handlers running on one thread, innermost last, and its statistics by handler name. */
+interface ThreadFrames {
+  readonly frames: Frame[];
+  depth: number;
+  readonly stats: Map<string, HandlerStats>;
 }
 
 export const DEFAULT_THRESHOLD_NS = 100_000_000;
 
 export class Instruments {
-  readonly handlers = new Map<string, HandlerStats>();
+  readonly handlers: HandlerStats[] = [];
   readonly slow: SlowRun[] = [];
   /** Intervals between two polls of the main loop (its dispatch time). */
   readonly mainLoopBlocked = new Histogram();
   mainLoopBlockedMaxAtNs = 0;
   /** Per thread: the longest stretch it could not run its handlers, and when it began. */
   readonly blocked = new Map<string, { maxNs: number; atNs: number }>();
-  private readonly frames = new Map<string, Frame[]>();
+  private readonly threads = new Map<string, ThreadFrames>();
+  /** The thread framesOf() answered last, and its frames (a thread runs handlers in a row). */
+  private lastThread: string | null = null;
+  private lastFrames: ThreadFrames | null = null;
 
   constructor(
     private readonly platform: Platform,
@@ -54,32 +68,47 @@ export class Instruments {
     readonly thresholdNs = DEFAULT_THRESHOLD_NS,
   ) {}
 
-  /** Runs a named handler body on the current thread and accounts for it. */
-  *run<T>(name: string, kind: string, body: Co<T>): Co<T> {
-    const p = this.platform;
-    const thread = p.current().name;
-    const start = p.nowNs();
-    const stack = this.stackOf(thread);
-    const frame: Frame = { name, waits: new Map() };
-    stack.push(frame);
-    let result: T;
-    const path = stack.map((f) => f.name);
-    try {
-      result = yield* body;
-    } finally {
-      stack.pop();
+  /** Runs a named handler body on the current thread and accounts for it (`yield* inst.run(...)`). */
+  run<T>(name: string, kind: string, body: Co<T>): Co<T> {
+    return new HandlerRun(this, name, kind, body);
+  }
+
+  /** @internal HandlerRun: the handler starts on the current thread, in the frame of its depth. */
+  enter(run: HandlerRun<unknown>): void {
+    const thread = this.platform.current().name;
+    const t = this.framesOf(thread);
+    const depth = t.depth++;
+    let frame = t.frames[depth];
+    if (frame === undefined) {
+      frame = { name: run.name, waits: null };
+      t.frames.push(frame);
+    } else {
+      frame.name = run.name;
+      frame.waits?.clear();
     }
-    const dur = p.nowNs() - start;
-    this.record(thread, name, kind, start, dur, frame, path);
-    return result;
+    run.thread = thread;
+    run.frames = t;
+    run.depth = depth;
+    run.startNs = this.platform.nowNs();
+  }
+
+  /** @internal HandlerRun: the handler ended (returned, threw or was closed); record it when it returned. */
+  leave(run: HandlerRun<unknown>, returned: boolean): void {
+    const t = run.frames!;
+    t.depth = run.depth;
+    if (returned) this.record(t, run.thread, run.name, run.kind, run.startNs, this.platform.nowNs() - run.startNs, t.frames[run.depth]!);
   }
 
   /** Attributes a wait of ns to every handler running on thread. */
   noteWait(thread: string, label: string, ns: number): void {
     if (ns <= 0) return;
-    const stack = this.frames.get(thread);
-    if (!stack) return;
-    for (const f of stack) f.waits.set(label, (f.waits.get(label) ?? 0) + ns);
+    const t = this.threads.get(thread);
+    if (!t) return;
+    for (let i = 0; i < t.depth; i++) {
+      const f = t.frames[i]!;
+      f.waits ??= new Map();
+      f.waits.set(label, (f.waits.get(label) ?? 0) + ns);
+    }
   }
 
   /** Records one main-loop dispatch interval (from poll return to next poll). */
@@ -102,23 +131,24 @@ export class Instruments {
 
   /** Handler statistics sorted by thread, then name. */
   handlerList(): HandlerStats[] {
-    return [...this.handlers.values()].sort((a, b) =>
+    return [...this.handlers].sort((a, b) =>
       a.thread === b.thread ? cmp(a.name, b.name) : cmp(a.thread, b.thread));
   }
 
-  private record(thread: string, name: string, kind: string, start: number, dur: number, frame: Frame, path: string[]): void {
-    const key = `${thread}\u0000${name}`;
-    let h = this.handlers.get(key);
+  private record(t: ThreadFrames, thread: string, name: string, kind: string, start: number, dur: number, frame: Frame): void {
+    let h = t.stats.get(name);
     if (!h) {
       h = { name, kind, thread, hist: new Histogram() };
-      this.handlers.set(key, h);
+      t.stats.set(name, h);
+      this.handlers.push(h);
     }
     h.hist.record(dur);
     this.trace.slice(thread, name, kind, start, dur);
     if (dur > this.thresholdNs) {
       let waitedOn = 'running';
       let waitedNs = 0;
-      for (const [label, ns] of frame.waits) {
+      const waits = frame.waits ?? new Map<string, number>();
+      for (const [label, ns] of waits) {
         if (ns > waitedNs) {
           waitedOn = label;
           waitedNs = ns;
@@ -126,8 +156,11 @@ export class Instruments {
       }
       if (waitedNs * 2 < dur) {
         waitedOn = 'running';
-        waitedNs = dur - sumOf(frame.waits);
+        waitedNs = dur - sumOf(waits);
       }
+      // The handlers it ran in: the frames below it, unchanged while it ran.
+      const path = t.frames.slice(0, t.depth).map((f) => f.name);
+      path.push(name);
       this.slow.push({
         name, kind, thread, at_ns: start, duration_ns: dur, waited_on: waitedOn, waited_ns: waitedNs, stack: path,
       });
@@ -135,13 +168,90 @@ export class Instruments {
     }
   }
 
-  private stackOf(thread: string): Frame[] {
-    let s = this.frames.get(thread);
-    if (!s) {
-      s = [];
-      this.frames.set(thread, s);
+  private framesOf(thread: string): ThreadFrames {
+    if (thread === this.lastThread) return this.lastFrames!;
+    let t = this.threads.get(thread);
+    if (!t) {
+      t = { frames: [], depth: 0, stats: new Map() };
+      this.threads.set(thread, t);
     }
-    return s;
+    this.lastThread = thread;
+    this.lastFrames = t;
+    return t;
+  }
+}
+
+/**
+ * One handler run as an iterator over its body's operations: what a
+ * generator wrapping `yield* body` in try/finally would do, with the body's
+ * own results passed through, so a handler run costs one small object and no
+ * generator. The handler starts at the first next(), on the thread that asks.
+ */
+const NEXT = 0;
+const THROW = 1;
+const RETURN = 2;
+
+class HandlerRun<T> implements Generator<PlatformOp, T, unknown> {
+  thread = '';
+  frames: ThreadFrames | null = null;
+  depth = 0;
+  startNs = 0;
+  /** 0: not started, 1: running, 2: ended. */
+  private state = 0;
+
+  constructor(
+    private readonly inst: Instruments,
+    readonly name: string,
+    readonly kind: string,
+    private readonly body: Co<T>,
+  ) {}
+
+  next(value?: unknown): IteratorResult<PlatformOp, T> {
+    if (this.state === 0) {
+      this.state = 1;
+      this.inst.enter(this);
+    } else if (this.state === 2) {
+      return { value: undefined as T, done: true };
+    }
+    return this.resume(NEXT, value);
+  }
+
+  throw(e: unknown): IteratorResult<PlatformOp, T> {
+    if (this.state !== 1) {
+      this.state = 2;
+      throw e;
+    }
+    return this.resume(THROW, e);
+  }
+
+  return(value: T): IteratorResult<PlatformOp, T> {
+    if (this.state !== 1) {
+      this.state = 2;
+      return { value, done: true };
+    }
+    return this.resume(RETURN, value);
+  }
+
+  [Symbol.iterator](): this {
+    return this;
+  }
+
+  /** Resumes the body; when it ends, leaves the handler (recorded when it returned, not when closed from outside or thrown). */
+  private resume(how: number, v: unknown): IteratorResult<PlatformOp, T> {
+    let r: IteratorResult<PlatformOp, T>;
+    try {
+      r = how === NEXT ? this.body.next(v) : how === THROW ? this.body.throw(v) : this.body.return(v as T);
+    } catch (e) {
+      this.end(false);
+      throw e;
+    }
+    if (r.done) this.end(how !== RETURN);
+    return r;
+  }
+
+  private end(returned: boolean): void {
+    this.state = 2;
+    this.inst.leave(this, returned);
   }
 }
 

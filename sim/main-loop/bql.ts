@@ -23,7 +23,12 @@ const RECENT_HOLDS = 8;
 
 export class Bql {
   readonly mutex: Mutex;
-  private readonly sites = new Map<string, BqlSiteStats>();
+  /** Statistics by thread, then call site; and every site's slice name. */
+  private readonly sites = new Map<string, Map<string, BqlSiteStats>>();
+  private readonly siteList: BqlSiteStats[] = [];
+  private readonly heldNames = new Map<string, string>();
+  /** The statistics stats() returned last: a lock and its unlock ask for the same. */
+  private lastStats: BqlSiteStats | null = null;
   private holderSite = '';
   private holdStart = 0;
   /** The last RECENT_HOLDS holds, a ring (holderAt looks back that far). */
@@ -72,7 +77,7 @@ export class Bql {
     s.holds++;
     s.holdTotalNs += held;
     if (held > s.holdMaxNs) s.holdMaxNs = held;
-    this.inst.trace.slice(thread, `BQL held (${this.holderSite})`, 'bql', this.holdStart, held);
+    this.inst.trace.slice(thread, this.heldName(this.holderSite), 'bql', this.holdStart, held);
     const r = this.recentNext;
     this.recentThread[r] = thread;
     this.recentFrom[r] = this.holdStart;
@@ -137,29 +142,47 @@ export class Bql {
 
   /** Per (thread, site) wait and hold statistics, sorted. */
   table(): BqlSiteStats[] {
-    return [...this.sites.values()].sort((a, b) =>
+    return [...this.siteList].sort((a, b) =>
       a.thread === b.thread ? (a.site < b.site ? -1 : 1) : a.thread < b.thread ? -1 : 1);
   }
 
   waitMaxNs(): number {
     let m = 0;
-    for (const s of this.sites.values()) m = Math.max(m, s.waitMaxNs);
+    for (const s of this.siteList) m = Math.max(m, s.waitMaxNs);
     return m;
   }
 
   holdMaxNs(): number {
     let m = 0;
-    for (const s of this.sites.values()) m = Math.max(m, s.holdMaxNs);
+    for (const s of this.siteList) m = Math.max(m, s.holdMaxNs);
     return m;
   }
 
   private stats(thread: string, site: string): BqlSiteStats {
-    const key = `${thread}\u0000${site}`;
-    let s = this.sites.get(key);
+    const last = this.lastStats;
+    if (last !== null && last.thread === thread && last.site === site) return last;
+    let bySite = this.sites.get(thread);
+    if (!bySite) {
+      bySite = new Map();
+      this.sites.set(thread, bySite);
+    }
+    let s = bySite.get(site);
     if (!s) {
       s = { thread, site, waits: 0, waitTotalNs: 0, waitMaxNs: 0, holds: 0, holdTotalNs: 0, holdMaxNs: 0 };
-      this.sites.set(key, s);
+      bySite.set(site, s);
+      this.siteList.push(s);
     }
+    this.lastStats = s;
     return s;
+  }
+
+  /** The trace slice of a hold taken at site (made once per site). */
+  private heldName(site: string): string {
+    let n = this.heldNames.get(site);
+    if (n === undefined) {
+      n = `BQL held (${site})`;
+      this.heldNames.set(site, n);
+    }
+    return n;
   }
 }

@@ -27,7 +27,11 @@ export interface WorkloadSpec {
 export interface GuestSpec {
   readonly workloads: readonly WorkloadSpec[];
   readonly userspace: { readonly quantum_ns: number; readonly tolerance_ns: number };
-  /** Guest time slice between checks of the workload (the model's granularity). */
+  /**
+   * The longest stretch of guest code the model runs at once when nothing
+   * observes the vCPU sooner (an exit, an interrupt, a kick, the throttle, a
+   * dirty-log sync end a stretch): only the model's event count depends on it.
+   */
   readonly slice_ns: number;
   /** Guest kernel time to answer a ping once its vCPU runs. */
   readonly ping_reply_cost_ns: number;
@@ -56,8 +60,10 @@ const EXIT_RATE_LIMIT = limit.rate('0/s', '1e6/s');
 /** Userspace needs at least 10 us per unit of progress: each unit is a sample kept for the report. */
 const QUANTUM_LIMIT = limit.duration('10us', '1h');
 const TOLERANCE_LIMIT = limit.duration('0s', '1h');
-/** The model's slice: from 10 us (events) to 100 ms (writes per slice). */
+/** The model's slice: from 10 us (events) to 100 ms (writes drawn at once). */
 const SLICE_LIMIT = limit.duration('10us', '100ms');
+/** Stretches end at whatever observes the vCPU; this bounds the rest. */
+const SLICE_DEFAULT_NS = 100_000_000;
 const PING_REPLY_COST_LIMIT = limit.duration('0s', '1s');
 
 export function guestSchema(): Schema {
@@ -83,7 +89,7 @@ export function guestSchema(): Schema {
       quantum: duration('uninterrupted run time guest userspace needs for one unit of progress', QUANTUM_LIMIT),
       tolerance: duration('stalls up to this do not interrupt a run', TOLERANCE_LIMIT),
     }, 'guest userspace'),
-    slice: duration('model granularity of guest execution', SLICE_LIMIT),
+    slice: duration('longest stretch of guest code the model runs at once when nothing observes the vCPU (default 100ms)', SLICE_LIMIT),
     ping_reply_cost: duration('guest kernel time to answer a ping', PING_REPLY_COST_LIMIT),
   }, 'the guest');
 }
@@ -133,7 +139,7 @@ export function checkGuest(guest: Raw, vm: VmSpec, vcpuAt: VcpuAt, f: Fields): G
   });
   const us = section(guest, 'userspace');
   const quantum = f.duration(['guest', 'userspace', 'quantum'], us.quantum, 10_000_000, QUANTUM_LIMIT);
-  const slice = f.duration(['guest', 'slice'], guest.slice, 1_000_000, SLICE_LIMIT);
+  const slice = f.duration(['guest', 'slice'], guest.slice, SLICE_DEFAULT_NS, SLICE_LIMIT);
   return {
     workloads,
     userspace: { quantum_ns: quantum, tolerance_ns: f.duration(['guest', 'userspace', 'tolerance'], us.tolerance, 1_000_000, TOLERANCE_LIMIT) },

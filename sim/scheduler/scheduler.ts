@@ -4,6 +4,9 @@
 // callbacks exist for the rare cases that need a closure (xstate's delayed
 // events, I/O completions). Every run is bounded in simulated time and in event
 // count: crossing a bound is a LivenessError carrying the seed, never a hang.
+// A thread that would sleep until a moment before anything else is due may
+// go on at once instead (advanceTo): the event it would have queued is the
+// very next one, so the order, the clock and the event count are the same.
 // It knows nothing of QEMU.
 import { EventQueue } from './event-queue.ts';
 import { RandomStreams } from './random.ts';
@@ -57,6 +60,8 @@ export class Scheduler {
   private readonly callbacks = new Map<number, () => void>();
   private nextCallbackId = 1;
   private stopped = false;
+  /** While run() fires events: the time it may not pass (-1 outside run()). */
+  private runLimitNs = -1;
 
   constructor(options: SchedulerOptions) {
     this.seed = options.seed;
@@ -125,32 +130,55 @@ export class Scheduler {
   run(untilNs = Number.MAX_SAFE_INTEGER): RunOutcome {
     const queue = this.queue;
     const targets = this.targets;
+    const limitNs = untilNs < this.maxTimeNs ? untilNs : this.maxTimeNs;
+    const maxEvents = this.maxEvents;
     this.stopped = false;
-    while (!this.stopped) {
-      const due = queue.peekDue();
-      if (due === Infinity) {
-        // Nothing left to happen: time still passes up to a finite until.
-        if (untilNs < Number.MAX_SAFE_INTEGER) this.now = untilNs;
-        return 'idle';
+    this.runLimitNs = limitNs;
+    try {
+      while (!this.stopped) {
+        if (this.events >= maxEvents || !queue.pop(limitNs)) return this.boundary(queue.peekDue(), untilNs);
+        this.events++;
+        this.now = queue.topDue;
+        targets[queue.topTag]!.fire(queue.topArg);
       }
-      if (due > untilNs) {
-        this.now = untilNs;
-        return 'until';
-      }
-      if (due > this.maxTimeNs) {
-        throw new LivenessError('time', this.seed, this.now, this.events,
-          `simulated time would pass ${this.maxTimeNs} ns`);
-      }
-      if (this.events >= this.maxEvents) {
-        throw new LivenessError('events', this.seed, this.now, this.events,
-          `more than ${this.maxEvents} events`);
-      }
-      queue.pop();
-      this.events++;
-      this.now = due;
-      targets[queue.topTag]!.fire(queue.topArg);
+    } finally {
+      this.runLimitNs = -1;
     }
     return 'stopped';
+  }
+
+  /**
+   * Moves the clock to dueNs and counts an event, as firing an event queued
+   * for dueNs now would, if that event would be the next one: run() is
+   * firing events, dueNs is within its bounds, and nothing else is due by
+   * then (an event due at the same time was queued first and goes first).
+   * False, and nothing changes, otherwise.
+   */
+  advanceTo(dueNs: number): boolean {
+    if (this.stopped || !(dueNs <= this.runLimitNs) || this.events >= this.maxEvents || !(dueNs < this.queue.peekDue())) return false;
+    if (!Number.isSafeInteger(dueNs) || dueNs < this.now) return false;
+    this.events++;
+    this.now = dueNs;
+    return true;
+  }
+
+  /** Why run() stops before the event due at dueNs: the queue ran dry, untilNs came, or a bound. */
+  private boundary(dueNs: number, untilNs: number): RunOutcome {
+    if (dueNs === Infinity) {
+      // Nothing left to happen: time still passes up to a finite until.
+      if (untilNs < Number.MAX_SAFE_INTEGER) this.now = untilNs;
+      return 'idle';
+    }
+    if (dueNs > untilNs) {
+      this.now = untilNs;
+      return 'until';
+    }
+    if (dueNs > this.maxTimeNs) {
+      throw new LivenessError('time', this.seed, this.now, this.events,
+        `simulated time would pass ${this.maxTimeNs} ns`);
+    }
+    throw new LivenessError('events', this.seed, this.now, this.events,
+      `more than ${this.maxEvents} events`);
   }
 
   /** xstate's Clock on this scheduler: an actor's delayed events run in simulated time. */

@@ -15,6 +15,12 @@ export interface SyncThread {
   readonly co: Parkable;
 }
 
+/** What a wait keeps on its thread while parked: the set, and the one closure that unparks it (made once per thread). */
+interface Waiting {
+  waitSet?: readonly Waitable[];
+  unwait?: () => void;
+}
+
 /** Something a thread can wait for: readable while ready, with its waiting threads. */
 export interface Waitable {
   readonly ready: boolean;
@@ -28,7 +34,26 @@ const NONE: readonly never[] = Object.freeze([]);
 
 /** Wakes every thread waiting on a waitable that just became ready. */
 export function wakeWaiters(w: Waitable): void {
-  for (const t of w.waiters) t.co.wake(WOKEN);
+  const waiters = w.waiters;
+  for (let i = 0; i < waiters.length; i++) waiters[i]!.co.wake(WOKEN);
+}
+
+/** The members of set that are ready (an empty constant when none is: a wait allocates only what it returns). */
+function readyOf<W extends { readonly ready: boolean }>(set: readonly W[]): readonly W[] {
+  let ready: W[] | null = null;
+  for (let i = 0; i < set.length; i++) {
+    const n = set[i]!;
+    if (n.ready) (ready ??= []).push(n);
+  }
+  return ready ?? NONE;
+}
+
+/** Removes thread from a list it is on (no array is made, as splice would). */
+function remove<T>(list: T[], item: T): void {
+  const i = list.indexOf(item);
+  if (i < 0) return;
+  for (let j = i + 1; j < list.length; j++) list[j - 1] = list[j]!;
+  list.length--;
 }
 
 /**
@@ -38,19 +63,24 @@ export function wakeWaiters(w: Waitable): void {
  * backend's clock.
  */
 export function beginWait<W extends Waitable>(thread: SyncThread, set: readonly W[], timeoutNs: number, deadlineNs: number): unknown {
-  const ready = set.filter((n) => n.ready);
+  const ready = readyOf(set);
   if (ready.length > 0) return ready;
   if (timeoutNs === 0) return NONE;
-  for (const n of set) n.waiters.push(thread);
-  thread.co.suspend(timeoutNs < 0 ? -1 : deadlineNs, NONE, () => {
-    for (const n of set) n.waiters.splice(n.waiters.indexOf(thread), 1);
-  });
+  for (let i = 0; i < set.length; i++) set[i]!.waiters.push(thread);
+  const t = thread as SyncThread & Waiting;
+  t.waitSet = set;
+  t.unwait ??= () => {
+    const waitSet = t.waitSet!;
+    for (let i = 0; i < waitSet.length; i++) remove(waitSet[i]!.waiters, thread);
+    t.waitSet = undefined;
+  };
+  thread.co.suspend(timeoutNs < 0 ? -1 : deadlineNs, NONE, t.unwait);
   return PENDING;
 }
 
 /** What a wait returns once resumed: the set's ready members if a waitable woke it. */
 export function waitResult<W extends { readonly ready: boolean }>(resumed: unknown, set: readonly W[]): readonly W[] {
-  return resumed === WOKEN ? set.filter((n) => n.ready) : (resumed as readonly W[]);
+  return resumed === WOKEN ? readyOf(set) : (resumed as readonly W[]);
 }
 
 /** A mutex between coroutine threads, handed to waiters in FIFO order. */

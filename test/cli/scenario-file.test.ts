@@ -506,7 +506,7 @@ describe('the default event bound', () => {
   it('a run that crosses it exits 3 with the replay command', async () => {
     const tmp = tempDir('bound');
     try {
-      const f = tmp.file('busy.yaml', plus('limits: {max_events: 5000}'));
+      const f = tmp.file('busy.yaml', plus('limits: {max_events: 1000}'));
       const run = await runCli(['run', f]);
       expect(run.code).toBe(3);
       expect(run.stderr).toContain(`replay: latsim run ${f} --seed 1\n`);

@@ -51,7 +51,7 @@ describe('estimateMemory', () => {
   });
 
   it('what grows with the run grows at most with the event bound', () => {
-    const text = `name: x\nduration: 24h\nlimits: {max_events: 1000}\nguest: {userspace: {quantum: 10us}}\ndevices: {net: [{name: n, peer: {ping_interval: 100us, background: 1e6/s}}]}\n`;
+    const text = `name: x\nduration: 24h\nlimits: {max_events: 1000}\nguest: {slice: 10us, userspace: {quantum: 10us}}\ndevices: {net: [{name: n, peer: {ping_interval: 100us, background: 1e6/s}}]}\n`;
     const e = estimateMemory(parseScenario(text, 'x.yaml'), { keepTrace: true });
     expect(e.events).toBe(1000);
     expect(e.bytes - BASE_BYTES - 2 ** 18 * RAM_BYTES_PER_PAGE).toBeLessThan(1000 * (256 + 80 + 80 + 100 * 40) + 1);
@@ -60,11 +60,12 @@ describe('estimateMemory', () => {
 
 describe('estimateEvents', () => {
   const files = readdirSync('scenarios').filter((f) => f.endsWith('.yaml')).map((f) => `scenarios/${f}`);
-  it.each(files)('is at least what %s fires, and within 6x of it', (file) => {
+  // An upper bound: it assumes the migration streams for the whole run; a fast one is over in a second.
+  it.each(files)('is at least what %s fires, and within 10x of it', (file) => {
     const s = loadScenarioFile(file);
     const { result } = simulate(s);
     const est = estimateEvents(s);
     expect(est).toBeGreaterThanOrEqual(result.events);
-    expect(est).toBeLessThan(6 * result.events);
+    expect(est).toBeLessThan(10 * result.events);
   });
 });

@@ -59,7 +59,7 @@ describe('latsim run', () => {
   });
 
   it('exits 3 with the seed when a liveness bound is hit', () => {
-    const f = file('bounded.yaml', `${randomWork}limits: { max_events: 2000 }\n`);
+    const f = file('bounded.yaml', `${randomWork}limits: { max_events: 500 }\n`);
     const r = latsim('run', f);
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/liveness bound hit \(events\).*seed 11/);

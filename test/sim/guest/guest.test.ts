@@ -1,5 +1,6 @@
 // The guest: RAM as versions with a KVM-style dirty log, dirtying patterns,
-// and userspace progress that needs uninterrupted run time.
+// userspace progress that needs uninterrupted run time, and vCPUs advanced in
+// bulk between the moments something observes them.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { GuestRam, RAM_BYTES_PER_PAGE } from '../../../sim/guest/ram.ts';
@@ -7,6 +8,11 @@ import { Dirtier, SATURATION_WRITES_PER_PAGE } from '../../../sim/guest/dirtier.
 import { UserspaceTracker } from '../../../sim/guest/guest.ts';
 import { Rng } from '../../../sim/scheduler/random.ts';
 import { countSetBits } from '../../../sim/util/bitmap.ts';
+import { Scheduler } from '../../../sim/scheduler/index.ts';
+import { SimPlatform } from '../../../sim/sim-platform.ts';
+import { buildWorld } from '../../../sim/world.ts';
+import { simulate } from '../../../sim/run.ts';
+import { MS, scenario } from '../helpers.ts';
 
 describe('GuestRam', () => {
   it('keeps a few bytes per page, so a 1 TiB guest is representable', () => {
@@ -224,5 +230,66 @@ describe('UserspaceTracker', () => {
     expect(u.progress).toBe(3);
     expect(u.samples.map((s) => s.t_ns)).toEqual([100, 200, 305]);
     expect(u.gapMaxNs).toBe(2000 - 305);
+  });
+});
+
+describe('a vCPU that only runs and dirties memory', () => {
+  const sweep = (slice: string) => scenario(`
+name: bulk
+seed: 3
+duration: 2s
+vm: { memory: 1GiB, vcpus: 1 }
+guest:
+  slice: ${slice}
+  workloads: [ { vcpus: all, dirty: { rate: 100000/s, pattern: sequential } } ]
+`);
+
+  it('runs in long stretches, with the same writes as in short ones', () => {
+    const long = simulate(sweep('100ms')).result;
+    const short = simulate(sweep('1ms')).result;
+    expect(long.guest.dirty_writes).toBe(200_000);
+    expect(short.guest.dirty_writes).toBe(200_000);
+    expect(short.events).toBeGreaterThan(1900);
+    expect(long.events).toBeLessThan(short.events / 50);
+  });
+
+  const world = (extra = '') => {
+    const scheduler = new Scheduler({ seed: 3 });
+    const platform = new SimPlatform(scheduler);
+    const w = buildWorld(scenario(`
+name: bulk
+seed: 3
+duration: 2s
+vm: { memory: 1GiB, vcpus: 1 }
+guest:
+  workloads: [ { vcpus: all, dirty: { rate: 100000/s, pattern: sequential } } ]
+${extra}`), platform, false);
+    return { scheduler, w, ram: w.guest.ram as GuestRam };
+  };
+
+  it('writes what it ran so far when the dirty log is read mid-stretch, and nothing twice', () => {
+    const { scheduler, ram } = world();
+    ram.logging = true;
+    scheduler.run(250 * MS);
+    expect(ram.writes).toBe(20_000);
+    ram.logSync();
+    expect(ram.writes).toBe(25_000);
+    expect(countSetBits(ram.dirtyLog)).toBe(25_000);
+    scheduler.run(300 * MS);
+    expect(ram.writes).toBe(30_000);
+  });
+
+  it('leaves guest mode at once to sleep when a throttle starts', () => {
+    const { scheduler, w, ram } = world();
+    scheduler.run(250 * MS);
+    ram.logSync();
+    w.guest.setThrottle(50);
+    scheduler.run(255 * MS);
+    ram.logSync();
+    // Asleep for the throttle's share of the timeslice (10 ms at 50%), not running to the end of the stretch.
+    expect(ram.writes).toBe(25_000);
+    scheduler.run(270 * MS);
+    ram.logSync();
+    expect(ram.writes).toBeGreaterThan(25_000);
   });
 });

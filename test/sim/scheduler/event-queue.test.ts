@@ -1,7 +1,10 @@
 // The event queue against a sorted reference: pushes, pops and peeks mixed at
 // random (a pop leaves the root empty for the next push, so the order of
 // operations matters), many ties, growth from the smallest capacity, and
-// every field of each popped event.
+// every field of each popped event; populations that cross from the heap to
+// the calendar and back, far-future outliers, bursts of ties, a gap between
+// events that changes a thousandfold, pushes earlier than the last pop, and
+// times near 2^53.
 import { describe, expect, it } from 'vitest';
 import { EventQueue } from '../../../sim/scheduler/event-queue.ts';
 
@@ -123,5 +126,80 @@ describe('EventQueue', () => {
     expect(q.size).toBe(0);
     expect(q.peekDue()).toBe(Infinity);
     expect(q.pop()).toBe(false);
+  });
+
+  it('keeps the order across the heap, the calendar and back, whatever the spread of due times', () => {
+    const q = new EventQueue(1);
+    const ref: Ref[] = [];
+    const draw = stream(2024);
+    let now = 0;
+    let pops = 0;
+    const pop = () => {
+      const want = ref.shift()!;
+      if (!q.pop()) expect.unreachable('the queue ran dry');
+      expectTop(q, want);
+      now = want.due;
+      pops++;
+    };
+    // Phases of (population to reach, due-time draw): the gap between events
+    // changes a thousandfold, some events are an hour away, some tie in bursts.
+    const phases: [number, () => number][] = [
+      [3000, () => now + (draw() % 2000)],
+      [100, () => now + (draw() % 2000)],
+      [6000, () => (draw() % 50 === 0 ? now + 3.6e12 + (draw() % 1000) : now + (draw() % 2_000_000))],
+      [40, () => now + (draw() % 7 === 0 ? 0 : draw() % 30)],
+      [2500, () => (draw() % 3 === 0 ? now : now + (draw() % 3))],
+      [0, () => now + (draw() % 2000)],
+    ];
+    for (const [target, due] of phases) {
+      for (let i = 0; i < 40_000 && (ref.length !== target); i++) {
+        // Drift toward the target population, with pops and pushes mixed.
+        const push = ref.length < target ? draw() % 100 < 70 : draw() % 100 < 30;
+        if (push || ref.length === 0) {
+          const d = due();
+          const tag = draw() % 1000;
+          insert(ref, { due: d, seq: q.push(d, tag, -pops), tag, arg: -pops });
+        } else {
+          pop();
+        }
+        if (q.size !== ref.length) expect(q.size).toBe(ref.length);
+      }
+      // Hold the population a while: the steady state where the calendar re-measures its width.
+      for (let i = 0; i < 20_000 && ref.length > 0; i++) {
+        pop();
+        const d = due();
+        insert(ref, { due: d, seq: q.push(d, 7, -pops), tag: 7, arg: -pops });
+      }
+    }
+    while (ref.length > 0) pop();
+    expect(q.pop()).toBe(false);
+    expect(pops).toBeGreaterThan(100_000);
+  });
+
+  it('orders an event pushed earlier than the last one popped, in the calendar too', () => {
+    const q = new EventQueue(16);
+    for (let i = 0; i < 2000; i++) q.push(1_000_000 + i * 10, 1, i);
+    q.pop();
+    expect(q.topDue).toBe(1_000_000);
+    q.push(5, 2, -1);
+    q.push(5, 3, -2);
+    expect(q.peekDue()).toBe(5);
+    expect(q.pop() && [q.topDue, q.topTag]).toEqual([5, 2]);
+    expect(q.pop() && [q.topDue, q.topTag]).toEqual([5, 3]);
+    expect(q.pop() && q.topDue).toBe(1_000_010);
+  });
+
+  it('orders due times near 2^53 exactly', () => {
+    const q = new EventQueue(16);
+    const top = Number.MAX_SAFE_INTEGER;
+    const dues: number[] = [];
+    for (let i = 0; i < 3000; i++) dues.push(top - ((i * 7919) % 5000));
+    for (const d of dues) q.push(d, 1, 0);
+    const sorted = [...dues].sort((a, b) => a - b);
+    for (const d of sorted) {
+      q.pop();
+      if (q.topDue !== d) expect(q.topDue).toBe(d);
+    }
+    expect(q.size).toBe(0);
   });
 });

@@ -94,3 +94,36 @@ describe('Scheduler', () => {
     expect(new Scheduler({ seed: 6 }).random.stream('disk0').next()).not.toBe(xs[0]);
   });
 });
+
+describe('Scheduler.advanceTo', () => {
+  it('moves the clock and counts an event only when that event would be the next one', () => {
+    const s = new Scheduler({ seed: 1, maxTimeNs: 1000 });
+    const seen: string[] = [];
+    s.callAt(100, () => seen.push('other at 100'));
+    s.callAt(10, () => {
+      // Inside run(): before the next event, yes; at its time (it was queued first) or past it, no.
+      seen.push(`50: ${s.advanceTo(50)} at ${s.now}`);
+      seen.push(`100: ${s.advanceTo(100)} at ${s.now}`);
+      seen.push(`99: ${s.advanceTo(99)} at ${s.now}`);
+    });
+    expect(s.advanceTo(5)).toBe(false);
+    s.run(500);
+    expect(seen).toEqual(['50: true at 50', '100: false at 50', '99: true at 99', 'other at 100']);
+    expect(s.events).toBe(4);
+  });
+
+  it('stays within run()\'s until, the time bound, the event bound and a stop', () => {
+    const s = new Scheduler({ seed: 1, maxTimeNs: 300, maxEvents: 4 });
+    const got: boolean[] = [];
+    s.callAt(0, () => {
+      got.push(s.advanceTo(250), s.advanceTo(301));
+      s.stop();
+      got.push(s.advanceTo(260));
+    });
+    s.run(280);
+    s.callAt(270, () => got.push(s.advanceTo(275), s.advanceTo(276)));
+    s.run(280);
+    // until 280: 301 is past it; stopped: no; 4 events at most: the second advance would be the fifth.
+    expect(got).toEqual([true, false, false, true, false]);
+  });
+});
