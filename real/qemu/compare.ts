@@ -194,47 +194,35 @@ export function compareRows(s: Scenario, sim: RunResult, runs: readonly QemuRunR
   return rows;
 }
 
-/** The simulation's figures for today's features, where its result has them (MigrationResult's names). */
-interface SimModern {
-  readonly multifd?: { readonly channels: number; readonly transferred: readonly number[] } | null;
-  readonly postcopy?: {
-    readonly faults: number; readonly fault_latency_p50_ns: number; readonly fault_latency_p99_ns: number;
-    readonly fault_latency_max_ns: number; readonly stall_ns?: number;
-  } | null;
-  readonly ring_full_exits?: number;
-  readonly dirty_tracking?: string;
-  readonly xbzrle?: { readonly pages: number; readonly cache_miss: number; readonly encoding_rate: number } | null;
-}
-
 type NumRow = (metric: string, key: FidelityMetric | null, unit: string, simV: number | null, get: (r: QemuRunResult) => number | null) => void;
 
 /** Rows for multifd, postcopy, the dirty ring and xbzrle, when the scenario uses them (no goals: they explain). */
 function modernRows(sim: RunResult, runs: readonly QemuRunResult[], num: NumRow): void {
-  const sm = (sim.migration ?? {}) as SimModern;
+  const sm = sim.migration;
   const q = <T>(f: (m: NonNullable<QemuRunResult['migration']>) => T | null | undefined) => (r: QemuRunResult) => (r.migration ? f(r.migration) ?? null : null);
   const ms = (ns: number | undefined) => (ns === undefined || ns < 0 ? null : Math.round(ns / 1e5) / 10);
   const MiB = 2 ** 20;
-  if (sm.multifd || runs.some((r) => r.migration?.multifd)) {
-    const simT = sm.multifd?.transferred ?? [];
+  if (sm?.multifd || runs.some((r) => r.migration?.multifd)) {
+    const simT = sm?.multifd?.transferred ?? [];
     const n = Math.max(simT.length, ...runs.map((r) => r.migration?.multifd?.transferred.length ?? 0));
     for (let i = 0; i < n; i++) {
       num(`multifd channel ${i} transferred`, null, 'MiB', simT[i] === undefined ? null : Math.round((simT[i]! / MiB) * 10) / 10,
         q((m) => (m.multifd?.transferred[i] === undefined ? null : Math.round((m.multifd.transferred[i]! / MiB) * 10) / 10)));
     }
   }
-  if (sm.postcopy || runs.some((r) => r.migration?.postcopy)) {
-    num('postcopy faults', null, 'count', sm.postcopy?.faults ?? null, q((m) => m.postcopy?.faults));
-    num('postcopy fault latency p50', null, 'ms', ms(sm.postcopy?.fault_latency_p50_ns), q((m) => ms(m.postcopy?.fault_latency_p50_ns)));
-    num('postcopy fault latency p99', null, 'ms', ms(sm.postcopy?.fault_latency_p99_ns), q((m) => ms(m.postcopy?.fault_latency_p99_ns)));
-    num('postcopy fault latency max', null, 'ms', ms(sm.postcopy?.fault_latency_max_ns), q((m) => ms(m.postcopy?.fault_latency_max_ns)));
-    num('postcopy vCPU blocked (blocktime)', null, 'ms', ms(sm.postcopy?.stall_ns), q((m) => ms(m.postcopy?.stall_ns)));
+  if (sm?.postcopy || runs.some((r) => r.migration?.postcopy)) {
+    num('postcopy faults', null, 'count', sm?.postcopy?.faults ?? null, q((m) => m.postcopy?.faults));
+    num('postcopy fault latency p50', null, 'ms', ms(sm?.postcopy?.fault_latency_p50_ns), q((m) => ms(m.postcopy?.fault_latency_p50_ns)));
+    num('postcopy fault latency p99', null, 'ms', ms(sm?.postcopy?.fault_latency_p99_ns), q((m) => ms(m.postcopy?.fault_latency_p99_ns)));
+    num('postcopy fault latency max', null, 'ms', ms(sm?.postcopy?.fault_latency_max_ns), q((m) => ms(m.postcopy?.fault_latency_max_ns)));
+    num('postcopy vCPU blocked (blocktime)', null, 'ms', ms(sm?.postcopy?.stall_ns), q((m) => ms(m.postcopy?.stall_ns)));
   }
-  if (sm.dirty_tracking === 'ring' || runs.some((r) => r.migration?.dirty_tracking === 'ring')) {
-    num('dirty ring full exits', null, 'count', sm.ring_full_exits ?? null, q((m) => m.ring_full_exits));
+  if (sm?.dirty_tracking === 'ring' || runs.some((r) => r.migration?.dirty_tracking === 'ring')) {
+    num('dirty ring full exits', null, 'count', sm?.ring_full_exits ?? null, q((m) => m.ring_full_exits));
   }
-  if (sm.xbzrle || runs.some((r) => r.migration?.xbzrle)) {
-    num('xbzrle pages', null, 'pages', sm.xbzrle?.pages ?? null, q((m) => m.xbzrle?.pages));
-    num('xbzrle cache misses', null, 'pages', sm.xbzrle?.cache_miss ?? null, q((m) => m.xbzrle?.cache_miss));
+  if (sm?.xbzrle || runs.some((r) => r.migration?.xbzrle)) {
+    num('xbzrle pages', null, 'pages', sm?.xbzrle?.pages ?? null, q((m) => m.xbzrle?.pages));
+    num('xbzrle cache misses', null, 'pages', sm?.xbzrle?.cache_miss ?? null, q((m) => m.xbzrle?.cache_miss));
   }
 }
 

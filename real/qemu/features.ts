@@ -34,31 +34,23 @@ export interface QemuFeatures {
   readonly unsupported: readonly string[];
 }
 
-/** The scenario fields this file reads, where a scenario has them. */
-interface ModernFields {
-  readonly multifd?: { readonly channels: number; readonly zero_page_detection: string } | null;
-  readonly xbzrle?: { readonly cache_size: number } | null;
-  readonly postcopy?: { readonly start_after_passes: number; readonly start_at_ns: number; readonly preempt: boolean } | null;
-}
-
 /** The features of the scenario, for a QEMU binary of this version (e.g. 7.2.22). */
 export function featuresOf(s: Scenario, binaryVersion: string): QemuFeatures {
   const binaryMajor = Number(binaryVersion.split('.')[0]);
-  const m = (s.migration ?? {}) as ModernFields & { readonly policy?: readonly string[] };
+  const m = s.migration;
   const unsupported: string[] = [];
-  const mf = m.multifd ?? null;
+  const mf = m?.multifd ?? null;
   if (mf && mf.zero_page_detection !== 'legacy' && !(binaryMajor >= 9)) {
     unsupported.push(`multifd.zero_page_detection ${mf.zero_page_detection}: QEMU before 9.0 finds zero pages on the migration thread (legacy)`);
   }
-  if (m.policy?.includes('dirty-limit')) unsupported.push('policy dirty-limit: the dirty-limit capability came with QEMU 8.1 (runs as legacy)');
-  const pc = m.postcopy ?? null;
-  const ring = (s.vm as { dirty_ring_size?: number }).dirty_ring_size ?? 0;
+  if (m?.policy.includes('dirty-limit')) unsupported.push('policy dirty-limit: the dirty-limit capability came with QEMU 8.1 (runs as legacy)');
+  const pc = m?.postcopy ?? null;
   return {
     multifd_channels: mf ? mf.channels : null,
     zero_page_detection: mf && binaryMajor >= 9 ? mf.zero_page_detection : null,
-    xbzrle_cache_bytes: m.xbzrle ? m.xbzrle.cache_size : null,
+    xbzrle_cache_bytes: m?.xbzrle ? m.xbzrle.cache_size : null,
     postcopy: pc ? { after_passes: pc.start_after_passes, at_ns: pc.start_at_ns, preempt: pc.preempt } : null,
-    dirty_ring_size: ring,
+    dirty_ring_size: s.vm.dirty_ring_size,
     unsupported,
   };
 }
