@@ -14,6 +14,12 @@ export interface SimulateOptions {
   seed?: number;
   /** Keep trace records and poll records (for --trace and reports). */
   keepTrace?: boolean;
+  /**
+   * End the run this long (simulated ns) after the migration completes,
+   * before the scenario's duration: the fuzzer's judgement is made by then.
+   * A migration that fails or is cancelled runs on to the end.
+   */
+  stopAfterCompletedNs?: number;
 }
 
 export interface SimRun {
@@ -31,6 +37,12 @@ export function simulate(scenario: Scenario, options: SimulateOptions = {}): Sim
   });
   const platform = new SimPlatform(scheduler);
   const world = buildWorld(scenario, platform, options.keepTrace ?? false);
+  const grace = options.stopAfterCompletedNs;
+  if (grace !== undefined && world.migration) {
+    world.migration.onEnd = (status) => {
+      if (status === 'completed') scheduler.callAfter(grace, () => scheduler.stop());
+    };
+  }
   let outcome: Outcome = 'ok';
   let error: Error | null = null;
   try {

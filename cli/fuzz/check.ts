@@ -7,11 +7,18 @@
 // the migration must have completed by the end of the run.
 // A failure has a class (`lost-page`, `ping-answered`, `not-completed`, ...)
 // so shrinking can insist on the same failure, not just any failure.
+// A run ends AFTER_COMPLETED_NS after its migration completes rather than at
+// its duration: the switchover's checks (every page and acknowledged write at
+// the destination) have run by then, and the stopped source has nothing left
+// to break. A failed or cancelled migration's guest runs on to the end.
 // Leaves out: choosing knobs and shrinking (cli/fuzz/knobs.ts, shrink.ts).
 import { parseScenario } from '../scenario-file.ts';
 import { simulate } from '../../sim/run.ts';
 import type { RunResult } from '../../sim/results.ts';
 import type { Phase } from './scenario.ts';
+
+/** Simulated time a run goes on after its migration completed (the destination's start and the source's cleanup). */
+export const AFTER_COMPLETED_NS = 1_000_000_000;
 
 export interface Failure {
   readonly phase: Phase;
@@ -32,7 +39,7 @@ export function runPhase(text: string, file: string, phase: Phase): PhaseRun {
   const scenario = parseScenario(text, file);
   let result: RunResult;
   try {
-    result = simulate(scenario).result;
+    result = simulate(scenario, { stopAfterCompletedNs: AFTER_COMPLETED_NS }).result;
   } catch (e) {
     // The model threw something that is not an invariant: a bug all the same.
     const msg = (e as Error).message ?? String(e);

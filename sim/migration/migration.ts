@@ -252,8 +252,12 @@ export class Migration<D extends MigrationDestination = Destination> {
     if (to === 'completed' || to === 'failed' || to === 'cancelled') {
       this.endNs = now;
       this.throttleStop();
+      this.onEnd?.(to);
     }
   }
+
+  /** Called once the migration reaches a final status (completed, failed or cancelled). */
+  onEnd: ((status: MigrationStatus) => void) | null = null;
 
   /** QEMU: cpu_throttle_stop (migration_iteration_finish): the vCPUs run unthrottled again; dirty-limit ends too. */
   private throttleStop(): void {
