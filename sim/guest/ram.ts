@@ -170,10 +170,31 @@ export class GuestRam implements GuestMemory, ManualDirtyLog {
     return false;
   }
 
+  /**
+   * The zero pages among the 32 pages from first (a multiple of 32, the
+   * word's pages all in RAM) as a bit mask: isZeroPage for each, at the
+   * cost of one load and compare per page.
+   */
+  zeroMask(first: number): number {
+    const v = this.versions;
+    let mask = 0;
+    for (let i = 0; i < 32; i++) if (v[first + i] === 0) mask |= 1 << i;
+    // A page may hold zeroes again only in a byte-counter range past the populated pages.
+    if (mask !== -1 && this.counterRanges.length > 0 && first + 32 > this.populatedPages) {
+      for (let i = 0; i < 32; i++) if ((mask & (1 << i)) === 0 && this.isZeroPage(first + i)) mask |= 1 << i;
+    }
+    return mask;
+  }
+
   /** True when the page is one of a byte-counter range (its writes change one byte). */
   isByteCounterPage(page: number): boolean {
     for (const [from, to] of this.counterRanges) if (page >= from && page < to) return true;
     return false;
+  }
+
+  /** Whether some pages are byte counters (whose content is zero again every 256 writes). */
+  get hasByteCounters(): boolean {
+    return this.counterRanges.length > 0;
   }
 
   /** Pages [first, first + count) hold one byte counter each (the increment workload). */

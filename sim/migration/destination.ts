@@ -7,7 +7,7 @@
 // at the end of a TCP stream (real/migration-stream.ts), whose sends and
 // waits throw MigrationStreamError when the stream breaks or stops moving.
 import { HOST_COSTS_DEFAULT, type HostCosts } from '../scenario/qemu.ts';
-import { bitmapNew, testAndSetBit } from '../util/bitmap.ts';
+import { bitmapNew, popcount32, testAndSetBit } from '../util/bitmap.ts';
 import type { GuestRam } from '../guest/ram.ts';
 import type { GuestMemory, PageSink } from '../guest/memory.ts';
 import type { BlkDevice } from '../devices/devices.ts';
@@ -98,15 +98,36 @@ export class Destination implements MigrationDestination {
     this.versions[page] = now;
   }
 
-  /** A run of pages arrives (the first pass sends whole words of them); returns the zero pages among them. */
+  /**
+   * A run of pages arrives (the first pass sends whole words of them);
+   * returns the zero pages among them. Word by word: a word of pages never
+   * written is 32 zero pages the destination already holds; otherwise its
+   * versions are copied, and its normal pages written (and touched).
+   * first and count are multiples of 32 (whole words of the bitmap).
+   */
   saveRun(first: number, count: number): number {
-    const src = this.src.versions;
-    this.versions.set(src.subarray(first, first + count), first);
+    const src = this.src;
+    const sv = src.versions;
+    const dv = this.versions;
+    const touched = this.touched;
+    const counters = src.hasByteCounters;
     let zeros = 0;
     let fresh = 0;
-    for (let p = first, end = first + count; p < end; p++) {
-      if (src[p] === 0 || this.src.isZeroPage(p)) zeros++;
-      else if (!testAndSetBit(this.touched, p)) fresh++;
+    for (let w = first >>> 5, end = (first + count) >>> 5; w < end; w++) {
+      const base = w * 32;
+      let unwritten = 0;
+      for (let i = 0; i < 32; i++) if (sv[base + i] === 0) unwritten |= 1 << i;
+      if (unwritten === -1) {
+        zeros += 32;
+        continue;
+      }
+      for (let i = 0; i < 32; i++) dv[base + i] = sv[base + i]!;
+      const zero = counters ? src.zeroMask(base) : unwritten;
+      const normal = ~zero;
+      zeros += popcount32(zero);
+      const t = touched[w]!;
+      fresh += popcount32(normal & ~t);
+      touched[w] = t | normal;
     }
     this.pagesReceived += count;
     this.loadCostNs += fresh * this.host.dest_first_touch_ns + (count - fresh - zeros) * this.host.dest_page_ns + zeros * this.host.zero_page_scan_ns;
