@@ -14,7 +14,9 @@
 //    1988): a circular year of nb buckets of `width` ns each (both powers of
 //    two, so bucket arithmetic on integer ns is exact), each bucket a list in
 //    (due, seq) order with its tail kept, so an event due after the others in
-//    its bucket (the usual case, ties included) is appended at once; the
+//    its bucket (the usual case, ties included) is appended at once; as a
+//    pushed event's seq is the largest yet, placing it compares due times
+//    only (a rebuild inserts in (due, seq) order to keep that true); the
 //    earliest event is found from the last pop's bucket on. The bucket count
 //    follows the population (doubled above 2 nb, halved below nb / 2); the
 //    width is three mean gaps between events at the front of the queue,
@@ -117,7 +119,7 @@ export class EventQueue {
     slots[4 * k + 2] = arg;
     if (this.calendar) {
       slots[4 * k + 3] = due;
-      this.calendarPush(k, due, s);
+      this.calendarPush(k, due);
       return s;
     }
     if (this.hole) {
@@ -203,10 +205,10 @@ export class EventQueue {
 
   // --- the calendar -----------------------------------------------------
 
-  private calendarPush(k: number, due: number, s: number): void {
+  private calendarPush(k: number, due: number): void {
     const vb = Math.floor(due * this.inverseWidth);
     if (vb < this.bucketNow) this.bucketNow = vb;
-    this.insert(k, due, s, vb & this.mask);
+    this.insert(k, due, vb & this.mask);
     if (this.peeked !== NONE && due < this.slots[4 * this.peeked + 3]!) this.peeked = NONE;
     if (++this.count > 2 * (this.mask + 1)) this.rebuild(2 * (this.mask + 1));
   }
@@ -234,27 +236,28 @@ export class EventQueue {
     return true;
   }
 
-  /** Links slot k (due d, seq s) into its bucket b, in (due, seq) order. */
-  private insert(k: number, d: number, s: number, b: number): void {
+  /**
+   * Links slot k (due d) into its bucket b, after every event due at or
+   * before d: in (due, seq) order as long as k's seq is larger than theirs,
+   * true of a push (seq only grows) and of rebuild (which inserts in order).
+   */
+  private insert(k: number, d: number, b: number): void {
     const slots = this.slots;
     const link = this.link;
     const t = this.tails[b]!;
+    link[k] = NONE;
     if (t === NONE) {
-      link[k] = NONE;
       this.heads[b] = k;
       this.tails[b] = k;
       return;
     }
-    const td = slots[4 * t + 3]!;
-    if (td < d || (td === d && slots[4 * t]! < s)) {
-      link[k] = NONE;
+    if (slots[4 * t + 3]! <= d) {
       link[t] = k;
       this.tails[b] = k;
       return;
     }
     const h = this.heads[b]!;
-    const hd = slots[4 * h + 3]!;
-    if (d < hd || (d === hd && s < slots[4 * h]!)) {
+    if (d < slots[4 * h + 3]!) {
       link[k] = h;
       this.heads[b] = k;
       return;
@@ -262,9 +265,7 @@ export class EventQueue {
     // Between head and tail: the tail bounds the walk.
     let p = h;
     let q = link[h]!;
-    for (;;) {
-      const qd = slots[4 * q + 3]!;
-      if (qd > d || (qd === d && slots[4 * q]! > s)) break;
+    while (slots[4 * q + 3]! <= d) {
       p = q;
       q = link[q]!;
     }
@@ -355,14 +356,16 @@ export class EventQueue {
     this.calendar = true;
     this.hole = false;
     this.count = slot.length;
-    let first = Infinity;
-    for (let j = 0; j < slot.length; j++) {
+    // In (due, seq) order, so that every insert goes after the events already in its bucket.
+    const slots = this.slots;
+    const order = Array.from(slot.keys()).sort((a, b) => due[a]! - due[b]! || slots[4 * slot[a]!]! - slots[4 * slot[b]!]!);
+    for (const j of order) {
       const k = slot[j]!;
       const d = due[j]!;
-      this.slots[4 * k + 3] = d;
-      if (d < first) first = d;
-      this.insert(k, d, this.slots[4 * k]!, Math.floor(d * this.inverseWidth) & this.mask);
+      slots[4 * k + 3] = d;
+      this.insert(k, d, Math.floor(d * this.inverseWidth) & this.mask);
     }
+    const first = order.length > 0 ? due[order[0]!]! : Infinity;
     this.bucketNow = Math.floor((first === Infinity ? this.topDue : first) * this.inverseWidth);
     this.peeked = NONE;
     this.gapPops = 0;
