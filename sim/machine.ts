@@ -38,6 +38,8 @@ export interface MachineOptions {
   qemu?: QemuSpec;
   /** Keep trace records and poll records for the exporters. */
   keepTrace?: boolean;
+  /** Hash the trace into the run's fingerprint (default); off, and nothing kept, the trace costs nothing. */
+  fingerprint?: boolean;
   initialState?: RunState;
   /** The IOThreads to create (-object iothread). */
   iothreads?: readonly IothreadSpec[];
@@ -71,7 +73,7 @@ export class Machine implements VcpuHost {
     const qemu = options.qemu ?? { profile: QEMU_PROFILES[QEMU_VERSION_DEFAULT], host: HOST_COSTS_DEFAULT };
     // On a real backend the host's costs are paid for real: none is modelled on top.
     this.qemu = platform.backend === 'real' ? { ...qemu, host: HOST_COSTS_NONE } : qemu;
-    this.trace = new Trace(() => platform.nowNs(), keep);
+    this.trace = new Trace(() => platform.nowNs(), keep, options.fingerprint ?? true);
     this.inst = new Instruments(platform, this.trace, options.thresholdNs ?? DEFAULT_THRESHOLD_NS);
     this.clocks = new QEMUClocks(platform);
     this.bql = new Bql(platform, this.inst);

@@ -20,6 +20,8 @@ export interface SimulateOptions {
    * A migration that fails or is cancelled runs on to the end.
    */
   stopAfterCompletedNs?: number;
+  /** Hash the trace into trace_sha256 (default true); false: the trace costs nothing and trace_sha256 is ''. */
+  fingerprint?: boolean;
 }
 
 export interface SimRun {
@@ -36,7 +38,7 @@ export function simulate(scenario: Scenario, options: SimulateOptions = {}): Sim
     maxEvents: scenario.limits.max_events,
   });
   const platform = new SimPlatform(scheduler);
-  const world = buildWorld(scenario, platform, options.keepTrace ?? false);
+  const world = buildWorld(scenario, platform, options.keepTrace ?? false, undefined, options.fingerprint ?? true);
   const grace = options.stopAfterCompletedNs;
   if (grace !== undefined && world.migration) {
     world.migration.onEnd = (status) => {

@@ -36,16 +36,17 @@ export interface WorldBackend<G extends GuestPort, D extends MigrationDestinatio
   devicesReady?(machine: Machine, guest: G, devices: Devices): void;
 }
 
-export function buildWorld(scenario: Scenario, platform: Platform, keepTrace: boolean): World;
+export function buildWorld(scenario: Scenario, platform: Platform, keepTrace: boolean, backend?: undefined, fingerprint?: boolean): World;
 export function buildWorld<G extends GuestPort, D extends MigrationDestination>(
   scenario: Scenario, platform: Platform, keepTrace: boolean, backend: WorldBackend<G, D>): World<G, D>;
 export function buildWorld<G extends GuestPort, D extends MigrationDestination>(
-  scenario: Scenario, platform: Platform, keepTrace: boolean, backend?: WorldBackend<G, D>,
+  scenario: Scenario, platform: Platform, keepTrace: boolean, backend?: WorldBackend<G, D>, fingerprint = true,
 ): World<GuestPort, MigrationDestination> {
   const machine = new Machine(platform, {
     thresholdNs: scenario.threshold_ns,
     qemu: scenario.qemu,
     keepTrace,
+    fingerprint,
     initialState: scenario.vm.run_state,
     iothreads: scenario.iothreads,
   });

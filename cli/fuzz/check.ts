@@ -11,6 +11,8 @@
 // its duration: the switchover's checks (every page and acknowledged write at
 // the destination) have run by then, and the stopped source has nothing left
 // to break. A failed or cancelled migration's guest runs on to the end.
+// Nothing judges the trace, so it is not written (no fingerprint): a
+// regression file's `latsim run` has the fingerprint.
 // Leaves out: choosing knobs and shrinking (cli/fuzz/knobs.ts, shrink.ts).
 import { parseScenario } from '../scenario-file.ts';
 import { simulate } from '../../sim/run.ts';
@@ -39,7 +41,7 @@ export function runPhase(text: string, file: string, phase: Phase): PhaseRun {
   const scenario = parseScenario(text, file);
   let result: RunResult;
   try {
-    result = simulate(scenario, { stopAfterCompletedNs: AFTER_COMPLETED_NS }).result;
+    result = simulate(scenario, { stopAfterCompletedNs: AFTER_COMPLETED_NS, fingerprint: false }).result;
   } catch (e) {
     // The model threw something that is not an invariant: a bug all the same.
     const msg = (e as Error).message ?? String(e);

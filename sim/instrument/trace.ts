@@ -66,11 +66,18 @@ export class Trace {
   private nextFlow = 1;
   private digest: string | undefined;
 
+  /** Whether records are written at all: kept, or hashed into the fingerprint. */
+  readonly on: boolean;
+
   constructor(
     private readonly now: () => number,
     /** Keep records for the exporters (memory grows with the run). */
     readonly keep: boolean,
-  ) {}
+    /** Hash the records into the fingerprint; off (and nothing kept), records cost nothing and sha256() is ''. */
+    readonly fingerprint = true,
+  ) {
+    this.on = keep || fingerprint;
+  }
 
   /** Number of records written. */
   get length(): number {
@@ -79,6 +86,7 @@ export class Trace {
 
   /** An instant event on a thread (QEMU trace-event name where one exists). */
   event(thread: string, name: string, args?: TraceArgs): void {
+    if (!this.on) return;
     const ts = this.now();
     const t = this.threadId(thread);
     const nm = this.id(name);
@@ -92,6 +100,7 @@ export class Trace {
 
   /** A finished slice [ts, ts + dur) on a thread: a handler, a BH, a BQL hold. */
   slice(thread: string, name: string, cat: string, ts: number, dur: number, args?: TraceArgs): void {
+    if (!this.on) return;
     const t = this.threadId(thread);
     const nm = this.id(name);
     const c = this.id(cat);
@@ -108,6 +117,7 @@ export class Trace {
 
   /** A counter sample (dirty pages, remaining bytes, ...). */
   counter(name: string, value: number): void {
+    if (!this.on) return;
     const ts = this.now();
     const w = this.begin(COUNTER, 0, 0, this.id(name), 0);
     this.f64[w + 2] = ts;
@@ -130,6 +140,7 @@ export class Trace {
 
   /** The fingerprint: SHA-256 of the canonical form. Ends the trace. */
   sha256(): string {
+    if (!this.fingerprint) return '';
     if (this.digest === undefined) {
       this.flush();
       this.digest = this.hash.digest('hex');
@@ -138,6 +149,7 @@ export class Trace {
   }
 
   private flow(kind: number, thread: string, name: string, id: number, end: boolean): void {
+    if (!this.on) return;
     const ts = this.now();
     const t = this.threadId(thread);
     const w = this.begin(kind, 0, t, this.id(name), 0);

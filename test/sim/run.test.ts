@@ -29,6 +29,14 @@ describe('simulate', () => {
     expect(short.events).toBeLessThan(whole.events);
   });
 
+  it('leaves the trace unwritten when no fingerprint is asked for, and nothing else changes', () => {
+    const hashed = simulate(scenario(MIGRATING)).result;
+    const bare = simulate(scenario(MIGRATING), { fingerprint: false }).result;
+    expect(hashed.trace_sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(bare.trace_sha256).toBe('');
+    expect({ ...bare, trace_sha256: hashed.trace_sha256, wall_ms: hashed.wall_ms }).toEqual(hashed);
+  });
+
   it('runs a migration that does not complete to the end of the scenario', () => {
     const failing = MIGRATING.replace('max_bandwidth: 64MiB/s', 'max_bandwidth: 64MiB/s\n  link: { bandwidth: 100Mbit/s }')
       .replace('rate: 500/s', 'rate: 20000/s');
