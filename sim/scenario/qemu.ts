@@ -2,7 +2,8 @@
 // profile), and the costs of the host that QEMU runs on (what `latsim qemu
 // calibrate` measures: scanning a page for zeroes, sending a page, syncing the
 // dirty log or reaping the dirty ring, the destination's first touch of a
-// page, the guest's fastest dirtying). A profile chooses the defaults and the behaviours that changed
+// page, its load of a page and its check of a zero page it holds, the
+// guest's fastest dirtying). A profile chooses the defaults and the behaviours that changed
 // over QEMU's history; docs/fidelity.md has the same table in words.
 // Leaves out: versions between the profiles (a scenario names the nearest).
 import type { Fields, Raw } from './fields.ts';
@@ -165,6 +166,14 @@ export interface HostCosts {
   readonly dest_first_touch_ns: number;
   /** The destination's load of a page it already has (ram_load's copy). */
   readonly dest_page_ns: number;
+  /**
+   * The destination's check of a zero page it holds in memory (QEMU 7.2:
+   * ram_load_precopy -> ram_handle_compressed, whose buffer_is_zero reads
+   * the page; preallocated or written before, that is 4 KiB of RAM). A page
+   * it never touched reads the kernel's shared zero page instead, as the
+   * source's scan of an idle guest does: zero_page_scan.
+   */
+  readonly dest_zero_page_ns: number;
   /** vm_stop and the device state's save and load: the downtime with nothing to send. */
   readonly downtime_floor_ns: number;
   /**
@@ -201,6 +210,8 @@ export interface QemuSpec {
 export const HOST_COSTS_DEFAULT: HostCosts = {
   zero_page_scan_ns: 100, page_send_ns: 300, dirty_sync_ns_per_gib: 500_000, dest_first_touch_ns: 1_000,
   dest_page_ns: 300, downtime_floor_ns: 2_000_000, guest_dirty_rate_max: 0, loopback: 0,
+  // buffer_is_zero over a page in RAM: 4 KiB read at some 20 GB/s.
+  dest_zero_page_ns: 200,
   xbzrle_encode_ns: 800, migration_cores: 0,
   // The same 500 us per GiB as dirty_sync_per_gib, split: the copy is a tenth, write-protecting the rest.
   dirty_log_get_ns_per_gib: 50_000, dirty_log_clear_ns_per_gib: 450_000,
@@ -211,7 +222,7 @@ export const HOST_COSTS_DEFAULT: HostCosts = {
 /** No modelled cost at all: a real backend pays its host's costs for real. */
 export const HOST_COSTS_NONE: HostCosts = {
   zero_page_scan_ns: 0, page_send_ns: 0, dirty_sync_ns_per_gib: 0, dest_first_touch_ns: 0, dest_page_ns: 0,
-  downtime_floor_ns: 0, guest_dirty_rate_max: 0, loopback: 0, xbzrle_encode_ns: 0, migration_cores: 0,
+  dest_zero_page_ns: 0, downtime_floor_ns: 0, guest_dirty_rate_max: 0, loopback: 0, xbzrle_encode_ns: 0, migration_cores: 0,
   dirty_log_get_ns_per_gib: 0, dirty_log_clear_ns_per_gib: 0, dirty_ring_reap_ns: 0,
 };
 
@@ -240,6 +251,7 @@ export function qemuSchema(): Schema {
       dirty_ring_reap: duration('with vm.dirty_ring_size: collecting one dirty-ring entry and re-protecting its page, under the BQL (default 150ns)', PAGE_COST_LIMIT),
       dest_first_touch: duration('destination time to receive a page into memory it never touched', PAGE_COST_LIMIT),
       dest_page: duration('destination time to receive a page it already has', PAGE_COST_LIMIT),
+      dest_zero_page: duration('destination time to check a zero page it holds in memory (preallocated, or written before): QEMU 7.2 ram_handle_compressed reads it with buffer_is_zero; a page it never touched costs zero_page_scan (default 200ns)', PAGE_COST_LIMIT),
       downtime_floor: duration('vm_stop and device state save/load: the downtime with nothing to send', FLOOR_LIMIT),
       guest_dirty_rate_max: rate('the fastest a vCPU dirties pages; a workload paced below it catches up after throttling (default: CPU-bound)', GUEST_RATE_LIMIT),
       loopback: bandwidth('measured loopback TCP throughput', LOOPBACK_LIMIT),
@@ -266,6 +278,7 @@ export function checkQemu(q: Raw, f: Fields): QemuSpec {
       dirty_ring_reap_ns: f.duration(at('dirty_ring_reap'), h.dirty_ring_reap, d.dirty_ring_reap_ns, PAGE_COST_LIMIT),
       dest_first_touch_ns: f.duration(at('dest_first_touch'), h.dest_first_touch, d.dest_first_touch_ns, PAGE_COST_LIMIT),
       dest_page_ns: f.duration(at('dest_page'), h.dest_page, d.dest_page_ns, PAGE_COST_LIMIT),
+      dest_zero_page_ns: f.duration(at('dest_zero_page'), h.dest_zero_page, d.dest_zero_page_ns, PAGE_COST_LIMIT),
       downtime_floor_ns: f.duration(at('downtime_floor'), h.downtime_floor, d.downtime_floor_ns, FLOOR_LIMIT),
       guest_dirty_rate_max: f.rate(at('guest_dirty_rate_max'), h.guest_dirty_rate_max, d.guest_dirty_rate_max, GUEST_RATE_LIMIT),
       loopback: f.bandwidth(at('loopback'), h.loopback, d.loopback, LOOPBACK_LIMIT),
