@@ -193,6 +193,15 @@ export interface HostCosts {
   readonly xbzrle_encode_ns: number;
   /** Host cores the multifd channel threads share; 0: one core each (as every other thread of the model). */
   readonly migration_cores: number;
+  /**
+   * The host's CPUs, shared by the source's vCPUs, its migration thread and
+   * the destination QEMU (latsim qemu runs both on one host). While the VM
+   * runs each vCPU holds one (the model's vCPUs never halt, as latsim's
+   * QEMU guest payload spins between its ticks); when at most one is left,
+   * the migration thread's page work and the destination's loading take
+   * turns on it. 0: as many as they need (every thread its own core).
+   */
+  readonly cores: number;
 }
 
 export interface QemuSpec {
@@ -212,7 +221,7 @@ export const HOST_COSTS_DEFAULT: HostCosts = {
   dest_page_ns: 300, downtime_floor_ns: 2_000_000, guest_dirty_rate_max: 0, loopback: 0,
   // buffer_is_zero over a page in RAM: 4 KiB read at some 20 GB/s.
   dest_zero_page_ns: 200,
-  xbzrle_encode_ns: 800, migration_cores: 0,
+  xbzrle_encode_ns: 800, migration_cores: 0, cores: 0,
   // The same 500 us per GiB as dirty_sync_per_gib, split: the copy is a tenth, write-protecting the rest.
   dirty_log_get_ns_per_gib: 50_000, dirty_log_clear_ns_per_gib: 450_000,
   // An entry: a few loads and stores in QEMU, an rmap walk and a write-protect in KVM.
@@ -222,7 +231,7 @@ export const HOST_COSTS_DEFAULT: HostCosts = {
 /** No modelled cost at all: a real backend pays its host's costs for real. */
 export const HOST_COSTS_NONE: HostCosts = {
   zero_page_scan_ns: 0, page_send_ns: 0, dirty_sync_ns_per_gib: 0, dest_first_touch_ns: 0, dest_page_ns: 0,
-  dest_zero_page_ns: 0, downtime_floor_ns: 0, guest_dirty_rate_max: 0, loopback: 0, xbzrle_encode_ns: 0, migration_cores: 0,
+  dest_zero_page_ns: 0, downtime_floor_ns: 0, guest_dirty_rate_max: 0, loopback: 0, xbzrle_encode_ns: 0, migration_cores: 0, cores: 0,
   dirty_log_get_ns_per_gib: 0, dirty_log_clear_ns_per_gib: 0, dirty_ring_reap_ns: 0,
 };
 
@@ -234,6 +243,8 @@ const GUEST_RATE_LIMIT = limit.rate('0/s', '1e8/s');
 const LOOPBACK_LIMIT = limit.bandwidth('0bit/s', '1000Gbit/s');
 /** Cores for the channel threads: as many as multifd-channels can ask for. */
 const MIGRATION_CORES_MAX = 255;
+/** The host's CPUs: up to 4096 (Linux's NR_CPUS on large x86-64 builds is 8192; hosts that size are rare). */
+const HOST_CORES_MAX = 4096;
 
 export function qemuSchema(): Schema {
   return obj({
@@ -257,6 +268,7 @@ export function qemuSchema(): Schema {
       loopback: bandwidth('measured loopback TCP throughput', LOOPBACK_LIMIT),
       xbzrle_encode: duration('migration thread time to XBZRLE-encode a page against its cached copy (default 800ns)', PAGE_COST_LIMIT),
       migration_cores: int(0, MIGRATION_CORES_MAX, 'host cores the multifd channel threads share (default 0: one core each)'),
+      cores: int(0, HOST_CORES_MAX, 'the host\'s CPUs, shared by the running vCPUs (one each), the migration thread and the destination QEMU: with at most one left over, the migration thread\'s page work and the destination\'s loading take turns (default 0: a core for every thread)'),
     }, 'costs of the host QEMU runs on (latsim qemu calibrate writes them)'),
   }, 'the QEMU this scenario follows');
 }
@@ -284,6 +296,7 @@ export function checkQemu(q: Raw, f: Fields): QemuSpec {
       loopback: f.bandwidth(at('loopback'), h.loopback, d.loopback, LOOPBACK_LIMIT),
       xbzrle_encode_ns: f.duration(at('xbzrle_encode'), h.xbzrle_encode, d.xbzrle_encode_ns, PAGE_COST_LIMIT),
       migration_cores: (h.migration_cores as number | undefined) ?? d.migration_cores,
+      cores: (h.cores as number | undefined) ?? d.cores,
     },
   };
 }
