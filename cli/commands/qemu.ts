@@ -277,7 +277,7 @@ export function registerQemu(command: Command): void {
     .action((file: string, o: CommonOptions & { link?: string; strict?: boolean; prealloc?: boolean }) => guarded(() => compareAction(file, o)));
 
   qemu.command('calibrate')
-    .description('measure this host\'s costs on QEMU (zero-page scan, page send, dirty sync, destination first touch and load, downtime floor, the guest\'s fastest rate, loopback TCP) and print them as the qemu.host section')
+    .description('measure this host\'s costs on QEMU (zero-page scan, page send, dirty sync, destination first touch, load and zero-page check, downtime floor, the guest\'s fastest rate, loopback TCP, the host\'s CPUs) and print them as the qemu.host section')
     .option('--qemu <path>', `the QEMU binary (default ${DEFAULT_QEMU})`)
     .option('--memory <size>', 'the calibration guests\' memory (default 512MiB)')
     .option('--repeat <n>', 'rounds of measurement (default 3): each cost is the least seen, each rate the greatest')
