@@ -142,7 +142,7 @@ async function runAction(file: string, o: CommonOptions & { report?: string; bis
   needQemu(binary);
   const runs: QemuRunResult[] = [];
   for (let i = 0; i < repeat; i++) {
-    const r = await runOnQemu(s, { qemu: binary, preallocDestination: o.prealloc ?? false });
+    const r = await runOnQemu(s, { qemu: binary, ...(o.prealloc ? { preallocDestination: true } : {}) });
     if (repeat > 1) progress(`qemu run ${i + 1}/${repeat}: ${r.outcome}, ${r.migration?.status ?? 'no migration'}, ${r.wall_ms} ms`);
     runs.push(r);
   }
@@ -239,7 +239,7 @@ export function registerQemu(command: Command): void {
     .option('--report <dir>', 'write report.txt, result.json and manifest.json (last) to a directory')
     .option('--duration <d>', 'run this long at most instead of the scenario\'s duration (e.g. 10s)')
     .option('--memory <size>', 'give the guest this much memory instead (e.g. 64MiB)')
-    .option('--prealloc', 'start the destination with -mem-prealloc (as qemu compare does)')
+    .option('--prealloc', 'start the destination with -mem-prealloc (as qemu compare does; default: the scenario\'s migration.destination_prealloc)')
     .option('--bisect', 'exit codes for git bisect run: 0 good; 1 bad (budget, memory, migration failed); 125 skip (QEMU unavailable, guest failed, bad input)')
     .action((file: string, o: CommonOptions & { report?: string; bisect?: boolean; prealloc?: boolean }) => {
       // A misuse of the options is exit 2 (an unwritable --report 9) even with --bisect.
@@ -277,7 +277,7 @@ export function registerQemu(command: Command): void {
     .action((file: string, o: CommonOptions & { link?: string; strict?: boolean; prealloc?: boolean }) => guarded(() => compareAction(file, o)));
 
   qemu.command('calibrate')
-    .description('measure this host\'s costs on QEMU (zero-page scan, page send, dirty sync, destination first touch and load, downtime floor, the guest\'s fastest rate, loopback TCP) and print them as the qemu.host section')
+    .description('measure this host\'s costs on QEMU (zero-page scan, page send, dirty sync, destination first touch, load and zero-page check, downtime floor, the guest\'s fastest rate, loopback TCP, the host\'s CPUs) and print them as the qemu.host section')
     .option('--qemu <path>', `the QEMU binary (default ${DEFAULT_QEMU})`)
     .option('--memory <size>', 'the calibration guests\' memory (default 512MiB)')
     .option('--repeat <n>', 'rounds of measurement (default 3): each cost is the least seen, each rate the greatest')

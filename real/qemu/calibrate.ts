@@ -2,10 +2,14 @@
 // under KVM, as the `qemu.host` section of a scenario (and the firmware's
 // share of guest memory as `vm.firmware`). Four QEMU runs and one socket:
 //
-//   idle       an all-zero guest migrated without a rate limit: the migration
-//              thread's CPU time per zero page is the zero-page scan
-//              (buffer_is_zero); QEMU's downtime is the floor; its normal
-//              pages are what the firmware left.
+//   idle       an all-zero guest migrated without a rate limit into a
+//              preallocated destination: the migration thread's CPU time
+//              per zero page is the zero-page scan (buffer_is_zero over the
+//              source's untouched memory, the kernel's shared zero page);
+//              the destination main thread's, less its normal pages' loads,
+//              is its check of a zero page it holds (ram_handle_compressed's
+//              buffer_is_zero over RAM); QEMU's downtime is the floor; its
+//              normal pages are what the firmware left.
 //   stream     a populated guest into a preallocated destination: the
 //              migration thread's CPU per normal page is the page send; the
 //              destination's main thread (the incoming coroutine) CPU per
@@ -18,6 +22,8 @@
 //   guest      the payload asked to dirty faster than it can: what it reaches
 //              is the guest's fastest rate.
 //   loopback   Node-to-Node TCP over 127.0.0.1: the link.
+//   cores      the host's CPUs (os.availableParallelism): the source's vCPUs,
+//              its migration thread and the destination share them.
 //
 // CPU time is each thread's own (/proc/PID/task/TID/schedstat, sampled every
 // 10 ms while the run goes on), so the costs are what QEMU spent, not what
@@ -28,7 +34,7 @@
 // multifd's cores, the dirty ring's reap and manual protection's split of the
 // sync (qemu.host.xbzrle_encode, migration_cores, dirty_ring_reap, dirty_log_*).
 import { readdirSync, readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { checkScenario, type Scenario } from '../../sim/scenario/scenario.ts';
 import { formatBytes } from '../../sim/instrument/format.ts';
 import type { HostCosts } from '../../sim/scenario/qemu.ts';
@@ -224,7 +230,7 @@ function syncPerGib(r: QemuRunResult): number {
 
 /** The costs calibrate measures (the others, e.g. xbzrle's encoding and the dirty ring's reap, it leaves to the scenario). */
 type Costs = Pick<HostCosts, 'zero_page_scan_ns' | 'page_send_ns' | 'dirty_sync_ns_per_gib' | 'dest_first_touch_ns' | 'dest_page_ns'
-  | 'downtime_floor_ns' | 'guest_dirty_rate_max' | 'loopback'>;
+  | 'dest_zero_page_ns' | 'downtime_floor_ns' | 'guest_dirty_rate_max' | 'loopback' | 'cores'>;
 
 /** One round of the four runs and the socket. */
 async function calibrateOnce(mem: number, base: QemuRunOptions, log: (line: string) => void, round: string): Promise<{ costs: Costs; firmware: number; runs: CalibrationRun[]; first: QemuRunResult }> {
@@ -233,6 +239,8 @@ async function calibrateOnce(mem: number, base: QemuRunOptions, log: (line: stri
   const idle = await measuredRun('idle', calibrationScenario('idle', mem, '0%', '1/s'), { ...base, preallocDestination: true });
   runs.push(idle.run);
   const zeroScan = idle.run.duplicate > 0 ? idle.run.migration_thread_cpu_ns / idle.run.duplicate : 0;
+  // The destination's CPU per zero page, its few normal pages not yet taken out (they are, below).
+  const destZeroAll = idle.run.duplicate > 0 ? idle.run.destination_cpu_ns / idle.run.duplicate : 0;
 
   log(`qemu calibrate${round}: populated guest into a preallocated destination (page send, destination load, dirty sync)`);
   const stream = await measuredRun('stream', calibrationScenario('stream', mem, '100%', '500/s'), { ...base, preallocDestination: true });
@@ -240,7 +248,9 @@ async function calibrateOnce(mem: number, base: QemuRunOptions, log: (line: stri
   const s = stream.run;
   // The normal pages' CPU: the thread's, less the zero pages' scans at the rate the idle run measured.
   const pageSend = s.normal > 0 ? Math.max(0, s.migration_thread_cpu_ns - s.duplicate * zeroScan) / s.normal : 0;
-  const destPage = s.normal > 0 ? Math.max(0, s.destination_cpu_ns - s.duplicate * zeroScan) / s.normal : 0;
+  const destPage = s.normal > 0 ? Math.max(0, s.destination_cpu_ns - s.duplicate * destZeroAll) / s.normal : 0;
+  const i = idle.run;
+  const destZero = i.duplicate > 0 ? Math.max(0, i.destination_cpu_ns - i.normal * destPage) / i.duplicate : 0;
 
   log(`qemu calibrate${round}: populated guest into a destination that touches its memory for the first time`);
   const fresh = await measuredRun('fresh', calibrationScenario('fresh', mem, '100%', '500/s'), { ...base, preallocDestination: false });
@@ -265,9 +275,11 @@ async function calibrateOnce(mem: number, base: QemuRunOptions, log: (line: stri
       dirty_sync_ns_per_gib: syncPerGib(stream.result),
       dest_first_touch_ns: Math.round(Math.max(firstTouch, destPage)),
       dest_page_ns: Math.round(destPage),
+      dest_zero_page_ns: Math.round(destZero),
       downtime_floor_ns: idle.run.downtime_ms * 1_000_000,
       guest_dirty_rate_max: Math.round(guest.result.guest.achieved_rate),
       loopback: Math.round(lo.bandwidth),
+      cores: availableParallelism(),
     },
     // The idle guest's normal pages hold what SeaBIOS, the option ROMs and the payload left.
     firmware: idle.run.normal * 4096,
@@ -300,9 +312,11 @@ export async function calibrate(opts: CalibrateOptions = {}): Promise<Calibratio
       dirty_sync_ns_per_gib: least('dirty_sync_ns_per_gib'),
       dest_first_touch_ns: least('dest_first_touch_ns'),
       dest_page_ns: least('dest_page_ns'),
+      dest_zero_page_ns: least('dest_zero_page_ns'),
       downtime_floor_ns: least('downtime_floor_ns'),
       guest_dirty_rate_max: most('guest_dirty_rate_max'),
       loopback: most('loopback'),
+      cores: least('cores'),
     },
     firmware_bytes: Math.min(...rounds.map((r) => r.firmware)),
     runs: rounds.flatMap((r) => r.runs),
@@ -335,9 +349,11 @@ export function calibrationFragment(c: Calibration, when: string, schemaPath = '
     `    dirty_sync_per_gib: ${durationText(k.dirty_sync_ns_per_gib)}   # migration_bitmap_sync per GiB of guest memory`,
     `    dest_first_touch: ${durationText(k.dest_first_touch_ns)}      # destination time per page into untouched memory`,
     `    dest_page: ${durationText(k.dest_page_ns)}             # destination CPU per page into preallocated memory`,
+    `    dest_zero_page: ${durationText(k.dest_zero_page_ns)}         # destination CPU per zero page, preallocated memory`,
     `    downtime_floor: ${durationText(k.downtime_floor_ns)}        # QEMU's downtime with next to nothing to send`,
     `    guest_dirty_rate_max: ${k.guest_dirty_rate_max}/s  # the payload's fastest page writes per second`,
     `    loopback: ${mbs(k.loopback)}           # Node-to-Node TCP over 127.0.0.1`,
+    `    cores: ${k.cores}                     # the host's CPUs, which the vCPUs, the migration thread and the destination share`,
     'vm:',
     `  firmware: ${Math.round(c.firmware_bytes / 1024)}KiB          # normal pages of an idle guest (SeaBIOS, option ROMs, the payload)`,
     '',
@@ -353,9 +369,11 @@ export function calibrationText(c: Calibration): string {
     ['dirty_sync_per_gib', durationText(k.dirty_sync_ns_per_gib), 'bitmap sync per GiB (trace)'],
     ['dest_first_touch', durationText(k.dest_first_touch_ns), 'destination time per page, untouched memory'],
     ['dest_page', durationText(k.dest_page_ns), 'destination CPU per page, preallocated'],
+    ['dest_zero_page', durationText(k.dest_zero_page_ns), 'destination CPU per zero page, preallocated'],
     ['downtime_floor', durationText(k.downtime_floor_ns), 'downtime of an idle guest'],
     ['guest_dirty_rate_max', `${k.guest_dirty_rate_max}/s`, 'fastest page writes of the payload'],
     ['loopback', `${Math.round(k.loopback / 1e5) / 10} MB/s`, 'TCP over 127.0.0.1'],
+    ['cores', String(k.cores), 'the host\'s CPUs'],
     ['vm.firmware', formatBytes(c.firmware_bytes), 'normal pages of an idle guest'],
   ];
   const out = [`calibration of ${c.host}, QEMU ${c.qemu.version} (${c.qemu.binary})`, ''];

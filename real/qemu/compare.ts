@@ -10,7 +10,8 @@
 // The simulated link is QEMU's: the simulation's migration.link.bandwidth is
 // replaced by the measured throughput of QEMU's own stream on this host
 // (stream.ts), since QEMU's migration thread moves far less than raw
-// loopback TCP. The comparison says so.
+// loopback TCP. The comparison says so. So is its destination: preallocated
+// (-mem-prealloc) in the simulation when QEMU's destinations are.
 // Leaves out: more than one simulated seed (the simulation is deterministic;
 // QEMU's spread is the runs').
 import type { RunResult } from '../../sim/results.ts';
@@ -83,10 +84,15 @@ export interface ThrottleStep {
   readonly pct: number;
 }
 
-/** The scenario the simulation runs: the file's, on QEMU's measured link. */
-export function simulatedScenario(s: Scenario, bandwidth: number): Scenario {
+/**
+ * The scenario the simulation runs: the file's, on QEMU's measured link, and
+ * with the destination QEMU's RAM preallocated or not as the QEMU runs have
+ * it (-mem-prealloc; the file's migration.destination_prealloc when not given).
+ */
+export function simulatedScenario(s: Scenario, bandwidth: number, prealloc?: boolean): Scenario {
   if (!s.migration) return s;
-  return { ...s, migration: { ...s.migration, link: { ...s.migration.link, bandwidth } } };
+  const destination_prealloc = prealloc ?? s.migration.destination_prealloc;
+  return { ...s, migration: { ...s.migration, link: { ...s.migration.link, bandwidth }, destination_prealloc } };
 }
 
 /** Steps of cpu-throttle-percentage in the simulation's snapshots. */
@@ -261,7 +267,7 @@ export async function compareOnQemu(s: Scenario, opts: CompareOptions = {}): Pro
     bandwidth = stream.bandwidth;
     log(`qemu compare: QEMU's unthrottled stream ${stream.mbps} Mbit/s (${Math.round(stream.bandwidth / 1e5) / 10} MB/s)`);
   }
-  const simScenario = simulatedScenario(s, bandwidth);
+  const simScenario = simulatedScenario(s, bandwidth, caseOpts.preallocDestination);
   const t0 = performance.now();
   const sim = simulate(simScenario).result;
   sim.wall_ms = Math.round(performance.now() - t0);

@@ -68,7 +68,8 @@ export interface QemuRunOptions {
   /** Keep the work directory (traces, sockets) instead of deleting it. */
   readonly keepWorkDir?: boolean;
   /**
-   * Start the destination with -mem-prealloc (default false). Under this
+   * Start the destination with -mem-prealloc (default: the scenario's
+   * migration.destination_prealloc, false when it says nothing). Under this
    * nested KVM the destination's first touch of each guest page costs ~40 us,
    * which caps the first pass at ~90 MB/s; preallocated, QEMU's stream runs
    * at ~500 MB/s on every pass (README, "Measured here").
@@ -260,7 +261,7 @@ export async function runOnQemu(scenario: Scenario, opts: QemuRunOptions = {}): 
     if (mig) {
       args.destination = [
         ...qemuArgs({ ...common, role: 'destination', qmpPath: join(dir, 'dst.qmp'), tracePath: join(dir, 'dst.trace'), nbdPort: dstPort }),
-        ...(opts.preallocDestination ? ['-mem-prealloc'] : []),
+        ...((opts.preallocDestination ?? mig.destination_prealloc) ? ['-mem-prealloc'] : []),
         ...(opts.extraArgs?.destination ?? []),
       ];
       dst = new QemuProcess('destination', binary, args.destination);

@@ -6,8 +6,15 @@
 // what the source's migration code talks to; on KVM it is a second process
 // at the end of a TCP stream (real/migration-stream.ts), whose sends and
 // waits throw MigrationStreamError when the stream breaks or stops moving.
+// What a page costs the destination depends on whether its RAM holds the
+// page yet (QEMU 7.2, ram_load_precopy): the first write to a page it never
+// touched faults it in; a zero page is only checked (ram_handle_compressed:
+// buffer_is_zero, then no memset), which reads the kernel's shared zero page
+// for a page never touched and 4 KiB of RAM for one it holds. With
+// -mem-prealloc (migration.destination_prealloc) it holds every page from the
+// start.
 import { HOST_COSTS_DEFAULT, type HostCosts } from '../scenario/qemu.ts';
-import { bitmapNew, popcount32, testAndSetBit } from '../util/bitmap.ts';
+import { bitmapNew, popcount32, setRange, testAndSetBit, testBit } from '../util/bitmap.ts';
 import type { GuestRam } from '../guest/ram.ts';
 import type { GuestMemory, PageSink } from '../guest/memory.ts';
 import type { BlkDevice } from '../devices/devices.ts';
@@ -60,27 +67,32 @@ export class Destination implements MigrationDestination {
   pagesReceived = 0;
   running = false;
 
-  /** Pages the destination has written (a page fault and zeroing the first time; zero pages leave memory untouched). */
+  /** Pages the destination's RAM holds (written, or preallocated); a zero page's check leaves a page untouched. */
   private readonly touched: Uint32Array;
   private loadCostNs = 0;
 
-  constructor(private readonly platform: Platform, readonly src: GuestRam, private readonly host: HostCosts = HOST_COSTS_DEFAULT) {
+  /** prealloc: QEMU's -mem-prealloc, every page held from the start (touch_all_pages). */
+  constructor(private readonly platform: Platform, readonly src: GuestRam, private readonly host: HostCosts = HOST_COSTS_DEFAULT, prealloc = false) {
     this.pages = src.pages;
     this.versions = new Uint32Array(this.pages);
     this.touched = bitmapNew(this.pages);
+    if (prealloc) setRange(this.touched, 0, this.pages);
   }
 
   /**
    * A page arrives with the content the source has when it sends it. QEMU's
    * ram_load writes a normal page (its first write to a page it never touched
    * faults it in); a zero page is only checked (ram_handle_compressed
-   * skips the memset when buffer_is_zero finds the page zero already), at
-   * the cost of the same scan as on the source.
+   * skips the memset when buffer_is_zero finds the page zero already): the
+   * shared zero page's scan, as on the source, for a page never touched,
+   * a read of the page for one the destination holds.
    */
   savePage(page: number, zero: boolean): void {
     this.versions[page] = this.src.versions[page]!;
     this.pagesReceived++;
-    this.loadCostNs += zero ? this.host.zero_page_scan_ns : testAndSetBit(this.touched, page) ? this.host.dest_page_ns : this.host.dest_first_touch_ns;
+    const h = this.host;
+    if (zero) this.loadCostNs += testBit(this.touched, page) ? h.dest_zero_page_ns : h.zero_page_scan_ns;
+    else this.loadCostNs += testAndSetBit(this.touched, page) ? h.dest_page_ns : h.dest_first_touch_ns;
   }
 
   /**
@@ -101,7 +113,7 @@ export class Destination implements MigrationDestination {
   /**
    * A run of pages arrives (the first pass sends whole words of them);
    * returns the zero pages among them. Word by word: a word of pages never
-   * written is 32 zero pages the destination already holds; otherwise its
+   * written is 32 zero pages whose content the destination has; otherwise its
    * versions are copied, and its normal pages written (and touched).
    * first and count are multiples of 32 (whole words of the bitmap).
    */
@@ -112,25 +124,30 @@ export class Destination implements MigrationDestination {
     const touched = this.touched;
     const counters = src.hasByteCounters;
     let zeros = 0;
+    let zerosHeld = 0;
     let fresh = 0;
     for (let w = first >>> 5, end = (first + count) >>> 5; w < end; w++) {
       const base = w * 32;
+      const t = touched[w]!;
       let unwritten = 0;
       for (let i = 0; i < 32; i++) if (sv[base + i] === 0) unwritten |= 1 << i;
       if (unwritten === -1) {
         zeros += 32;
+        zerosHeld += popcount32(t);
         continue;
       }
       for (let i = 0; i < 32; i++) dv[base + i] = sv[base + i]!;
       const zero = counters ? src.zeroMask(base) : unwritten;
       const normal = ~zero;
       zeros += popcount32(zero);
-      const t = touched[w]!;
+      zerosHeld += popcount32(zero & t);
       fresh += popcount32(normal & ~t);
       touched[w] = t | normal;
     }
     this.pagesReceived += count;
-    this.loadCostNs += fresh * this.host.dest_first_touch_ns + (count - fresh - zeros) * this.host.dest_page_ns + zeros * this.host.zero_page_scan_ns;
+    const h = this.host;
+    this.loadCostNs += fresh * h.dest_first_touch_ns + (count - fresh - zeros) * h.dest_page_ns +
+      zerosHeld * h.dest_zero_page_ns + (zeros - zerosHeld) * h.zero_page_scan_ns;
     return zeros;
   }
 

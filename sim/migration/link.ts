@@ -21,6 +21,10 @@
 // faults cut the link for a while: a send while it is cut fails (the
 // migration decides how, through its guard), and what was in flight when it
 // broke is lost. Postcopy's preempt channel is a second link of the same kind.
+// When the host leaves the migration thread and the destination one core
+// between them (qemu.host.cores: the running vCPUs hold the others), the
+// thread's work for a write waits until the destination has loaded the
+// writes before it: the two take turns instead of overlapping.
 // Leaves out: TCP dynamics (slow start, windows, fair sharing of a congested
 // wire), compression; postcopy's two channels sharing the wire's bandwidth.
 import type { Co, Platform } from '../platform.ts';
@@ -69,6 +73,10 @@ export class MigrationLink {
   connectedAtNs = 0;
   /** Runs before every send: throws when the migration says the stream is broken. */
   guard: (() => void) | null = null;
+  /** True while the migration thread and the destination's loading share one host core (the main stream alone). */
+  sharedCore: (() => boolean) | null = null;
+  /** When the destination has loaded every write so far (its own work, not the wire's). */
+  private destLoadedAtNs = 0;
   private readonly bufferNs: number;
 
   constructor(
@@ -126,7 +134,12 @@ export class MigrationLink {
    * socket holds; a blocking writer returns once they are in the buffer.
    */
   *send(bytes: number, cost: SendCost = {}): Co<void> {
-    if (cost.cpuNs) yield* this.platform.cpu(cost.cpuNs);
+    if (cost.cpuNs) {
+      // One core for both: the destination has it until it has loaded what came before.
+      const behind = this.sharedCore?.() ? Math.ceil(this.destLoadedAtNs - this.platform.nowNs()) : 0;
+      if (behind > 0) yield* this.platform.sleep(behind);
+      yield* this.platform.cpu(cost.cpuNs);
+    }
     this.guard?.();
     if (bytes <= 0) return;
     this.account(bytes);
@@ -138,6 +151,7 @@ export class MigrationLink {
     this.lastSendFromNs = Math.max(now, this.drainedAtNs);
     this.drainedAtNs = this.lastSendFromNs + busyNs;
     this.lastSendToNs = this.drainedAtNs;
+    if (cost.destNs) this.destLoadedAtNs = this.lastSendFromNs + cost.destNs;
     if (cost.blocking === false) return;
     const room = Math.ceil(this.drainedAtNs - this.bufferNs);
     if (room > now) yield* p.sleep(room - now);
@@ -180,6 +194,7 @@ export class MigrationLink {
   /** Forgets what was in flight (the connection broke): nothing more arrives of it. */
   drop(): void {
     this.drainedAtNs = Math.min(this.drainedAtNs, this.platform.nowNs());
+    this.destLoadedAtNs = Math.min(this.destLoadedAtNs, this.drainedAtNs);
   }
 
   /** Starts a new window (migration_rate_reset). */

@@ -167,9 +167,16 @@ export class Migration<D extends MigrationDestination = Destination> {
     this.p = machine.platform;
     this.qemu = machine.qemu;
     this.policy = new Set(spec.policy);
-    // Without one, D is its default, the model.
-    this.dest = dest ?? (new Destination(this.p, modelRam(guest), this.qemu.host) as MigrationDestination as D);
+    // Without one, D is its default, the model. Its RAM is preallocated with
+    // -mem-prealloc, unless postcopy discards it at the advise (QEMU 7.2:
+    // postcopy_ram_incoming_init -> init_range -> ram_discard_range).
+    const prealloc = spec.destination_prealloc && spec.postcopy === null;
+    this.dest = dest ?? (new Destination(this.p, modelRam(guest), this.qemu.host, prealloc) as MigrationDestination as D);
     this.link = new MigrationLink(this.p, spec.link.bandwidth, spec.link.latency_ns, spec.max_bandwidth, this.dest.wire);
+    // qemu.host.cores: while the VM runs its vCPUs hold a core each; with one
+    // left (or none), the migration thread and the destination take turns.
+    const cores = this.qemu.host.cores;
+    if (cores > 0 && cores - machine.vcpus.length <= 1) this.link.sharedCore = () => machine.runstate.running;
     this.multifd = spec.multifd
       ? new MultifdSend(this.p, this.link, spec.multifd, this.qemu.profile, this.qemu.host, guest.ram, this.dest, machine.trace)
       : null;

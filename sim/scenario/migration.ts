@@ -2,7 +2,8 @@
 // runs (the migration thread, or the 2012 main-loop timer), QEMU's migration
 // parameters (max-bandwidth, downtime-limit, the auto-converge throttle, the
 // dirty-limit capability's vcpu-dirty-limit and x-vcpu-dirty-limit-period,
-// x-clear-bitmap-shift), the link to the destination, and postcopy (the
+// x-clear-bitmap-shift), the link to the destination and whether the
+// destination preallocates its RAM (-mem-prealloc), and postcopy (the
 // postcopy-ram capability with when migrate-start-postcopy is issued,
 // postcopy-preempt, max-postcopy-bandwidth and how soon management recovers a
 // paused postcopy). The mode, max-bandwidth and downtime-limit defaults are
@@ -12,7 +13,7 @@
 // page cache, 1.2 on) turn on QEMU's capabilities of those names by being there.
 import { section, type Fields, type Raw } from './fields.ts';
 import { INSTANT_LIMIT, limit } from './limits.ts';
-import { bandwidth, duration, int, list, obj, oneOfWords, size, type Schema } from './schema-kit.ts';
+import { bandwidth, bool, duration, int, list, obj, oneOfWords, size, type Schema } from './schema-kit.ts';
 import type { QemuProfile } from './qemu.ts';
 import type { VmSpec } from './vm.ts';
 import type { FaultSpec } from './faults.ts';
@@ -48,6 +49,13 @@ export interface MigrationSpec {
   readonly max_bandwidth: number;
   readonly downtime_limit_ns: number;
   readonly link: { readonly bandwidth: number; readonly latency_ns: number };
+  /**
+   * The destination QEMU runs with -mem-prealloc: every page of its RAM is
+   * touched before the stream arrives (QEMU: touch_all_pages), so no page
+   * costs a first touch and a zero page's check reads memory. Postcopy undoes
+   * it (QEMU 7.2: postcopy_ram_incoming_init discards all of RAM at the advise).
+   */
+  readonly destination_prealloc: boolean;
   readonly max_iterations: number;
   readonly flush_timeout_ns: number;
   readonly min_interval_ns: number;
@@ -185,6 +193,7 @@ export function migrationSchema(): Schema {
       bandwidth: bandwidth('link bandwidth', BANDWIDTH_LIMIT),
       latency: duration('one-way latency', LINK_LATENCY_LIMIT),
     }, 'the link to the destination'),
+    destination_prealloc: bool('the destination QEMU runs with -mem-prealloc: its RAM is all touched before the stream arrives, so no page costs qemu.host.dest_first_touch and a zero page costs dest_zero_page (default false: its RAM faults in as pages arrive; postcopy discards it at the advise, QEMU 7.2)'),
     max_iterations: int(0, 1_000_000, 'complete after this many dirty syncs regardless (0: no cap)'),
     flush_timeout: duration('flush-timeout policy: give up the completion after this', TIMEOUT_LIMIT),
     min_interval: duration('min-interval policy: no completion attempt this soon after a rollback', INTERVAL_LIMIT),
@@ -261,6 +270,7 @@ export function checkMigration(m: Raw, durationNs: number, profile: QemuProfile,
       bandwidth: f.bandwidth(['migration', 'link', 'bandwidth'], link.bandwidth, 10e9 / 8, BANDWIDTH_LIMIT),
       latency_ns: f.duration(['migration', 'link', 'latency'], link.latency, 100_000, LINK_LATENCY_LIMIT),
     },
+    destination_prealloc: (m.destination_prealloc as boolean | undefined) ?? false,
     max_iterations: (m.max_iterations as number | undefined) ?? 0,
     flush_timeout_ns: f.duration(['migration', 'flush_timeout'], m.flush_timeout, 1_000_000_000, TIMEOUT_LIMIT),
     min_interval_ns: f.duration(['migration', 'min_interval'], m.min_interval, 5_000_000_000, INTERVAL_LIMIT),

@@ -2,7 +2,8 @@
 // profile), and the costs of the host that QEMU runs on (what `latsim qemu
 // calibrate` measures: scanning a page for zeroes, sending a page, syncing the
 // dirty log or reaping the dirty ring, the destination's first touch of a
-// page, the guest's fastest dirtying). A profile chooses the defaults and the behaviours that changed
+// page, its load of a page and its check of a zero page it holds, the
+// guest's fastest dirtying). A profile chooses the defaults and the behaviours that changed
 // over QEMU's history; docs/fidelity.md has the same table in words.
 // Leaves out: versions between the profiles (a scenario names the nearest).
 import type { Fields, Raw } from './fields.ts';
@@ -165,6 +166,14 @@ export interface HostCosts {
   readonly dest_first_touch_ns: number;
   /** The destination's load of a page it already has (ram_load's copy). */
   readonly dest_page_ns: number;
+  /**
+   * The destination's check of a zero page it holds in memory (QEMU 7.2:
+   * ram_load_precopy -> ram_handle_compressed, whose buffer_is_zero reads
+   * the page; preallocated or written before, that is 4 KiB of RAM). A page
+   * it never touched reads the kernel's shared zero page instead, as the
+   * source's scan of an idle guest does: zero_page_scan.
+   */
+  readonly dest_zero_page_ns: number;
   /** vm_stop and the device state's save and load: the downtime with nothing to send. */
   readonly downtime_floor_ns: number;
   /**
@@ -184,6 +193,15 @@ export interface HostCosts {
   readonly xbzrle_encode_ns: number;
   /** Host cores the multifd channel threads share; 0: one core each (as every other thread of the model). */
   readonly migration_cores: number;
+  /**
+   * The host's CPUs, shared by the source's vCPUs, its migration thread and
+   * the destination QEMU (latsim qemu runs both on one host). While the VM
+   * runs each vCPU holds one (the model's vCPUs never halt, as latsim's
+   * QEMU guest payload spins between its ticks); when at most one is left,
+   * the migration thread's page work and the destination's loading take
+   * turns on it. 0: as many as they need (every thread its own core).
+   */
+  readonly cores: number;
 }
 
 export interface QemuSpec {
@@ -201,7 +219,9 @@ export interface QemuSpec {
 export const HOST_COSTS_DEFAULT: HostCosts = {
   zero_page_scan_ns: 100, page_send_ns: 300, dirty_sync_ns_per_gib: 500_000, dest_first_touch_ns: 1_000,
   dest_page_ns: 300, downtime_floor_ns: 2_000_000, guest_dirty_rate_max: 0, loopback: 0,
-  xbzrle_encode_ns: 800, migration_cores: 0,
+  // buffer_is_zero over a page in RAM: 4 KiB read at some 20 GB/s.
+  dest_zero_page_ns: 200,
+  xbzrle_encode_ns: 800, migration_cores: 0, cores: 0,
   // The same 500 us per GiB as dirty_sync_per_gib, split: the copy is a tenth, write-protecting the rest.
   dirty_log_get_ns_per_gib: 50_000, dirty_log_clear_ns_per_gib: 450_000,
   // An entry: a few loads and stores in QEMU, an rmap walk and a write-protect in KVM.
@@ -211,7 +231,7 @@ export const HOST_COSTS_DEFAULT: HostCosts = {
 /** No modelled cost at all: a real backend pays its host's costs for real. */
 export const HOST_COSTS_NONE: HostCosts = {
   zero_page_scan_ns: 0, page_send_ns: 0, dirty_sync_ns_per_gib: 0, dest_first_touch_ns: 0, dest_page_ns: 0,
-  downtime_floor_ns: 0, guest_dirty_rate_max: 0, loopback: 0, xbzrle_encode_ns: 0, migration_cores: 0,
+  dest_zero_page_ns: 0, downtime_floor_ns: 0, guest_dirty_rate_max: 0, loopback: 0, xbzrle_encode_ns: 0, migration_cores: 0, cores: 0,
   dirty_log_get_ns_per_gib: 0, dirty_log_clear_ns_per_gib: 0, dirty_ring_reap_ns: 0,
 };
 
@@ -223,6 +243,8 @@ const GUEST_RATE_LIMIT = limit.rate('0/s', '1e8/s');
 const LOOPBACK_LIMIT = limit.bandwidth('0bit/s', '1000Gbit/s');
 /** Cores for the channel threads: as many as multifd-channels can ask for. */
 const MIGRATION_CORES_MAX = 255;
+/** The host's CPUs: up to 4096 (Linux's NR_CPUS on large x86-64 builds is 8192; hosts that size are rare). */
+const HOST_CORES_MAX = 4096;
 
 export function qemuSchema(): Schema {
   return obj({
@@ -240,11 +262,13 @@ export function qemuSchema(): Schema {
       dirty_ring_reap: duration('with vm.dirty_ring_size: collecting one dirty-ring entry and re-protecting its page, under the BQL (default 150ns)', PAGE_COST_LIMIT),
       dest_first_touch: duration('destination time to receive a page into memory it never touched', PAGE_COST_LIMIT),
       dest_page: duration('destination time to receive a page it already has', PAGE_COST_LIMIT),
+      dest_zero_page: duration('destination time to check a zero page it holds in memory (preallocated, or written before): QEMU 7.2 ram_handle_compressed reads it with buffer_is_zero; a page it never touched costs zero_page_scan (default 200ns)', PAGE_COST_LIMIT),
       downtime_floor: duration('vm_stop and device state save/load: the downtime with nothing to send', FLOOR_LIMIT),
       guest_dirty_rate_max: rate('the fastest a vCPU dirties pages; a workload paced below it catches up after throttling (default: CPU-bound)', GUEST_RATE_LIMIT),
       loopback: bandwidth('measured loopback TCP throughput', LOOPBACK_LIMIT),
       xbzrle_encode: duration('migration thread time to XBZRLE-encode a page against its cached copy (default 800ns)', PAGE_COST_LIMIT),
       migration_cores: int(0, MIGRATION_CORES_MAX, 'host cores the multifd channel threads share (default 0: one core each)'),
+      cores: int(0, HOST_CORES_MAX, 'the host\'s CPUs, shared by the running vCPUs (one each), the migration thread and the destination QEMU: with at most one left over, the migration thread\'s page work and the destination\'s loading take turns (default 0: a core for every thread)'),
     }, 'costs of the host QEMU runs on (latsim qemu calibrate writes them)'),
   }, 'the QEMU this scenario follows');
 }
@@ -266,11 +290,13 @@ export function checkQemu(q: Raw, f: Fields): QemuSpec {
       dirty_ring_reap_ns: f.duration(at('dirty_ring_reap'), h.dirty_ring_reap, d.dirty_ring_reap_ns, PAGE_COST_LIMIT),
       dest_first_touch_ns: f.duration(at('dest_first_touch'), h.dest_first_touch, d.dest_first_touch_ns, PAGE_COST_LIMIT),
       dest_page_ns: f.duration(at('dest_page'), h.dest_page, d.dest_page_ns, PAGE_COST_LIMIT),
+      dest_zero_page_ns: f.duration(at('dest_zero_page'), h.dest_zero_page, d.dest_zero_page_ns, PAGE_COST_LIMIT),
       downtime_floor_ns: f.duration(at('downtime_floor'), h.downtime_floor, d.downtime_floor_ns, FLOOR_LIMIT),
       guest_dirty_rate_max: f.rate(at('guest_dirty_rate_max'), h.guest_dirty_rate_max, d.guest_dirty_rate_max, GUEST_RATE_LIMIT),
       loopback: f.bandwidth(at('loopback'), h.loopback, d.loopback, LOOPBACK_LIMIT),
       xbzrle_encode_ns: f.duration(at('xbzrle_encode'), h.xbzrle_encode, d.xbzrle_encode_ns, PAGE_COST_LIMIT),
       migration_cores: (h.migration_cores as number | undefined) ?? d.migration_cores,
+      cores: (h.cores as number | undefined) ?? d.cores,
     },
   };
 }

@@ -1,9 +1,10 @@
 // `latsim qemu calibrate` on this host's QEMU: one round of the four runs on
 // a 128 MiB guest. The costs it finds must be those of a real host (a page
 // costs something, a first touch more than a load into preallocated memory,
-// a guest rate and a link), the firmware's pages must
-// be found in the idle guest, and the fragment written with --write must be
-// a scenario fragment that gives a scenario including it exactly those costs.
+// a zero page's check on the destination, a guest rate, a link and the
+// host's CPUs), the firmware's pages must be found in the idle guest, and
+// the fragment written with --write must be a scenario fragment that gives
+// a scenario including it exactly those costs.
 // Skips without QEMU, /dev/kvm or the payload.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -33,6 +34,9 @@ describe('latsim qemu calibrate', () => {
       expect(k.zero_page_scan_ns).toBeGreaterThan(0);
       expect(k.page_send_ns).toBeGreaterThan(0);
       expect(k.dest_first_touch_ns).toBeGreaterThan(k.dest_page_ns);
+      // The destination's check of a zero page in its preallocated RAM reads the page: it costs something.
+      expect(k.dest_zero_page_ns).toBeGreaterThan(0);
+      expect(k.cores).toBeGreaterThan(0);
       expect(k.guest_dirty_rate_max).toBeGreaterThan(1000);
       expect(k.loopback).toBeGreaterThan(10e6);
       expect(k.downtime_floor_ns).toBeGreaterThan(0);
@@ -46,7 +50,9 @@ describe('latsim qemu calibrate', () => {
       // The fragment rounds to 0.1 us at most.
       expect(Math.abs(s.qemu.host.zero_page_scan_ns - k.zero_page_scan_ns)).toBeLessThanOrEqual(50);
       expect(Math.abs(s.qemu.host.dest_first_touch_ns - k.dest_first_touch_ns)).toBeLessThanOrEqual(50);
+      expect(Math.abs(s.qemu.host.dest_zero_page_ns - k.dest_zero_page_ns)).toBeLessThanOrEqual(50);
       expect(s.qemu.host.guest_dirty_rate_max).toBe(k.guest_dirty_rate_max);
+      expect(s.qemu.host.cores).toBe(k.cores);
       expect(s.vm.firmware_bytes).toBe(Math.round(c.firmware_bytes / 1024) * 1024);
       expect(readFileSync(out, 'utf8')).toContain(`QEMU ${c.qemu.version}`);
     } finally {
