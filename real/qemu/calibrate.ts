@@ -24,6 +24,12 @@
 //   loopback   Node-to-Node TCP over 127.0.0.1: the link.
 //   cores      the host's CPUs (os.availableParallelism): the source's vCPUs,
 //              its migration thread and the destination share them.
+//   setup      in every migrating run, the status `setup` to `active` (QMP's
+//              MIGRATION events) less the first bitmap sync (QEMU's trace):
+//              connecting, the migration thread's start, the dirty-log
+//              start, the stream's header. The median of all runs: it is
+//              mostly waiting, not CPU another process adds to, and varies
+//              from run to run (0.3-10 ms here).
 //
 // CPU time is each thread's own (/proc/PID/task/TID/schedstat, sampled every
 // 10 ms while the run goes on), so the costs are what QEMU spent, not what
@@ -146,6 +152,8 @@ export interface CalibrationRun {
   readonly migration_thread_cpu_ns: number;
   /** CPU of the destination's main thread (the incoming coroutine). */
   readonly destination_cpu_ns: number;
+  /** The set-up phase (status setup to active) less its bitmap sync; -1 when either status was not seen. */
+  readonly setup_ns: number;
   readonly wall_ms: number;
 }
 
@@ -216,9 +224,26 @@ async function measuredRun(what: string, s: Scenario, opts: QemuRunOptions): Pro
     migration_thread_cpu_ns: sampler.cpuNs((t) => !t.destination && t.comm === MIGRATION_THREAD),
     // The incoming migration runs as a coroutine of the destination's main loop, in its main thread.
     destination_cpu_ns: sampler.cpuNs((t) => t.destination && t.tid === t.pid),
+    setup_ns: setupPhase(result),
     wall_ms: result.wall_ms,
   };
   return { run, result };
+}
+
+/** The set-up phase less its bitmap sync: from the status setup to active (QMP's MIGRATION events), -1 when either is missing. */
+function setupPhase(r: QemuRunResult): number {
+  const m = r.migration;
+  const setup = m?.transitions.find((t) => t.to === 'setup');
+  const active = m?.transitions.find((t) => t.to === 'active');
+  if (!setup || !active) return -1;
+  return Math.max(0, active.t_ns - setup.t_ns - (m!.iterations[0]?.duration_ns ?? 0));
+}
+
+/** The median of a list of numbers (the lower middle one), or 0 for none. */
+function median(xs: readonly number[]): number {
+  if (xs.length === 0) return 0;
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)]!;
 }
 
 /** The median of the sync durations per GiB of guest memory, ns (0 when none was traced). */
@@ -230,7 +255,7 @@ function syncPerGib(r: QemuRunResult): number {
 
 /** The costs calibrate measures (the others, e.g. xbzrle's encoding and the dirty ring's reap, it leaves to the scenario). */
 type Costs = Pick<HostCosts, 'zero_page_scan_ns' | 'page_send_ns' | 'dirty_sync_ns_per_gib' | 'dest_first_touch_ns' | 'dest_page_ns'
-  | 'dest_zero_page_ns' | 'downtime_floor_ns' | 'guest_dirty_rate_max' | 'loopback' | 'cores'>;
+  | 'dest_zero_page_ns' | 'downtime_floor_ns' | 'migration_setup_ns' | 'guest_dirty_rate_max' | 'loopback' | 'cores'>;
 
 /** One round of the four runs and the socket. */
 async function calibrateOnce(mem: number, base: QemuRunOptions, log: (line: string) => void, round: string): Promise<{ costs: Costs; firmware: number; runs: CalibrationRun[]; first: QemuRunResult }> {
@@ -277,6 +302,7 @@ async function calibrateOnce(mem: number, base: QemuRunOptions, log: (line: stri
       dest_page_ns: Math.round(destPage),
       dest_zero_page_ns: Math.round(destZero),
       downtime_floor_ns: idle.run.downtime_ms * 1_000_000,
+      migration_setup_ns: median(runs.filter((r) => r.setup_ns >= 0).map((r) => r.setup_ns)),
       guest_dirty_rate_max: Math.round(guest.result.guest.achieved_rate),
       loopback: Math.round(lo.bandwidth),
       cores: availableParallelism(),
@@ -314,6 +340,7 @@ export async function calibrate(opts: CalibrateOptions = {}): Promise<Calibratio
       dest_page_ns: least('dest_page_ns'),
       dest_zero_page_ns: least('dest_zero_page_ns'),
       downtime_floor_ns: least('downtime_floor_ns'),
+      migration_setup_ns: median(rounds.flatMap((r) => r.runs).filter((r) => r.setup_ns >= 0).map((r) => r.setup_ns)),
       guest_dirty_rate_max: most('guest_dirty_rate_max'),
       loopback: most('loopback'),
       cores: least('cores'),
@@ -351,6 +378,7 @@ export function calibrationFragment(c: Calibration, when: string, schemaPath = '
     `    dest_page: ${durationText(k.dest_page_ns)}             # destination CPU per page into preallocated memory`,
     `    dest_zero_page: ${durationText(k.dest_zero_page_ns)}         # destination CPU per zero page, preallocated memory`,
     `    downtime_floor: ${durationText(k.downtime_floor_ns)}        # QEMU's downtime with next to nothing to send`,
+    `    migration_setup: ${durationText(k.migration_setup_ns)}       # set-up less its sync (median of the runs)`,
     `    guest_dirty_rate_max: ${k.guest_dirty_rate_max}/s  # the payload's fastest page writes per second`,
     `    loopback: ${mbs(k.loopback)}           # Node-to-Node TCP over 127.0.0.1`,
     `    cores: ${k.cores}                     # the host's CPUs, which the vCPUs, the migration thread and the destination share`,
@@ -371,6 +399,7 @@ export function calibrationText(c: Calibration): string {
     ['dest_page', durationText(k.dest_page_ns), 'destination CPU per page, preallocated'],
     ['dest_zero_page', durationText(k.dest_zero_page_ns), 'destination CPU per zero page, preallocated'],
     ['downtime_floor', durationText(k.downtime_floor_ns), 'downtime of an idle guest'],
+    ['migration_setup', durationText(k.migration_setup_ns), 'set-up phase less its sync (median)'],
     ['guest_dirty_rate_max', `${k.guest_dirty_rate_max}/s`, 'fastest page writes of the payload'],
     ['loopback', `${Math.round(k.loopback / 1e5) / 10} MB/s`, 'TCP over 127.0.0.1'],
     ['cores', String(k.cores), 'the host\'s CPUs'],

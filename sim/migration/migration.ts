@@ -387,10 +387,14 @@ export class Migration<D extends MigrationDestination = Destination> {
   /**
    * QEMU: qemu_savevm_state_setup -> ram_save_setup -> ram_init_bitmaps:
    * every page dirty, dirty logging on, and the first bitmap sync (the first
-   * of dirty-sync-count), under the BQL. setup-time is what it took.
+   * of dirty-sync-count), under the BQL, after qemu.host.migration_setup.
+   * setup-time is what it took.
    */
   private *setup(bqlSite: string | null): Co<void> {
     const m = this.machine;
+    // Connecting, the thread's start and the dirty-log start, as this host measured them (qemu.host.migration_setup).
+    const before = this.qemu.host.migration_setup_ns;
+    if (before > 0) yield* this.p.sleep(before);
     if (bqlSite) yield* m.bql.lock(bqlSite);
     this.ram.setup(this.p.nowNs(), this.ram.transferred);
     yield* this.syncNow();

@@ -177,6 +177,14 @@ export interface HostCosts {
   /** vm_stop and the device state's save and load: the downtime with nothing to send. */
   readonly downtime_floor_ns: number;
   /**
+   * The set-up phase (status setup to active) besides its bitmap sync (QEMU
+   * 7.2: qmp_migrate's connect, migrate_fd_connect starting the migration
+   * thread, qemu_savevm_state_header, ram_save_setup's bitmaps,
+   * memory_global_dirty_log_start and the RAM block list). The model spends
+   * it before the sync. In total-time and setup-time.
+   */
+  readonly migration_setup_ns: number;
+  /**
    * The fastest a vCPU of this guest dirties pages, per second. A workload
    * paced below it (a timer-paced guest) catches up after a throttle sleep, so
    * auto-converge cuts its rate less than in proportion; 0: each workload's
@@ -219,6 +227,8 @@ export interface QemuSpec {
 export const HOST_COSTS_DEFAULT: HostCosts = {
   zero_page_scan_ns: 100, page_send_ns: 300, dirty_sync_ns_per_gib: 500_000, dest_first_touch_ns: 1_000,
   dest_page_ns: 300, downtime_floor_ns: 2_000_000, guest_dirty_rate_max: 0, loopback: 0,
+  // The set-up's own time is its sync's unless the host says (calibrated: milliseconds under KVM).
+  migration_setup_ns: 0,
   // buffer_is_zero over a page in RAM: 4 KiB read at some 20 GB/s.
   dest_zero_page_ns: 200,
   xbzrle_encode_ns: 800, migration_cores: 0, cores: 0,
@@ -232,7 +242,7 @@ export const HOST_COSTS_DEFAULT: HostCosts = {
 export const HOST_COSTS_NONE: HostCosts = {
   zero_page_scan_ns: 0, page_send_ns: 0, dirty_sync_ns_per_gib: 0, dest_first_touch_ns: 0, dest_page_ns: 0,
   dest_zero_page_ns: 0, downtime_floor_ns: 0, guest_dirty_rate_max: 0, loopback: 0, xbzrle_encode_ns: 0, migration_cores: 0, cores: 0,
-  dirty_log_get_ns_per_gib: 0, dirty_log_clear_ns_per_gib: 0, dirty_ring_reap_ns: 0,
+  migration_setup_ns: 0, dirty_log_get_ns_per_gib: 0, dirty_log_clear_ns_per_gib: 0, dirty_ring_reap_ns: 0,
 };
 
 /** A per-page or per-sync cost: up to a second (under emulation a page fault can take tens of us). */
@@ -264,6 +274,7 @@ export function qemuSchema(): Schema {
       dest_page: duration('destination time to receive a page it already has', PAGE_COST_LIMIT),
       dest_zero_page: duration('destination time to check a zero page it holds in memory (preallocated, or written before): QEMU 7.2 ram_handle_compressed reads it with buffer_is_zero; a page it never touched costs zero_page_scan (default 200ns)', PAGE_COST_LIMIT),
       downtime_floor: duration('vm_stop and device state save/load: the downtime with nothing to send', FLOOR_LIMIT),
+      migration_setup: duration('the set-up phase besides its bitmap sync: connecting, the migration thread\'s start, ram_save_setup\'s dirty-log start (QEMU 7.2; default 0s)', FLOOR_LIMIT),
       guest_dirty_rate_max: rate('the fastest a vCPU dirties pages; a workload paced below it catches up after throttling (default: CPU-bound)', GUEST_RATE_LIMIT),
       loopback: bandwidth('measured loopback TCP throughput', LOOPBACK_LIMIT),
       xbzrle_encode: duration('migration thread time to XBZRLE-encode a page against its cached copy (default 800ns)', PAGE_COST_LIMIT),
@@ -292,6 +303,7 @@ export function checkQemu(q: Raw, f: Fields): QemuSpec {
       dest_page_ns: f.duration(at('dest_page'), h.dest_page, d.dest_page_ns, PAGE_COST_LIMIT),
       dest_zero_page_ns: f.duration(at('dest_zero_page'), h.dest_zero_page, d.dest_zero_page_ns, PAGE_COST_LIMIT),
       downtime_floor_ns: f.duration(at('downtime_floor'), h.downtime_floor, d.downtime_floor_ns, FLOOR_LIMIT),
+      migration_setup_ns: f.duration(at('migration_setup'), h.migration_setup, d.migration_setup_ns, FLOOR_LIMIT),
       guest_dirty_rate_max: f.rate(at('guest_dirty_rate_max'), h.guest_dirty_rate_max, d.guest_dirty_rate_max, GUEST_RATE_LIMIT),
       loopback: f.bandwidth(at('loopback'), h.loopback, d.loopback, LOOPBACK_LIMIT),
       xbzrle_encode_ns: f.duration(at('xbzrle_encode'), h.xbzrle_encode, d.xbzrle_encode_ns, PAGE_COST_LIMIT),

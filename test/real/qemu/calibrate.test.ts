@@ -40,6 +40,9 @@ describe('latsim qemu calibrate', () => {
       expect(k.guest_dirty_rate_max).toBeGreaterThan(1000);
       expect(k.loopback).toBeGreaterThan(10e6);
       expect(k.downtime_floor_ns).toBeGreaterThan(0);
+      // Connecting and starting the migration thread take time: every migrating run saw a set-up phase.
+      expect(c.runs.slice(0, 3).every((r) => r.setup_ns >= 0)).toBe(true);
+      expect(k.migration_setup_ns).toBeGreaterThan(0);
       // SeaBIOS and the payload leave a few hundred KiB below 2 MiB.
       expect(c.firmware_bytes).toBeGreaterThan(64 * 1024);
       expect(c.firmware_bytes).toBeLessThan(2 * 2 ** 20);
@@ -53,6 +56,7 @@ describe('latsim qemu calibrate', () => {
       expect(Math.abs(s.qemu.host.dest_zero_page_ns - k.dest_zero_page_ns)).toBeLessThanOrEqual(50);
       expect(s.qemu.host.guest_dirty_rate_max).toBe(k.guest_dirty_rate_max);
       expect(s.qemu.host.cores).toBe(k.cores);
+      expect(Math.abs(s.qemu.host.migration_setup_ns - k.migration_setup_ns)).toBeLessThanOrEqual(50);
       expect(s.vm.firmware_bytes).toBe(Math.round(c.firmware_bytes / 1024) * 1024);
       expect(readFileSync(out, 'utf8')).toContain(`QEMU ${c.qemu.version}`);
     } finally {

@@ -169,6 +169,23 @@ migration: { start: 100ms, link: { latency: 20ms } }
   });
 });
 
+describe('set-up', () => {
+  it('spends qemu.host.migration_setup before the first sync, in setup-time and total-time', () => {
+    const base = (host: string) => run(`
+duration: 2s
+qemu: { version: 7.2${host} }
+vm: { memory: 16MiB, populated: 0% }
+migration: { start: 100ms }
+`).result.migration!;
+    const none = base('');
+    const slow = base(', host: { migration_setup: 6ms }');
+    expect(none['setup-time']).toBe(0);
+    expect(slow['setup-time']).toBe(6);
+    expect(slow.iterations[0]!.at_ns).toBe(none.iterations[0]!.at_ns + 6_000_000);
+    expect(slow['total-time']).toBe(none['total-time'] + 6);
+  });
+});
+
 describe('versions', () => {
   const stop = (version: string) => run(`
 duration: 10s
