@@ -46,6 +46,7 @@ import { formatBytes } from '../../sim/instrument/format.ts';
 import type { HostCosts } from '../../sim/scenario/qemu.ts';
 import { measureLoopback } from './loopback.ts';
 import { runOnQemu, type QemuRunOptions } from './run.ts';
+import { median } from './summary.ts';
 import type { QemuRunResult } from './result.ts';
 
 /** One thread's CPU time, as the kernel counts it. */
@@ -239,13 +240,6 @@ function setupPhase(r: QemuRunResult): number {
   return Math.max(0, active.t_ns - setup.t_ns - (m!.iterations[0]?.duration_ns ?? 0));
 }
 
-/** The median of a list of numbers (the lower middle one), or 0 for none. */
-function median(xs: readonly number[]): number {
-  if (xs.length === 0) return 0;
-  const sorted = [...xs].sort((a, b) => a - b);
-  return sorted[Math.floor((sorted.length - 1) / 2)]!;
-}
-
 /** The median of the sync durations per GiB of guest memory, ns (0 when none was traced). */
 function syncPerGib(r: QemuRunResult): number {
   const d = (r.migration?.iterations ?? []).filter((x) => !x.in_completion && x.duration_ns > 0).map((x) => x.duration_ns).sort((a, b) => a - b);
@@ -257,8 +251,11 @@ function syncPerGib(r: QemuRunResult): number {
 type Costs = Pick<HostCosts, 'zero_page_scan_ns' | 'page_send_ns' | 'dirty_sync_ns_per_gib' | 'dest_first_touch_ns' | 'dest_page_ns'
   | 'dest_zero_page_ns' | 'downtime_floor_ns' | 'migration_setup_ns' | 'guest_dirty_rate_max' | 'loopback' | 'cores'>;
 
+/** What one round measures: every cost but the set-up, which is the median over all rounds' runs. */
+type RoundCosts = Omit<Costs, 'migration_setup_ns'>;
+
 /** One round of the four runs and the socket. */
-async function calibrateOnce(mem: number, base: QemuRunOptions, log: (line: string) => void, round: string): Promise<{ costs: Costs; firmware: number; runs: CalibrationRun[]; first: QemuRunResult }> {
+async function calibrateOnce(mem: number, base: QemuRunOptions, log: (line: string) => void, round: string): Promise<{ costs: RoundCosts; firmware: number; runs: CalibrationRun[]; first: QemuRunResult }> {
   const runs: CalibrationRun[] = [];
   log(`qemu calibrate${round}: idle guest (zero-page scan, downtime floor, firmware)`);
   const idle = await measuredRun('idle', calibrationScenario('idle', mem, '0%', '1/s'), { ...base, preallocDestination: true });
@@ -302,7 +299,6 @@ async function calibrateOnce(mem: number, base: QemuRunOptions, log: (line: stri
       dest_page_ns: Math.round(destPage),
       dest_zero_page_ns: Math.round(destZero),
       downtime_floor_ns: idle.run.downtime_ms * 1_000_000,
-      migration_setup_ns: median(runs.filter((r) => r.setup_ns >= 0).map((r) => r.setup_ns)),
       guest_dirty_rate_max: Math.round(guest.result.guest.achieved_rate),
       loopback: Math.round(lo.bandwidth),
       cores: availableParallelism(),
@@ -326,8 +322,9 @@ export async function calibrate(opts: CalibrateOptions = {}): Promise<Calibratio
   const base: QemuRunOptions = { ...(opts.qemu ? { qemu: opts.qemu } : {}) };
   const rounds: Awaited<ReturnType<typeof calibrateOnce>>[] = [];
   for (let i = 0; i < repeat; i++) rounds.push(await calibrateOnce(mem, base, log, repeat > 1 ? ` ${i + 1}/${repeat}` : ''));
-  const least = (k: keyof Costs) => Math.min(...rounds.map((r) => r.costs[k]));
-  const most = (k: keyof Costs) => Math.max(...rounds.map((r) => r.costs[k]));
+  const least = (k: keyof RoundCosts) => Math.min(...rounds.map((r) => r.costs[k]));
+  const most = (k: keyof RoundCosts) => Math.max(...rounds.map((r) => r.costs[k]));
+  const setups = rounds.flatMap((r) => r.runs).filter((r) => r.setup_ns >= 0).map((r) => r.setup_ns);
   const first = rounds[0]!.first;
   return {
     host: hostname(),
@@ -340,7 +337,7 @@ export async function calibrate(opts: CalibrateOptions = {}): Promise<Calibratio
       dest_page_ns: least('dest_page_ns'),
       dest_zero_page_ns: least('dest_zero_page_ns'),
       downtime_floor_ns: least('downtime_floor_ns'),
-      migration_setup_ns: median(rounds.flatMap((r) => r.runs).filter((r) => r.setup_ns >= 0).map((r) => r.setup_ns)),
+      migration_setup_ns: setups.length > 0 ? Math.round(median(setups)) : 0,
       guest_dirty_rate_max: most('guest_dirty_rate_max'),
       loopback: most('loopback'),
       cores: least('cores'),

@@ -9,6 +9,7 @@
 import type { QemuSyncRecord, SwitchoverSteps } from './trace.ts';
 import type { QueryMigrate } from '../../sim/migration/migration.ts';
 import type { XbzrleStats } from '../../sim/migration/xbzrle.ts';
+import type { PostcopyResult } from '../../sim/results.ts';
 import type { MemoryCompare } from './verify.ts';
 import type { NbdCounts, NbdRequestRecord } from './nbd-server.ts';
 
@@ -29,18 +30,13 @@ export interface QemuModernResult {
   /** Per channel, from multifd_send_thread_end: bytes (pages and packet headers), packets, pages. */
   multifd: { channels: number; transferred: number[]; packets: number[]; normal_pages: number[] } | null;
   /** From the destination's trace (each userfault request to its page's placement) and its postcopy-blocktime. */
-  postcopy: {
+  postcopy: (Pick<PostcopyResult, 'faults' | 'fault_latency_p50_ns' | 'fault_latency_p99_ns' | 'fault_latency_max_ns' | 'preempt'> & {
     started_at_ns: number;
-    faults: number;
-    fault_latency_p50_ns: number;
-    fault_latency_p99_ns: number;
-    fault_latency_max_ns: number;
     /** postcopy-blocktime: the vCPUs' time blocked on missing pages (-1: not reported). */
     stall_ns: number;
-    preempt: boolean;
     /** Requests whose page was not placed before the trace ended. */
     unanswered: number;
-  } | null;
+  }) | null;
   dirty_tracking: 'log' | 'ring';
   /** kvm_dirty_ring_full events (0 for the log). */
   ring_full_exits: number;

@@ -165,20 +165,24 @@ export class GuestRam implements GuestMemory, ManualDirtyLog {
   isZeroPage(page: number): boolean {
     const v = this.versions[page]!;
     if (v === 0) return true;
-    if ((v & 255) !== 0 || page < this.populatedPages) return false;
-    for (const [from, to] of this.counterRanges) if (page >= from && page < to) return true;
-    return false;
+    return (v & 255) === 0 && page >= this.populatedPages && this.isByteCounterPage(page);
   }
 
-  /**
-   * The zero pages among the 32 pages from first (a multiple of 32, the
-   * word's pages all in RAM) as a bit mask: isZeroPage for each, at the
-   * cost of one load and compare per page.
-   */
-  zeroMask(first: number): number {
+  /** The pages never written among the 32 from first (a multiple of 32, all in RAM), as a bit mask. */
+  unwrittenMask(first: number): number {
     const v = this.versions;
     let mask = 0;
     for (let i = 0; i < 32; i++) if (v[first + i] === 0) mask |= 1 << i;
+    return mask;
+  }
+
+  /**
+   * The zero pages among the 32 pages from first (a multiple of 32, all in
+   * RAM) as a bit mask, isZeroPage for each: the pages never written
+   * (unwrittenMask, when the caller has it), and byte counters back at zero.
+   */
+  zeroMask(first: number, unwritten = this.unwrittenMask(first)): number {
+    let mask = unwritten;
     // A page may hold zeroes again only in a byte-counter range past the populated pages.
     if (mask !== -1 && this.counterRanges.length > 0 && first + 32 > this.populatedPages) {
       for (let i = 0; i < 32; i++) if ((mask & (1 << i)) === 0 && this.isZeroPage(first + i)) mask |= 1 << i;
@@ -190,11 +194,6 @@ export class GuestRam implements GuestMemory, ManualDirtyLog {
   isByteCounterPage(page: number): boolean {
     for (const [from, to] of this.counterRanges) if (page >= from && page < to) return true;
     return false;
-  }
-
-  /** Whether some pages are byte counters (whose content is zero again every 256 writes). */
-  get hasByteCounters(): boolean {
-    return this.counterRanges.length > 0;
   }
 
   /** Pages [first, first + count) hold one byte counter each (the increment workload). */

@@ -122,22 +122,20 @@ export class Destination implements MigrationDestination {
     const sv = src.versions;
     const dv = this.versions;
     const touched = this.touched;
-    const counters = src.hasByteCounters;
     let zeros = 0;
     let zerosHeld = 0;
     let fresh = 0;
     for (let w = first >>> 5, end = (first + count) >>> 5; w < end; w++) {
       const base = w * 32;
       const t = touched[w]!;
-      let unwritten = 0;
-      for (let i = 0; i < 32; i++) if (sv[base + i] === 0) unwritten |= 1 << i;
+      const unwritten = src.unwrittenMask(base);
       if (unwritten === -1) {
         zeros += 32;
         zerosHeld += popcount32(t);
         continue;
       }
       for (let i = 0; i < 32; i++) dv[base + i] = sv[base + i]!;
-      const zero = counters ? src.zeroMask(base) : unwritten;
+      const zero = src.zeroMask(base, unwritten);
       const normal = ~zero;
       zeros += popcount32(zero);
       zerosHeld += popcount32(zero & t);
