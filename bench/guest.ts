@@ -216,7 +216,7 @@ function scenarioCase(s: Settings): ScenarioCase {
       versions: ram.versions.byteLength,
       dirty_log: ram.dirtyLog.byteLength,
       migration_bitmap: mig.ram.bitmap.byteLength,
-      destination: mig.dest.versions.byteLength,
+      destination: mig.dest.bytes,
     },
     migration_status: mig.status,
   };

@@ -31,8 +31,15 @@ import { POSTCOPY_CHUNK_BYTES } from './migration/postcopy.ts';
 
 /** Node, the model's code and a small run's bookkeeping (a 1 GiB scenario's RSS is 110-170 MiB). */
 export const BASE_BYTES = 160 * 2 ** 20;
-/** Migration per page: a migration-bitmap bit and the destination's content version. */
-export const MIGRATION_BYTES_PER_PAGE = 1 / 8 + 4;
+/** Migration per page: a migration-bitmap bit, and the destination's received, listed and touched bits. */
+export const MIGRATION_BYTES_PER_PAGE = 1 / 8 + 3 / 8;
+/**
+ * The destination per page the guest rewrote: an entry of its table of
+ * differences from the initial image (sim/migration/page-versions.ts), 8
+ * bytes at a load of a quarter or more; at most 8 bytes per page of RAM (a
+ * dense copy, and the table it replaces).
+ */
+export const DEST_BYTES_PER_REWRITTEN_PAGE = 32;
 /** Postcopy per page: the source memory's version at the switch and the missing bitmap's bit. */
 export const POSTCOPY_BYTES_PER_PAGE = 4 + 1 / 8;
 /** A disk per request-sized block: the cache's and the stable copy's versions, and the driver's acknowledged version. */
@@ -143,7 +150,12 @@ export function estimateMemory(s: Scenario, o: { keepTrace?: boolean } = {}): Me
   const events = estimateEvents(s);
   const pages = Math.ceil(s.vm.memory_bytes / s.vm.page_size);
   add(`guest RAM and dirty log: ${fmt(pages)} pages x ${RAM_BYTES_PER_PAGE} B`, pages * RAM_BYTES_PER_PAGE, ['vm', 'memory']);
-  if (s.migration) add(`migration bitmap and destination: ${fmt(pages)} pages x ${MIGRATION_BYTES_PER_PAGE} B`, pages * MIGRATION_BYTES_PER_PAGE, ['vm', 'memory']);
+  if (s.migration) {
+    add(`migration bitmap and destination: ${fmt(pages)} pages x ${MIGRATION_BYTES_PER_PAGE} B`, pages * MIGRATION_BYTES_PER_PAGE, ['vm', 'memory']);
+    const rewritten = Math.min(pages, s.guest.workloads.reduce((n, w) => n + (w.dirty ? Math.min(w.dirty.pages, Math.ceil(w.dirty.rate * w.vcpus.length * durS)) : 0), 0));
+    add(`destination's differences: up to ${fmt(rewritten)} rewritten pages x ${DEST_BYTES_PER_REWRITTEN_PAGE} B (at most 8 B per page)`,
+      Math.min(rewritten * DEST_BYTES_PER_REWRITTEN_PAGE, pages * 8), ['guest', 'workloads']);
+  }
   if (s.migration?.postcopy) {
     add(`postcopy's source memory and missing pages: ${fmt(pages)} pages x ${POSTCOPY_BYTES_PER_PAGE} B`, pages * POSTCOPY_BYTES_PER_PAGE, ['migration', 'postcopy']);
   }

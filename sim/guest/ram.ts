@@ -1,7 +1,9 @@
 // Guest RAM as pages, with a KVM-style dirty log. A page holds no bytes, only
 // a content version (0: never written, a zero page), so a 1 TiB guest (2^28
-// pages of 4 KiB) is a 1 GiB Uint32Array plus a 32 MiB bitmap. The dirty log
-// is a word bitmap laid out as KVM's (bit i = page i, little-endian words), so
+// pages of 4 KiB) is a 1 GiB Uint32Array plus two 32 MiB bitmaps: the dirty
+// log, and the pages written since the initial image (populate), which lets
+// the destination keep only what differs from that image
+// (sim/migration/page-versions.ts). The dirty log is a word bitmap laid out as KVM's (bit i = page i, little-endian words), so
 // migration_bitmap_sync reads it exactly as it reads KVM_GET_DIRTY_LOG's.
 // It is the simulation's GuestMemory (memory.ts). With the dirty ring a
 // logged write goes to the writing vCPU's ring (SimDirtyRings) and reaching
@@ -12,7 +14,7 @@
 // that made it has waited for the page (sim/guest/guest.ts).
 // Leaves out: memory regions and slots (one flat slot from guest address 0).
 import type { Co, Notifier } from '../platform.ts';
-import { bitmapNew, popcount32, setRange, testBit } from '../util/bitmap.ts';
+import { bitmapNew, popcount32, setRange, testBit, wordMaskBelow } from '../util/bitmap.ts';
 import type { GuestMemory, ManualDirtyLog } from './memory.ts';
 import { SimDirtyRings } from './dirty-ring.ts';
 
@@ -46,10 +48,11 @@ export interface HeldWrite {
 const VERSION_CYCLE = 2 ** 32 - 1;
 
 /**
- * Bytes of host memory GuestRam keeps per page: a 4-byte content version and
- * a dirty-log bit (measured: 4.18 B per page of RSS for a 64 GiB guest).
+ * Bytes of host memory GuestRam keeps per page: a 4-byte content version, a
+ * dirty-log bit and a modified bit (measured before the modified bit: 4.18 B
+ * per page of RSS for a 64 GiB guest).
  */
-export const RAM_BYTES_PER_PAGE = 4 + 1 / 8;
+export const RAM_BYTES_PER_PAGE = 4 + 2 / 8;
 
 /** Options of GuestRam: how KVM tracks dirty pages. */
 export interface GuestRamOptions {
@@ -66,6 +69,8 @@ export class GuestRam implements GuestMemory, ManualDirtyLog {
   readonly versions: Uint32Array;
   /** KVM dirty log (KVM_MEM_LOG_DIRTY_PAGES): bit set when a page is written. */
   readonly dirtyLog: Uint32Array;
+  /** Bit set once a page is written: its version may differ from the initial image's (populate); never cleared. */
+  readonly modified: Uint32Array;
   writes = 0;
   /** Set while pages are missing (postcopy on the destination); null: every page is there. */
   gate: PageGate | null = null;
@@ -76,8 +81,7 @@ export class GuestRam implements GuestMemory, ManualDirtyLog {
   /** QEMU: KVMSlot.dirty_bmap under manual protection: what the last KVM_GET_DIRTY_LOG returned. */
   private readonly slotBitmap: Uint32Array | null;
   private logOn = false;
-  /** Pages [0, populatedPages) held data at start. */
-  private populatedPages = 0;
+  private populated = 0;
   private readonly counterRanges: [number, number][] = [];
   /** Other dirty logs merged in at every sync (QEMU: memory listeners' log_sync, e.g. vhost_log_sync). */
   private readonly logSyncListeners: (() => void)[] = [];
@@ -90,6 +94,7 @@ export class GuestRam implements GuestMemory, ManualDirtyLog {
     this.pages = Math.ceil(bytes / pageSize);
     this.versions = new Uint32Array(this.pages);
     this.dirtyLog = bitmapNew(this.pages);
+    this.modified = bitmapNew(this.pages);
     const ring = o.dirtyRingSize ?? 0;
     this.dirtyRing = ring > 0 ? new SimDirtyRings(o.vcpus ?? 1, ring, this.pages) : null;
     this.slotBitmap = o.manualProtect === true ? bitmapNew(this.pages) : null;
@@ -165,11 +170,13 @@ export class GuestRam implements GuestMemory, ManualDirtyLog {
   isZeroPage(page: number): boolean {
     const v = this.versions[page]!;
     if (v === 0) return true;
-    return (v & 255) === 0 && page >= this.populatedPages && this.isByteCounterPage(page);
+    return (v & 255) === 0 && page >= this.populated && this.isByteCounterPage(page);
   }
 
   /** The pages never written among the 32 from first (a multiple of 32, all in RAM), as a bit mask. */
   unwrittenMask(first: number): number {
+    // A word never written holds the initial image: zero pages past the populated ones.
+    if (this.modified[first >>> 5] === 0) return ~wordMaskBelow(first >>> 5, this.populated);
     const v = this.versions;
     let mask = 0;
     for (let i = 0; i < 32; i++) if (v[first + i] === 0) mask |= 1 << i;
@@ -184,7 +191,7 @@ export class GuestRam implements GuestMemory, ManualDirtyLog {
   zeroMask(first: number, unwritten = this.unwrittenMask(first)): number {
     let mask = unwritten;
     // A page may hold zeroes again only in a byte-counter range past the populated pages.
-    if (mask !== -1 && this.counterRanges.length > 0 && first + 32 > this.populatedPages) {
+    if (mask !== -1 && this.counterRanges.length > 0 && first + 32 > this.populated) {
       for (let i = 0; i < 32; i++) if ((mask & (1 << i)) === 0 && this.isZeroPage(first + i)) mask |= 1 << i;
     }
     return mask;
@@ -230,12 +237,18 @@ export class GuestRam implements GuestMemory, ManualDirtyLog {
    */
   hostWrite(page: number): void {
     this.versions[page] = (this.versions[page]! + 1) >>> 0 || 1;
+    this.modified[page >>> 5] = this.modified[page >>> 5]! | (1 << (page & 31));
   }
 
-  /** Gives the first pages content (a booted guest's data); the rest stay zero pages. */
+  /** Pages [0, populatedPages) held data at start (version 1, populate); the others were zero pages. */
+  get populatedPages(): number {
+    return this.populated;
+  }
+
+  /** Gives the first pages content (a booted guest's data), before any write; the rest stay zero pages. */
   populate(pages: number): void {
-    this.populatedPages = Math.min(pages, this.pages);
-    this.versions.fill(1, 0, this.populatedPages);
+    this.populated = Math.min(pages, this.pages);
+    this.versions.fill(1, 0, this.populated);
   }
 
   /**
@@ -248,6 +261,7 @@ export class GuestRam implements GuestMemory, ManualDirtyLog {
       return;
     }
     this.versions[page] = (this.versions[page]! + 1) >>> 0 || 1;
+    this.modified[page >>> 5] = this.modified[page >>> 5]! | (1 << (page & 31));
     if (this.logOn) {
       if (this.dirtyRing) this.dirtyRing.write(vcpu, page);
       else {
@@ -268,11 +282,13 @@ export class GuestRam implements GuestMemory, ManualDirtyLog {
       return;
     }
     const versions = this.versions;
+    const mod = this.modified;
     const ring = this.logOn ? this.dirtyRing : null;
     if (ring) {
       for (let i = 0; i < count; i++) {
         const page = pages[i]!;
         versions[page] = (versions[page]! + 1) >>> 0 || 1;
+        mod[page >>> 5] = mod[page >>> 5]! | (1 << (page & 31));
         ring.write(vcpu, page);
       }
     } else if (this.logOn) {
@@ -281,12 +297,15 @@ export class GuestRam implements GuestMemory, ManualDirtyLog {
         const page = pages[i]!;
         versions[page] = (versions[page]! + 1) >>> 0 || 1;
         const w = page >>> 5;
-        log[w] = log[w]! | (1 << (page & 31));
+        const bit = 1 << (page & 31);
+        mod[w] = mod[w]! | bit;
+        log[w] = log[w]! | bit;
       }
     } else {
       for (let i = 0; i < count; i++) {
         const page = pages[i]!;
         versions[page] = (versions[page]! + 1) >>> 0 || 1;
+        mod[page >>> 5] = mod[page >>> 5]! | (1 << (page & 31));
       }
     }
     this.writes += count;
@@ -310,6 +329,7 @@ export class GuestRam implements GuestMemory, ManualDirtyLog {
     const versions = this.versions;
     const cycle = VERSION_CYCLE;
     for (let p = first, end = first + count; p < end; p++) versions[p] = ((versions[p]! - 1 + rounds) % cycle) + 1;
+    setRange(this.modified, first, count);
     if (this.logOn) {
       // A page's later rounds push nothing: its first write left it writable.
       if (this.dirtyRing) for (let p = first, end = first + count; p < end; p++) this.dirtyRing.write(vcpu, p);
@@ -338,6 +358,7 @@ export class GuestRam implements GuestMemory, ManualDirtyLog {
   /** writes writes to page land, the gate left aside (a held write once its page is there). */
   land(page: number, writes: number, vcpu = 0): void {
     this.versions[page] = ((this.versions[page]! - 1 + writes) % VERSION_CYCLE) + 1;
+    this.modified[page >>> 5] = this.modified[page >>> 5]! | (1 << (page & 31));
     if (this.logOn) {
       if (this.dirtyRing) this.dirtyRing.write(vcpu, page);
       else {

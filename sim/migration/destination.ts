@@ -15,6 +15,7 @@
 // start.
 import { HOST_COSTS_DEFAULT, type HostCosts } from '../scenario/qemu.ts';
 import { bitmapNew, popcount32, setRange, testAndSetBit, testBit } from '../util/bitmap.ts';
+import { PageVersions } from './page-versions.ts';
 import type { GuestRam } from '../guest/ram.ts';
 import type { GuestMemory, PageSink } from '../guest/memory.ts';
 import type { BlkDevice } from '../devices/devices.ts';
@@ -62,7 +63,8 @@ export interface MigrationDestination extends PageSink {
 
 export class Destination implements MigrationDestination {
   readonly pages: number;
-  readonly versions: Uint32Array;
+  /** What the destination holds of each page, as differences from the source's initial image. */
+  readonly versions: PageVersions;
   readonly wire = null;
   pagesReceived = 0;
   running = false;
@@ -74,7 +76,7 @@ export class Destination implements MigrationDestination {
   /** prealloc: QEMU's -mem-prealloc, every page held from the start (touch_all_pages). */
   constructor(private readonly platform: Platform, readonly src: GuestRam, private readonly host: HostCosts = HOST_COSTS_DEFAULT, prealloc = false) {
     this.pages = src.pages;
-    this.versions = new Uint32Array(this.pages);
+    this.versions = new PageVersions(src);
     this.touched = bitmapNew(this.pages);
     if (prealloc) setRange(this.touched, 0, this.pages);
   }
@@ -88,7 +90,7 @@ export class Destination implements MigrationDestination {
    * a read of the page for one the destination holds.
    */
   savePage(page: number, zero: boolean): void {
-    this.versions[page] = this.src.versions[page]!;
+    this.versions.set(page, this.src.versions[page]!);
     this.pagesReceived++;
     const h = this.host;
     if (zero) this.loadCostNs += testBit(this.touched, page) ? h.dest_zero_page_ns : h.zero_page_scan_ns;
@@ -101,25 +103,25 @@ export class Destination implements MigrationDestination {
    * stand for the same bytes (equal, or a byte counter back at its value).
    */
   unchanged(page: number): void {
-    const had = this.versions[page]!;
+    const had = this.versions.get(page);
     const now = this.src.versions[page]!;
     if (had !== now && !(this.src.isByteCounterPage(page) && (had & 255) === (now & 255))) {
       throw new InvariantError('lost-page',
         `xbzrle sent nothing for page ${page} (unchanged), but the destination has version ${had} and the source ${now}`);
     }
-    this.versions[page] = now;
+    this.versions.set(page, now);
   }
 
   /**
    * A run of pages arrives (the first pass sends whole words of them);
    * returns the zero pages among them. Word by word: a word of pages never
    * written is 32 zero pages whose content the destination has; otherwise its
-   * versions are copied, and its normal pages written (and touched).
+   * versions are copied (PageVersions.copyWord: next to nothing for a word
+   * the guest never rewrote), and its normal pages written (and touched).
    * first and count are multiples of 32 (whole words of the bitmap).
    */
   saveRun(first: number, count: number): number {
     const src = this.src;
-    const sv = src.versions;
     const dv = this.versions;
     const touched = this.touched;
     let zeros = 0;
@@ -134,7 +136,7 @@ export class Destination implements MigrationDestination {
         zerosHeld += popcount32(t);
         continue;
       }
-      for (let i = 0; i < 32; i++) dv[base + i] = sv[base + i]!;
+      dv.copyWord(w);
       const zero = src.zeroMask(base, unwritten);
       const normal = ~zero;
       zeros += popcount32(zero);
@@ -147,6 +149,11 @@ export class Destination implements MigrationDestination {
     this.loadCostNs += fresh * h.dest_first_touch_ns + (count - fresh - zeros) * h.dest_page_ns +
       zerosHeld * h.dest_zero_page_ns + (zeros - zerosHeld) * h.zero_page_scan_ns;
     return zeros;
+  }
+
+  /** Bytes of host memory the destination's page state holds now. */
+  get bytes(): number {
+    return this.versions.bytes + this.touched.byteLength;
   }
 
   takeLoadCostNs(): number {
@@ -188,13 +195,7 @@ export class Destination implements MigrationDestination {
 
   /** The first page whose content differs from the source's, or -1. */
   firstDifferentPage(src: GuestRam): number {
-    const a = Buffer.from(this.versions.buffer, this.versions.byteOffset, this.versions.byteLength);
-    const b = Buffer.from(src.versions.buffer, src.versions.byteOffset, src.versions.byteLength);
-    if (a.equals(b)) return -1;
-    const d = this.versions;
-    const s = src.versions;
-    for (let i = 0; i < d.length; i++) if (d[i] !== s[i]) return i;
-    return -1;
+    return this.versions.firstDifference(src.versions);
   }
 
   /** Checks memory and disks at switchover; throws InvariantError on the first loss. */
@@ -203,7 +204,7 @@ export class Destination implements MigrationDestination {
     if (page >= 0) {
       throw new InvariantError('lost-page',
         `page ${page} (guest address 0x${(page * src.pageSize).toString(16)}) differs at switchover: ` +
-        `destination has version ${this.versions[page]}, source ${src.versions[page]}`);
+        `destination has version ${this.versions.get(page)}, source ${src.versions[page]}`);
     }
     verifyDisks(disks);
   }

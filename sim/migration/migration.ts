@@ -37,7 +37,6 @@
 import type { Machine, StopPhases } from '../machine.ts';
 import type { GuestPort } from '../guest/guest.ts';
 import { GuestRam } from '../guest/ram.ts';
-import { testBit } from '../util/bitmap.ts';
 import type { Devices } from '../devices/devices.ts';
 import type { Co, Platform } from '../platform.ts';
 import type { MigrationSpec, QemuSpec } from '../scenario/scenario.ts';
@@ -526,16 +525,21 @@ export class Migration<D extends MigrationDestination = Destination> {
     if (!(ram instanceof GuestRam) || !(this.dest instanceof Destination)) return;
     if ((!ram.dirtyRing && !ram.manualLog) || ram.pages > TRACKING_CHECK_PAGES_MAX) return;
     const dst = this.dest.versions;
-    const src = ram.versions;
+    const bitmap = this.ram.bitmap;
+    const log = ram.dirtyLog;
     const ring = ram.dirtyRing;
     const mf = this.multifd;
-    for (let page = 0; page < ram.pages; page++) {
-      if (dst[page] === src[page] || testBit(this.ram.bitmap, page) || testBit(ram.dirtyLog, page) || ring?.inRing(page)) continue;
-      if (mf?.sentThisRound(page)) continue;
-      throw new InvariantError('lost-page',
-        `page ${page} (guest address 0x${(page * ram.pageSize).toString(16)}) changed since it was sent ` +
-        `(destination version ${dst[page]}, source ${src[page]}) but neither the migration bitmap, the dirty log nor a dirty ring holds it ` +
-        `(after dirty sync ${this.ram.dirtySyncCount})`);
+    for (let w = 0, words = bitmap.length; w < words; w++) {
+      let todo = dst.diffMask(w) & ~bitmap[w]! & ~log[w]!;
+      while (todo !== 0) {
+        const page = w * 32 + 31 - Math.clz32(todo & -todo);
+        todo &= todo - 1;
+        if (ring?.inRing(page) || mf?.sentThisRound(page)) continue;
+        throw new InvariantError('lost-page',
+          `page ${page} (guest address 0x${(page * ram.pageSize).toString(16)}) changed since it was sent ` +
+          `(destination version ${dst.get(page)}, source ${ram.versions[page]}) but neither the migration bitmap, the dirty log nor a dirty ring holds it ` +
+          `(after dirty sync ${this.ram.dirtySyncCount})`);
+      }
     }
   }
 

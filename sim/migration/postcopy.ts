@@ -374,13 +374,11 @@ export class Postcopy {
   private verifyReceived(): void {
     const snap = this.snapshot!;
     const versions = this.h.dest.versions;
-    const pages = this.h.guestRam.pages;
-    for (let page = 0; page < pages; page++) {
-      if (versions[page] !== snap[page] && !testBit(this.missing, page)) {
-        throw new InvariantError('lost-page',
-          `page ${page} (guest address 0x${(page * this.h.guestRam.pageSize).toString(16)}) differs when the destination starts in postcopy: ` +
-          `destination has version ${versions[page]}, source ${snap[page]}, and it was not discarded`);
-      }
+    const page = versions.firstDifference(snap, this.missing);
+    if (page >= 0) {
+      throw new InvariantError('lost-page',
+        `page ${page} (guest address 0x${(page * this.h.guestRam.pageSize).toString(16)}) differs when the destination starts in postcopy: ` +
+        `destination has version ${versions.get(page)}, source ${snap[page]}, and it was not discarded`);
     }
   }
 
@@ -527,15 +525,11 @@ export class Postcopy {
     }
     const snap = this.snapshot!;
     const versions = this.h.dest.versions;
-    const a = Buffer.from(versions.buffer, versions.byteOffset, versions.byteLength);
-    const b = Buffer.from(snap.buffer, snap.byteOffset, snap.byteLength);
-    if (a.equals(b)) return;
-    for (let page = 0; page < pages; page++) {
-      if (versions[page] !== snap[page]) {
-        throw new InvariantError('lost-page',
-          `page ${page} (guest address 0x${(page * size).toString(16)}) differs at the end of postcopy: ` +
-          `destination has version ${versions[page]}, source ${snap[page]}`);
-      }
+    const page = versions.firstDifference(snap);
+    if (page >= 0) {
+      throw new InvariantError('lost-page',
+        `page ${page} (guest address 0x${(page * size).toString(16)}) differs at the end of postcopy: ` +
+        `destination has version ${versions.get(page)}, source ${snap[page]}`);
     }
   }
 
@@ -556,7 +550,7 @@ export class Postcopy {
     }
     clearBit(this.missing, page);
     this.missingCount--;
-    this.h.dest.versions[page] = version;
+    this.h.dest.versions.set(page, version);
     this.requested.delete(page);
     const w = this.waiters.get(page);
     if (w) {

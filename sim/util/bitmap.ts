@@ -69,6 +69,12 @@ export function bitmapInArena(bitmap: Uint32Array): boolean {
   return arena !== null && arena.buffers.has(bitmap.buffer);
 }
 
+/** The bits of word w that are below bit n of the bitmap (bits 0 .. n - 1), as a mask. */
+export function wordMaskBelow(w: number, n: number): number {
+  const k = n - w * WORD_BITS;
+  return k >= WORD_BITS ? -1 : k <= 0 ? 0 : (1 << k) - 1;
+}
+
 /** QEMU: ctpop32 (include/qemu/host-utils.h) */
 export function popcount32(v: number): number {
   v = v - ((v >>> 1) & 0x55555555);

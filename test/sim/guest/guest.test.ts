@@ -23,7 +23,7 @@ describe('GuestRam', () => {
     expect(ram.versions.byteLength / ram.pages).toBe(4);
     expect(ram.dirtyLog.byteLength * 8).toBeGreaterThanOrEqual(ram.pages);
     // What the memory estimate (sim/estimate.ts) counts per page.
-    expect((ram.versions.byteLength + ram.dirtyLog.byteLength) / ram.pages).toBe(RAM_BYTES_PER_PAGE);
+    expect((ram.versions.byteLength + ram.dirtyLog.byteLength + ram.modified.byteLength) / ram.pages).toBe(RAM_BYTES_PER_PAGE);
   });
 
   it('writeRounds is rounds calls of write() on each page, at the cost of one', () => {

@@ -145,7 +145,7 @@ describe('Destination.saveRun (the first pass\'s whole words at once)', () => {
     }
     expect(zeros).toBe(zerosByPage);
     expect(zeros).toBe(PAGES - 40 - 2); // 101 is a zero page again; 102 and 200 are not
-    expect([...byRun.versions]).toEqual([...byPage.versions]);
+    expect([...byRun.versions.toArray()]).toEqual([...byPage.versions.toArray()]);
     expect(byRun.firstDifferentPage(ram)).toBe(-1);
     expect(byRun.takeLoadCostNs()).toBe(byPage.takeLoadCostNs());
     expect(byRun.pagesReceived).toBe(byPage.pagesReceived);
