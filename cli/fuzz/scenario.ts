@@ -41,6 +41,13 @@ const XBZRLE_CACHE = ['64MiB', '16MiB', '1MiB', '64KiB'];
 export interface ScenarioText {
   readonly name: string;
   readonly text: string;
+  /** The scenario's duration. */
+  readonly duration_ns: number;
+  /**
+   * Everything but its name, header and duration, as text: two scenarios with
+   * the same model are the same run up to the shorter one's end.
+   */
+  readonly model: string;
 }
 
 export interface BuildOptions {
@@ -169,5 +176,6 @@ export function buildScenario(k: Knobs, o: BuildOptions): ScenarioText {
 
   const header = o.header ?? [`latsim fuzz seed ${o.seed}, ${o.phase} phase`];
   const text = `${header.map((l) => (l ? `# ${l}` : '#')).join('\n')}\n${stringify(doc, { lineWidth: 0, flowCollectionPadding: true })}`;
-  return { name, text };
+  const { name: _name, duration: _duration, ...model } = doc;
+  return { name, text, duration_ns: durationMs * 1e6, model: JSON.stringify(model) };
 }

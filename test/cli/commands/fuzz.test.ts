@@ -11,6 +11,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { KNOB_TABLE, knobsOf } from '../../../cli/fuzz/knobs.ts';
 import { shrinkKnobs } from '../../../cli/fuzz/shrink.ts';
 import { buildScenario } from '../../../cli/fuzz/scenario.ts';
+import { judge, runPhase } from '../../../cli/fuzz/check.ts';
+import { fuzzSeed } from '../../../cli/fuzz/seed.ts';
 import { parseScenario } from '../../../cli/scenario-file.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'latsim-fuzz-'));
@@ -47,6 +49,30 @@ describe('fuzz knobs and shrinking', () => {
     expect(shrunk.knobs.vcpus).toBe(2);
     for (const [name, lo] of KNOB_TABLE) if (name !== 'dirty_rate' && name !== 'vcpus') expect(shrunk.knobs[name], name).toBe(lo);
     expect(shrinkKnobs(start, () => false).knobs).toEqual(start);
+  });
+});
+
+describe('a seed\'s two phases', () => {
+  it('judges the liveness phase from the safety run when the knobs describe the same run, as running it would', () => {
+    let shared = 0;
+    for (let seed = 1; seed <= 40 && shared < 3; seed++) {
+      const k = knobsOf(seed);
+      const safety = buildScenario(k, { seed, phase: 'safety', plant: null });
+      const liveness = buildScenario(k, { seed, phase: 'liveness', plant: null });
+      if (safety.model !== liveness.model) continue;
+      const a = runPhase(safety.text, 'safety.yaml', 'safety');
+      const r = a.result!;
+      if (r.migration?.status !== 'completed' || r.sim_time_ns >= Math.min(safety.duration_ns, liveness.duration_ns)) continue;
+      shared++;
+      const b = runPhase(liveness.text, 'liveness.yaml', 'liveness');
+      // The same run: same end, same migration, same judgement.
+      expect(b.result!.sim_time_ns, `seed ${seed}`).toBe(r.sim_time_ns);
+      expect(b.result!.events, `seed ${seed}`).toBe(r.events);
+      expect(b.result!.migration, `seed ${seed}`).toEqual(r.migration);
+      expect(judge(r, 'liveness'), `seed ${seed}`).toEqual(b.failure);
+      expect(fuzzSeed({ seed, plant: null, out: dir, deadline_ms: null }).failure).toEqual(b.failure);
+    }
+    expect(shared).toBe(3);
   });
 });
 
