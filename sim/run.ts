@@ -15,11 +15,12 @@ export interface SimulateOptions {
   /** Keep trace records and poll records (for --trace and reports). */
   keepTrace?: boolean;
   /**
-   * End the run this long (simulated ns) after the migration completes,
-   * before the scenario's duration: the fuzzer's judgement is made by then.
-   * A migration that fails or is cancelled runs on to the end.
+   * End the run this long (simulated ns) after the migration ends
+   * (completed, failed or cancelled), before the scenario's duration: the
+   * fuzzer's judgement is made by then. A migration that never ends runs on
+   * to the end.
    */
-  stopAfterCompletedNs?: number;
+  stopAfterEndNs?: number;
   /** Hash the trace into trace_sha256 (default true); false: the trace costs nothing and trace_sha256 is ''. */
   fingerprint?: boolean;
 }
@@ -39,10 +40,10 @@ export function simulate(scenario: Scenario, options: SimulateOptions = {}): Sim
   });
   const platform = new SimPlatform(scheduler);
   const world = buildWorld(scenario, platform, options.keepTrace ?? false, undefined, options.fingerprint ?? true);
-  const grace = options.stopAfterCompletedNs;
+  const grace = options.stopAfterEndNs;
   if (grace !== undefined && world.migration) {
-    world.migration.onEnd = (status) => {
-      if (status === 'completed') scheduler.callAfter(grace, () => scheduler.stop());
+    world.migration.onEnd = () => {
+      scheduler.callAfter(grace, () => scheduler.stop());
     };
   }
   let outcome: Outcome = 'ok';

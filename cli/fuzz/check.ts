@@ -7,10 +7,12 @@
 // the migration must have completed by the end of the run.
 // A failure has a class (`lost-page`, `ping-answered`, `not-completed`, ...)
 // so shrinking can insist on the same failure, not just any failure.
-// A run ends AFTER_COMPLETED_NS after its migration completes rather than at
-// its duration: the switchover's checks (every page and acknowledged write at
-// the destination) have run by then, and the stopped source has nothing left
-// to break. A failed or cancelled migration's guest runs on to the end.
+// A run ends AFTER_END_NS after its migration ends (completed, failed or
+// cancelled) rather than at its duration: by then the switchover's checks
+// have run (every page and acknowledged write at the destination), or the
+// failure's (the source runs the guest again, the destination does not),
+// and nothing of the migration is left to break. A migration that never
+// ends runs on to the end.
 // Nothing judges the trace, so it is not written (no fingerprint): a
 // regression file's `latsim run` has the fingerprint.
 // Leaves out: choosing knobs and shrinking (cli/fuzz/knobs.ts, shrink.ts).
@@ -19,8 +21,8 @@ import { simulate } from '../../sim/run.ts';
 import type { RunResult } from '../../sim/results.ts';
 import type { Phase } from './scenario.ts';
 
-/** Simulated time a run goes on after its migration completed (the destination's start and the source's cleanup). */
-export const AFTER_COMPLETED_NS = 1_000_000_000;
+/** Simulated time a run goes on after its migration ended (the destination's start, or the source's resumption, and the cleanup). */
+export const AFTER_END_NS = 1_000_000_000;
 
 export interface Failure {
   readonly phase: Phase;
@@ -41,7 +43,7 @@ export function runPhase(text: string, file: string, phase: Phase): PhaseRun {
   const scenario = parseScenario(text, file);
   let result: RunResult;
   try {
-    result = simulate(scenario, { stopAfterCompletedNs: AFTER_COMPLETED_NS, fingerprint: false }).result;
+    result = simulate(scenario, { stopAfterEndNs: AFTER_END_NS, fingerprint: false }).result;
   } catch (e) {
     // The model threw something that is not an invariant: a bug all the same.
     const msg = (e as Error).message ?? String(e);

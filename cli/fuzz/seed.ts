@@ -63,7 +63,7 @@ export function seedCommand(seed: number, plant: Plant | null): string {
  * Both phases of the knobs: safety, then liveness if safety held. Knobs
  * without faults whose dirty rate the link outruns already describe the
  * liveness scenario, but for its length: when the safety run's migration
- * completed and the run stopped (AFTER_COMPLETED_NS later) before either
+ * completed and the run stopped (AFTER_END_NS later) before either
  * phase's end, the liveness run would be the same run, so it is judged
  * from the safety run's result instead of run again.
  */
