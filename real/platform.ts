@@ -160,6 +160,11 @@ export class RealPlatform extends ThreadHost<PlatformOp> implements Platform {
     return super.spawn(name, body);
   }
 
+  /** Real time passes as it will: every delay goes through cpu() or sleep(). */
+  tryAdvance(): boolean {
+    return false;
+  }
+
   *cpu(ns: number): Co<void> {
     yield { op: OP_CPU, ns } as DelayOp;
   }

@@ -83,6 +83,13 @@ export interface Platform {
   /** Sleeps for ns without using CPU. */
   sleep(ns: number): Co<void>;
   /**
+   * Spends ns at once (busy: as CPU time) without the thread giving way,
+   * where the backend can tell that nothing else happens meanwhile: then the
+   * same as cpu(ns) or sleep(ns), at less cost. False, and nothing spent,
+   * otherwise (always on a real backend): the caller uses cpu() or sleep().
+   */
+  tryAdvance(ns: number, busy: boolean): boolean;
+  /**
    * Waits until one of the notifiers is ready or timeoutNs passes (-1: no
    * timeout, like select(..., NULL); 0: just look). Returns the ready ones.
    */

@@ -137,6 +137,15 @@ export class SimPlatform extends ThreadHost<PlatformOp> implements Platform {
     return s as Co<void>;
   }
 
+  /** What interpret does for a delay that nothing else happens before (Scheduler.advanceTo), without the yield. */
+  tryAdvance(ns: number, busy: boolean): boolean {
+    const thread = this.running;
+    checkDelayNs(thread, ns);
+    if (!(ns > 0) || !this.scheduler.advanceTo(this.scheduler.now + ns)) return false;
+    if (busy) thread.cpuNs += ns;
+    return true;
+  }
+
   wait(notifiers: readonly Notifier[], timeoutNs: number): Co<readonly Notifier[]> {
     const s = this.take(OP_WAIT);
     s.set = notifiers as readonly SimNotifier[];

@@ -134,17 +134,44 @@ export class MigrationLink {
    * socket holds; a blocking writer returns once they are in the buffer.
    */
   *send(bytes: number, cost: SendCost = {}): Co<void> {
-    if (cost.cpuNs) {
+    const rest = this.sendNow(bytes, cost);
+    if (rest !== null) yield* rest;
+  }
+
+  /**
+   * send() as far as it goes without the thread giving way
+   * (Platform.tryAdvance): null when the write is done, else what is left
+   * of it, to run with yield*.
+   */
+  sendNow(bytes: number, cost: SendCost = {}): Co<void> | null {
+    const cpuNs = cost.cpuNs ?? 0;
+    if (cpuNs) {
       // One core for both: the destination has it until it has loaded what came before.
       const behind = this.sharedCore?.() ? Math.ceil(this.destLoadedAtNs - this.platform.nowNs()) : 0;
-      if (behind > 0) yield* this.platform.sleep(behind);
-      yield* this.platform.cpu(cost.cpuNs);
+      if (behind > 0 && !this.platform.tryAdvance(behind, false)) return this.sendAfter(behind, cpuNs, bytes, cost);
+      if (!this.platform.tryAdvance(cpuNs, true)) return this.sendAfter(0, cpuNs, bytes, cost);
     }
+    return this.write(bytes, cost);
+  }
+
+  /** The rest of a send that has to give way: waiting behind the destination, the CPU, then the bytes. */
+  private *sendAfter(behindNs: number, cpuNs: number, bytes: number, cost: SendCost): Co<void> {
+    if (behindNs > 0) {
+      yield* this.platform.sleep(behindNs);
+      if (this.platform.tryAdvance(cpuNs, true)) cpuNs = 0;
+    }
+    if (cpuNs > 0) yield* this.platform.cpu(cpuNs);
+    const rest = this.write(bytes, cost);
+    if (rest !== null) yield* rest;
+  }
+
+  /** The bytes of a send, once its CPU time is spent; null when the writer need not wait for the buffer. */
+  private write(bytes: number, cost: SendCost): Co<void> | null {
     this.guard?.();
-    if (bytes <= 0) return;
+    if (bytes <= 0) return null;
     this.account(bytes);
-    if (this.wire) return yield* this.wire.transmit(bytes);
-    if (this.main) return yield* this.main.write(bytes, cost.destNs ?? 0);
+    if (this.wire) return this.wire.transmit(bytes);
+    if (this.main) return this.main.write(bytes, cost.destNs ?? 0);
     const p = this.platform;
     const now = p.nowNs();
     const busyNs = Math.max(1, Math.round((bytes * 1e9) / this.bandwidth), Math.round(cost.destNs ?? 0));
@@ -152,9 +179,10 @@ export class MigrationLink {
     this.drainedAtNs = this.lastSendFromNs + busyNs;
     this.lastSendToNs = this.drainedAtNs;
     if (cost.destNs) this.destLoadedAtNs = this.lastSendFromNs + cost.destNs;
-    if (cost.blocking === false) return;
+    if (cost.blocking === false) return null;
     const room = Math.ceil(this.drainedAtNs - this.bufferNs);
-    if (room > now) yield* p.sleep(room - now);
+    if (room > now && !p.tryAdvance(room - now, false)) return p.sleep(room - now);
+    return null;
   }
 
   /** The send buffer holds more than it can take: a non-blocking writer stops (EAGAIN). */

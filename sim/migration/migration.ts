@@ -549,7 +549,15 @@ export class Migration<D extends MigrationDestination = Destination> {
     let any = false;
     while (!this.link.rateExceeded()) {
       const budget = Math.min(SEND_CHUNK_BYTES, this.link.windowBudget());
-      const sent = yield* this.ram.savePages(this.link, budget, this.blockingWrites());
+      let sent: number;
+      if (this.ram.multifd) {
+        sent = yield* this.ram.savePages(this.link, budget, this.blockingWrites());
+      } else {
+        // Most chunks go out without the thread giving way (nothing else is due meanwhile): no generator for them.
+        const rest = this.ram.savePagesNow(this.link, budget, this.blockingWrites());
+        if (rest !== null) yield* rest;
+        sent = this.ram.takenPages;
+      }
       // The pass is over (no dirty page left): migration_iteration_run decides what next.
       if (sent === 0) break;
       any = true;

@@ -88,6 +88,8 @@ export class RamState {
   private takenBytes = 0;
   private takenCpuNs = 0;
   private takenDestNs = 0;
+  /** Pages the last savePagesNow took. */
+  takenPages = 0;
   private periodStartNs = 0;
   private periodDirty = 0;
   private periodXferStart = 0;
@@ -246,11 +248,22 @@ export class RamState {
    */
   *savePages(link: MigrationLink, maxBytes: number, blocking = true): Co<number> {
     if (this.multifd) return yield* this.saveMultifd(link, maxBytes, this.multifd);
+    const rest = this.savePagesNow(link, maxBytes, blocking);
+    if (rest !== null) yield* rest;
+    return this.takenPages;
+  }
+
+  /**
+   * savePages without multifd, as far as it goes without the thread giving
+   * way (MigrationLink.sendNow): takes the pages (takenPages) and writes
+   * them; returns what is left of the write, to run with yield*, or null.
+   */
+  savePagesNow(link: MigrationLink, maxBytes: number, blocking = true): Co<void> | null {
     const sent = this.takePages(maxBytes);
+    this.takenPages = sent;
     this.pagesSinceSync += sent;
     this.transferred += this.takenBytes;
-    yield* link.send(this.takenBytes, { cpuNs: this.takenCpuNs, destNs: this.takenDestNs, blocking });
-    return sent;
+    return link.sendNow(this.takenBytes, { cpuNs: this.takenCpuNs, destNs: this.takenDestNs, blocking });
   }
 
   /**
