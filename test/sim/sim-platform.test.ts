@@ -20,6 +20,36 @@ describe('SimPlatform', () => {
     expect(seen).toEqual([358 * MS, 1]);
   });
 
+  it('spends a delay at once with tryAdvance when nothing else is due first, as cpu() would, and refuses otherwise', () => {
+    const run = (sync: boolean) => {
+      const { scheduler, platform: p } = rig();
+      const log: string[] = [];
+      const t = p.spawn('worker', function* () {
+        for (let i = 0; i < 5; i++) {
+          if (!(sync && p.tryAdvance(3 * MS, true))) yield* p.cpu(3 * MS);
+          log.push(`worker ${p.nowNs() / MS}`);
+        }
+      });
+      scheduler.callAt(7 * MS, () => log.push(`event ${p.nowNs() / MS}`));
+      scheduler.run();
+      return { log, events: scheduler.events, cpuNs: (t as unknown as { cpuNs: number }).cpuNs };
+    };
+    const yielded = run(false);
+    expect(run(true)).toEqual(yielded);
+    expect(yielded.log).toEqual(['worker 3', 'worker 6', 'event 7', 'worker 9', 'worker 12', 'worker 15']);
+    expect(yielded.cpuNs).toBe(15 * MS);
+    const { scheduler, platform: p } = rig();
+    const answers: boolean[] = [];
+    p.spawn('worker', function* () {
+      answers.push(p.tryAdvance(0, false), p.tryAdvance(5 * MS, false), p.tryAdvance(1 * MS, false));
+      yield* p.sleep(0);
+    });
+    scheduler.callAt(2 * MS, () => {});
+    scheduler.run();
+    // Zero is a yield; 5 ms would pass the event due at 2 ms; 1 ms does not.
+    expect(answers).toEqual([false, false, true]);
+  });
+
   it('times out a wait, and select(NULL) waits for ever', () => {
     const { scheduler, platform: p } = rig();
     const fd = p.createNotifier('fd');
