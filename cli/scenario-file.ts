@@ -364,6 +364,27 @@ export function parseScenario(text: string, file: string, overrides: readonly Sc
   } catch (e) {
     return fail([], `YAML: ${(e as Error).message.split('\n')[0]}`);
   }
+  const scenario = checkRaw(raw, file, fail);
+  if (memory) {
+    const problem = memoryProblem(scenario, memory);
+    if (problem) fail(problem.path, problem.detail);
+  }
+  return scenario;
+}
+
+/**
+ * A scenario given as the object its YAML would be (a program's, such as
+ * the fuzzer's), checked as parseScenario checks a file's; errors name the
+ * field, without a line.
+ */
+export function scenarioFromObject(raw: unknown, file: string): Scenario {
+  return checkRaw(raw, file, (path, detail) => {
+    throw new ScenarioError(file, 0, 0, formatPath(path), detail);
+  });
+}
+
+/** What parseScenario checks of the document's value: its shape, the schema, then each section's rules. */
+function checkRaw(raw: unknown, file: string, fail: (path: Path, detail: string, key?: boolean) => never): Scenario {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     return fail([], 'expected a mapping with at least name and duration');
   }
@@ -376,12 +397,7 @@ export function parseScenario(text: string, file: string, overrides: readonly Sc
     const [path, detail, key] = describe(v.errors ?? []);
     return fail(path, detail, key);
   }
-  const scenario = checkScenario(raw as Raw, file, fail);
-  if (memory) {
-    const problem = memoryProblem(scenario, memory);
-    if (problem) fail(problem.path, problem.detail);
-  }
-  return scenario;
+  return checkScenario(raw as Raw, file, fail);
 }
 
 /**

@@ -16,10 +16,10 @@
 // Nothing judges the trace, so it is not written (no fingerprint): a
 // regression file's `latsim run` has the fingerprint.
 // Leaves out: choosing knobs and shrinking (cli/fuzz/knobs.ts, shrink.ts).
-import { parseScenario } from '../scenario-file.ts';
+import { scenarioFromObject } from '../scenario-file.ts';
 import { simulate } from '../../sim/run.ts';
 import type { RunResult } from '../../sim/results.ts';
-import type { Phase } from './scenario.ts';
+import type { Phase, ScenarioText } from './scenario.ts';
 
 /** Simulated time a run goes on after its migration ended (the destination's start, or the source's resumption, and the cleanup). */
 export const AFTER_END_NS = 1_000_000_000;
@@ -38,9 +38,9 @@ export interface PhaseRun {
   readonly result: RunResult | null;
 }
 
-/** Runs a phase's scenario text and judges it. */
-export function runPhase(text: string, file: string, phase: Phase): PhaseRun {
-  const scenario = parseScenario(text, file);
+/** Runs a phase's scenario and judges it. */
+export function runPhase(s: ScenarioText, phase: Phase): PhaseRun {
+  const scenario = scenarioFromObject(s.doc, `${s.name}.yaml`);
   let result: RunResult;
   try {
     result = simulate(scenario, { stopAfterEndNs: AFTER_END_NS, fingerprint: false }).result;

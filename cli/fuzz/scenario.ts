@@ -40,6 +40,9 @@ const XBZRLE_CACHE = ['64MiB', '16MiB', '1MiB', '64KiB'];
 
 export interface ScenarioText {
   readonly name: string;
+  /** The scenario as the object its YAML stands for (what runs). */
+  readonly doc: Record<string, unknown>;
+  /** The scenario file (rendered when asked for: a run needs only doc). */
   readonly text: string;
   /** The scenario's duration. */
   readonly duration_ns: number;
@@ -175,7 +178,12 @@ export function buildScenario(k: Knobs, o: BuildOptions): ScenarioText {
   if (o.expect) doc.expect = o.expect;
 
   const header = o.header ?? [`latsim fuzz seed ${o.seed}, ${o.phase} phase`];
-  const text = `${header.map((l) => (l ? `# ${l}` : '#')).join('\n')}\n${stringify(doc, { lineWidth: 0, flowCollectionPadding: true })}`;
   const { name: _name, duration: _duration, ...model } = doc;
-  return { name, text, duration_ns: durationMs * 1e6, model: JSON.stringify(model) };
+  let text: string | null = null;
+  return {
+    name, doc, duration_ns: durationMs * 1e6, model: JSON.stringify(model),
+    get text() {
+      return (text ??= `${header.map((l) => (l ? `# ${l}` : '#')).join('\n')}\n${stringify(doc, { lineWidth: 0, flowCollectionPadding: true })}`);
+    },
+  };
 }

@@ -69,7 +69,7 @@ export function seedCommand(seed: number, plant: Plant | null): string {
  */
 function runPhases(k: Knobs, seed: number, plant: Plant | null): { safety: PhaseRun; failure: Failure | null } {
   const safetyText = buildScenario(k, { seed, phase: 'safety', plant });
-  const safety = runPhase(safetyText.text, `fuzz-${seed}-safety.yaml`, 'safety');
+  const safety = runPhase(safetyText, 'safety');
   if (safety.failure) return { safety, failure: safety.failure };
   const liveness = buildScenario(k, { seed, phase: 'liveness', plant });
   const r = safety.result;
@@ -77,7 +77,7 @@ function runPhases(k: Knobs, seed: number, plant: Plant | null): { safety: Phase
     r.sim_time_ns < Math.min(safetyText.duration_ns, liveness.duration_ns)) {
     return { safety, failure: judge(r, 'liveness') };
   }
-  return { safety, failure: runPhase(liveness.text, `fuzz-${seed}-liveness.yaml`, 'liveness').failure };
+  return { safety, failure: runPhase(liveness, 'liveness').failure };
 }
 
 function runKnobs(k: Knobs, seed: number, plant: Plant | null): Failure | null {

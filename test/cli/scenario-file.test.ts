@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseScenario, ScenarioError, type ScenarioOverride } from '../../cli/scenario-file.ts';
+import { parseScenario, scenarioFromObject, ScenarioError, type ScenarioOverride } from '../../cli/scenario-file.ts';
 import { runCli, tempDir } from './helpers.ts';
 
 const BASE = [
@@ -116,6 +116,16 @@ describe('mistakes name the file, line, column and field', () => {
     const lines = ['a0: &a0 [x, x, x, x, x, x, x, x, x]'];
     for (let i = 1; i < 12; i++) lines.push(`a${i}: &a${i} [${Array(9).fill(`*a${i - 1}`).join(', ')}]`);
     expect(errorOf(lines.join('\n')).message).toMatch(/^f\.yaml(:\d+:\d+)?: YAML: /);
+  });
+});
+
+describe('a scenario given as an object (the fuzzer\'s)', () => {
+  it('is checked as a file is, its mistakes naming the field', () => {
+    const ok = { name: 'x', duration: '2s', vm: { memory: '64MiB' } };
+    expect(scenarioFromObject(ok, 'x.yaml')).toEqual(parseScenario('name: x\nduration: 2s\nvm: { memory: 64MiB }\n', 'x.yaml'));
+    expect(() => scenarioFromObject({ ...ok, vm: { memory: '64XB' } }, 'x.yaml')).toThrow(/^x\.yaml: vm\.memory: /);
+    expect(() => scenarioFromObject({ ...ok, vm: { memroy: '64MiB' } }, 'x.yaml')).toThrow(/^x\.yaml: vm\.memroy: /);
+    expect(() => scenarioFromObject([ok], 'x.yaml')).toThrow(ScenarioError);
   });
 });
 
