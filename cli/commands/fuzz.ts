@@ -26,7 +26,7 @@ import { SEED_MAX } from '../../sim/scenario/scenario.ts';
 import { fuzzDocument, fuzzExitCode, fuzzText, interruptedLine, type FuzzCampaign, type FuzzDocument, type FuzzFailure, type FuzzInterruption, type FuzzRow } from '../fuzz/document.ts';
 import { KNOB_TABLE, KNOBS_VERSION, type Knobs } from '../fuzz/knobs.ts';
 import { buildScenario, PLANTS, type Plant } from '../fuzz/scenario.ts';
-import { MAX_MEMORY_HELP, maxMemoryOption, memoryProblem, parseScenario } from '../scenario-file.ts';
+import { MAX_MEMORY_HELP, maxMemoryOption, memoryProblem, scenarioFromObject } from '../scenario-file.ts';
 import { DEFAULT_SHRINK_RUNS } from '../fuzz/shrink.ts';
 import { seedCommand, type Regression, type SeedInput, type SeedRun, type ShrinkInput } from '../fuzz/seed.ts';
 
@@ -177,7 +177,7 @@ export async function fuzz(opts: FuzzOptions, run: { progress?: ProgressMode; in
 function checkFuzzMemory(maxMemoryBytes: number, workers: number, plant: Plant | null): void {
   const largest = Object.fromEntries(KNOB_TABLE.map(([name, , hi]) => [name, hi])) as Knobs;
   for (const phase of ['safety', 'liveness'] as const) {
-    const s = parseScenario(buildScenario(largest, { seed: 1, phase, plant }).text, `fuzz-largest-${phase}`);
+    const s = scenarioFromObject(buildScenario(largest, { seed: 1, phase, plant }).doc, `fuzz-largest-${phase}`);
     const problem = memoryProblem(s, { maxMemoryBytes, runsAtOnce: workers });
     if (problem) throw new UsageError(`--max-memory: the largest fuzz scenario (${phase} phase): ${problem.detail}`);
   }
