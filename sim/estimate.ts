@@ -140,6 +140,13 @@ function groupThousands(n: number): string {
   return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
 }
 
+/** The most pages the guest's workloads can rewrite in durS seconds: each workload's range, or its writes if fewer. */
+function rewrittenPagesMax(s: Scenario, durS: number): number {
+  let n = 0;
+  for (const w of s.guest.workloads) if (w.dirty) n += Math.min(w.dirty.pages, Math.ceil(w.dirty.rate * w.vcpus.length * durS));
+  return n;
+}
+
 /** The host memory a run of s will need, by part. keepTrace: the trace's records are kept (--trace, --report). */
 export function estimateMemory(s: Scenario, o: { keepTrace?: boolean } = {}): MemoryEstimate {
   const parts: MemoryPart[] = [];
@@ -152,7 +159,7 @@ export function estimateMemory(s: Scenario, o: { keepTrace?: boolean } = {}): Me
   add(`guest RAM and dirty log: ${fmt(pages)} pages x ${RAM_BYTES_PER_PAGE} B`, pages * RAM_BYTES_PER_PAGE, ['vm', 'memory']);
   if (s.migration) {
     add(`migration bitmap and destination: ${fmt(pages)} pages x ${MIGRATION_BYTES_PER_PAGE} B`, pages * MIGRATION_BYTES_PER_PAGE, ['vm', 'memory']);
-    const rewritten = Math.min(pages, s.guest.workloads.reduce((n, w) => n + (w.dirty ? Math.min(w.dirty.pages, Math.ceil(w.dirty.rate * w.vcpus.length * durS)) : 0), 0));
+    const rewritten = Math.min(pages, rewrittenPagesMax(s, durS));
     add(`destination's differences: up to ${fmt(rewritten)} rewritten pages x ${DEST_BYTES_PER_REWRITTEN_PAGE} B (at most 8 B per page)`,
       Math.min(rewritten * DEST_BYTES_PER_REWRITTEN_PAGE, pages * 8), ['guest', 'workloads']);
   }

@@ -3,8 +3,9 @@
 // pages of 4 KiB) is a 1 GiB Uint32Array plus two 32 MiB bitmaps: the dirty
 // log, and the pages written since the initial image (populate), which lets
 // the destination keep only what differs from that image
-// (sim/migration/page-versions.ts). The dirty log is a word bitmap laid out as KVM's (bit i = page i, little-endian words), so
-// migration_bitmap_sync reads it exactly as it reads KVM_GET_DIRTY_LOG's.
+// (sim/migration/page-versions.ts). The dirty log is a word bitmap laid out
+// as KVM's (bit i = page i, little-endian words), so migration_bitmap_sync
+// reads it exactly as it reads KVM_GET_DIRTY_LOG's.
 // It is the simulation's GuestMemory (memory.ts). With the dirty ring a
 // logged write goes to the writing vCPU's ring (SimDirtyRings) and reaching
 // the log is the reap's business; with manual protection the log keeps its
@@ -14,7 +15,7 @@
 // that made it has waited for the page (sim/guest/guest.ts).
 // Leaves out: memory regions and slots (one flat slot from guest address 0).
 import type { Co, Notifier } from '../platform.ts';
-import { bitmapNew, popcount32, setRange, testBit, wordMaskBelow } from '../util/bitmap.ts';
+import { bitmapNew, popcount32, setBit, setRange, testBit, wordMaskBelow } from '../util/bitmap.ts';
 import type { GuestMemory, ManualDirtyLog } from './memory.ts';
 import { SimDirtyRings } from './dirty-ring.ts';
 
@@ -237,7 +238,7 @@ export class GuestRam implements GuestMemory, ManualDirtyLog {
    */
   hostWrite(page: number): void {
     this.versions[page] = (this.versions[page]! + 1) >>> 0 || 1;
-    this.modified[page >>> 5] = this.modified[page >>> 5]! | (1 << (page & 31));
+    setBit(this.modified, page);
   }
 
   /** Pages [0, populatedPages) held data at start (version 1, populate); the others were zero pages. */
@@ -261,7 +262,7 @@ export class GuestRam implements GuestMemory, ManualDirtyLog {
       return;
     }
     this.versions[page] = (this.versions[page]! + 1) >>> 0 || 1;
-    this.modified[page >>> 5] = this.modified[page >>> 5]! | (1 << (page & 31));
+    setBit(this.modified, page);
     if (this.logOn) {
       if (this.dirtyRing) this.dirtyRing.write(vcpu, page);
       else {
@@ -358,7 +359,7 @@ export class GuestRam implements GuestMemory, ManualDirtyLog {
   /** writes writes to page land, the gate left aside (a held write once its page is there). */
   land(page: number, writes: number, vcpu = 0): void {
     this.versions[page] = ((this.versions[page]! - 1 + writes) % VERSION_CYCLE) + 1;
-    this.modified[page >>> 5] = this.modified[page >>> 5]! | (1 << (page & 31));
+    setBit(this.modified, page);
     if (this.logOn) {
       if (this.dirtyRing) this.dirtyRing.write(vcpu, page);
       else {

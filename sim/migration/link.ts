@@ -156,11 +156,8 @@ export class MigrationLink {
 
   /** The rest of a send that has to give way: waiting behind the destination, the CPU, then the bytes. */
   private *sendAfter(behindNs: number, cpuNs: number, bytes: number, cost: SendCost): Co<void> {
-    if (behindNs > 0) {
-      yield* this.platform.sleep(behindNs);
-      if (this.platform.tryAdvance(cpuNs, true)) cpuNs = 0;
-    }
-    if (cpuNs > 0) yield* this.platform.cpu(cpuNs);
+    if (behindNs > 0) yield* this.platform.sleep(behindNs);
+    yield* this.platform.cpu(cpuNs);
     const rest = this.write(bytes, cost);
     if (rest !== null) yield* rest;
   }

@@ -103,7 +103,7 @@ export class PageVersions {
     const off = page & (this.chunkPages - 1);
     if (this.dense[c] === 1) return this.tables[c]![off]!;
     if (testBit(this.listed, page)) return this.tables[c]![this.slotOf(c, off) + 1]!;
-    return testBit(this.received, page) ? (populatedMask(page >>> 5, this.src.populatedPages) >>> (page & 31)) & 1 : 0;
+    return testBit(this.received, page) ? this.initial(page >>> 5, 1 << (page & 31)) : 0;
   }
 
   /** Page arrives with version v. */
@@ -223,6 +223,11 @@ export class PageVersions {
     return -1;
   }
 
+  /** The initial version of the page that is bit of word w: 1 if populated, else 0. */
+  private initial(w: number, bit: number): number {
+    return (populatedMask(w, this.src.populatedPages) & bit) !== 0 ? 1 : 0;
+  }
+
   /** Page (bit of word w) now holds v, received: listed if that is not what the bitmaps say. */
   private note(page: number, w: number, bit: number, v: number): void {
     const c = page >>> this.shift;
@@ -232,7 +237,7 @@ export class PageVersions {
       return;
     }
     const isListed = (this.listed[w]! & bit) !== 0;
-    if (v === ((populatedMask(w, this.src.populatedPages) & bit) !== 0 ? 1 : 0)) {
+    if (v === this.initial(w, bit)) {
       if (isListed) {
         this.remove(c, off);
         this.listed[w] = this.listed[w]! & ~bit;
