@@ -8,8 +8,9 @@
 //     versions, KVM dirty log, migration bitmap, destination copy);
 //   - Dirtier loop: the write path alone, four Dirtiers (one Rng stream each,
 //     as the vCPUs have) advanced in 1 ms slices over the same GuestRam;
-//   - raw loop (the floor): the same two arrays written by an inline loop
-//     with an inline xorshift32, no model code: what the memory allows;
+//   - raw loop (the floor): a flat array of versions and the same dirty
+//     log written by an inline loop with an inline xorshift32, no model
+//     code: what the memory allows;
 //   - baseline, per-page objects: an array of {version, dirty} objects (the
 //     obvious model) against GuestRam.write, both on 2^22 pages (a 16 GiB
 //     guest; the objects of 2^26 pages, some 3 GiB of heap, are extrapolated)
@@ -213,7 +214,7 @@ function scenarioCase(s: Settings): ScenarioCase {
     sim_ns: s.seconds * 1e9,
     peak_rss_bytes: peakRssBytes(),
     arrays_bytes: {
-      versions: ram.versions.byteLength,
+      versions: ram.versionBytes,
       dirty_log: ram.dirtyLog.byteLength,
       migration_bitmap: mig.ram.bitmap.byteLength,
       destination: mig.dest.bytes,
@@ -241,8 +242,9 @@ function loopCase(s: Settings): LoopCase {
     return ram.writes - before;
   };
   const segmentWrites = runDirtiers();
+  const flat = new Uint32Array(s.pages);
   const raw = (n: number, seed: number): number => {
-    const versions = ram.versions;
+    const versions = flat;
     const log = ram.dirtyLog;
     const pages = s.pages;
     let x = seed | 0 || 1;
@@ -333,7 +335,7 @@ function objectsCase(s: Settings): ObjectsCase {
     pages: n,
     objects_bytes_per_page: objectsBytes / n,
     objects_writes_per_s: objectsBest,
-    typed_bytes_per_page: (ram.versions.byteLength + ram.dirtyLog.byteLength) / n,
+    typed_bytes_per_page: (ram.versionBytes + ram.dirtyLog.byteLength + ram.modified.byteLength) / n,
     typed_writes_per_s: ramBest,
     peak_rss_bytes: peakRssBytes(),
   };

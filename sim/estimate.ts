@@ -2,27 +2,22 @@
 // model will hold and of the events it will fire, from the scenario alone, so
 // the command line can refuse a scenario that cannot fit (latsim run
 // --max-memory) instead of running until the machine swaps. Memory is the
-// model's own per-page and per-block state (measured: 8.27-8.31 B of RSS per
-// page for a guest migrating 64-256 GiB), plus what grows with the run:
+// model's own per-page and per-block state (bitmaps, and the versions of the
+// pages the guest writes: sim/guest/ram.ts), plus what grows with the run:
 // userspace progress samples, ping samples, packets queued on the tap, the
 // migration's query-migrate snapshots, multifd's bitmap of pages sent since
-// its last sync, the XBZRLE cache's slots, and the records kept per event (the
-// trace, with --trace or --report). Events are estimated from the rates of
-// what fires them (vCPU slices, exits, handler activations, pings, packets,
-// block requests, migration chunks, multifd packets), calibrated on the shipped scenarios, and
-// capped by the event bound.
-// migration's query-migrate snapshots, postcopy's copy of the source memory
-// and missing bitmap, and the records kept per event (the trace, with --trace
-// or --report). Events are estimated from the rates of what fires them (vCPU
-// slices, exits, handler activations, pings, packets, block requests,
-// migration chunks, postcopy's writes and faults), calibrated on the shipped
-// scenarios, and capped by the event bound.
+// its last sync, the XBZRLE cache's slots, postcopy's copy of the source
+// memory and missing bitmap, and the records kept per event (the trace, with
+// --trace or --report). Events are estimated from the rates of what fires
+// them (vCPU slices, exits, handler activations, pings, packets, block
+// requests, migration chunks, multifd packets, postcopy's writes and faults),
+// calibrated on the shipped scenarios, and capped by the event bound.
 // Leaves out: the JavaScript heap's own slack, which BASE_BYTES covers for
 // small runs.
 import type { Scenario } from './scenario/scenario.ts';
 import type { Path } from './scenario/fields.ts';
 import { distMean } from './scenario/fields.ts';
-import { RAM_BYTES_PER_PAGE } from './guest/ram.ts';
+import { DENSE_PAGES_MAX, RAM_BYTES_PER_PAGE, RAM_BYTES_PER_WRITTEN_PAGE, versionBytesMax } from './guest/ram.ts';
 import { SEND_CHUNK_BYTES, SNAPSHOTS_MAX } from './migration/migration.ts';
 import { BUFFER_DELAY_NS } from './migration/link.ts';
 import { MULTIFD_PACKET_SIZE } from './scenario/migration.ts';
@@ -40,8 +35,8 @@ export const MIGRATION_BYTES_PER_PAGE = 1 / 8 + 3 / 8;
  * dense copy, and the table it replaces).
  */
 export const DEST_BYTES_PER_REWRITTEN_PAGE = 32;
-/** Postcopy per page: the source memory's version at the switch and the missing bitmap's bit. */
-export const POSTCOPY_BYTES_PER_PAGE = 4 + 1 / 8;
+/** Postcopy per page: the source memory's bitmaps at the switch (modified, listed) and the missing bitmap's bit; its versions besides. */
+export const POSTCOPY_BYTES_PER_PAGE = 3 / 8;
 /** A disk per request-sized block: the cache's and the stable copy's versions, and the driver's acknowledged version. */
 export const DISK_BYTES_PER_BLOCK = 3 * 4;
 /** A block written since the last flush: an entry in the backend's dirty set and in a flush's snapshot of it. */
@@ -156,15 +151,20 @@ export function estimateMemory(s: Scenario, o: { keepTrace?: boolean } = {}): Me
   const durS = s.duration_ns / 1e9;
   const events = estimateEvents(s);
   const pages = Math.ceil(s.vm.memory_bytes / s.vm.page_size);
-  add(`guest RAM and dirty log: ${fmt(pages)} pages x ${RAM_BYTES_PER_PAGE} B`, pages * RAM_BYTES_PER_PAGE, ['vm', 'memory']);
+  add(`guest RAM's dirty log and bitmaps: ${fmt(pages)} pages x ${RAM_BYTES_PER_PAGE} B`, pages * RAM_BYTES_PER_PAGE, ['vm', 'memory']);
+  const written = Math.min(pages, rewrittenPagesMax(s, durS));
+  const versionBytes = versionBytesMax(pages, written);
+  add(pages <= DENSE_PAGES_MAX
+    ? `guest RAM's versions: ${fmt(pages)} pages x 4 B`
+    : `guest RAM's versions: up to ${fmt(written)} written pages x ${RAM_BYTES_PER_WRITTEN_PAGE} B (at most 8 B per page)`, versionBytes, ['vm', 'memory']);
   if (s.migration) {
     add(`migration bitmap and destination: ${fmt(pages)} pages x ${MIGRATION_BYTES_PER_PAGE} B`, pages * MIGRATION_BYTES_PER_PAGE, ['vm', 'memory']);
-    const rewritten = Math.min(pages, rewrittenPagesMax(s, durS));
-    add(`destination's differences: up to ${fmt(rewritten)} rewritten pages x ${DEST_BYTES_PER_REWRITTEN_PAGE} B (at most 8 B per page)`,
-      Math.min(rewritten * DEST_BYTES_PER_REWRITTEN_PAGE, pages * 8), ['guest', 'workloads']);
+    add(`destination's differences: up to ${fmt(written)} rewritten pages x ${DEST_BYTES_PER_REWRITTEN_PAGE} B (at most 8 B per page)`,
+      Math.min(written * DEST_BYTES_PER_REWRITTEN_PAGE, pages * 8), ['guest', 'workloads']);
   }
   if (s.migration?.postcopy) {
-    add(`postcopy's source memory and missing pages: ${fmt(pages)} pages x ${POSTCOPY_BYTES_PER_PAGE} B`, pages * POSTCOPY_BYTES_PER_PAGE, ['migration', 'postcopy']);
+    add(`postcopy's copy of the source memory and missing pages: ${fmt(pages)} pages x ${POSTCOPY_BYTES_PER_PAGE} B and the versions again`,
+      pages * POSTCOPY_BYTES_PER_PAGE + versionBytes, ['migration', 'postcopy']);
   }
   if (s.vm.dirty_ring_size > 0) {
     const entries = s.vm.vcpus * s.vm.dirty_ring_size;

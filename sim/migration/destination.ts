@@ -90,7 +90,7 @@ export class Destination implements MigrationDestination {
    * a read of the page for one the destination holds.
    */
   savePage(page: number, zero: boolean): void {
-    this.versions.set(page, this.src.versions[page]!);
+    this.versions.set(page, this.src.version(page));
     this.pagesReceived++;
     const h = this.host;
     if (zero) this.loadCostNs += testBit(this.touched, page) ? h.dest_zero_page_ns : h.zero_page_scan_ns;
@@ -104,7 +104,7 @@ export class Destination implements MigrationDestination {
    */
   unchanged(page: number): void {
     const had = this.versions.get(page);
-    const now = this.src.versions[page]!;
+    const now = this.src.version(page);
     if (had !== now && !(this.src.isByteCounterPage(page) && (had & 255) === (now & 255))) {
       throw new InvariantError('lost-page',
         `xbzrle sent nothing for page ${page} (unchanged), but the destination has version ${had} and the source ${now}`);
@@ -195,7 +195,7 @@ export class Destination implements MigrationDestination {
 
   /** The first page whose content differs from the source's, or -1. */
   firstDifferentPage(src: GuestRam): number {
-    return this.versions.firstDifference(src.versions);
+    return this.versions.firstDifference(src);
   }
 
   /** Checks memory and disks at switchover; throws InvariantError on the first loss. */
@@ -204,7 +204,7 @@ export class Destination implements MigrationDestination {
     if (page >= 0) {
       throw new InvariantError('lost-page',
         `page ${page} (guest address 0x${(page * src.pageSize).toString(16)}) differs at switchover: ` +
-        `destination has version ${this.versions.get(page)}, source ${src.versions[page]}`);
+        `destination has version ${this.versions.get(page)}, source ${src.version(page)}`);
     }
     verifyDisks(disks);
   }

@@ -537,7 +537,7 @@ export class Migration<D extends MigrationDestination = Destination> {
         if (ring?.inRing(page) || mf?.sentThisRound(page)) continue;
         throw new InvariantError('lost-page',
           `page ${page} (guest address 0x${(page * ram.pageSize).toString(16)}) changed since it was sent ` +
-          `(destination version ${dst.get(page)}, source ${ram.versions[page]}) but neither the migration bitmap, the dirty log nor a dirty ring holds it ` +
+          `(destination version ${dst.get(page)}, source ${ram.version(page)}) but neither the migration bitmap, the dirty log nor a dirty ring holds it ` +
           `(after dirty sync ${this.ram.dirtySyncCount})`);
       }
     }

@@ -32,7 +32,7 @@
 // (the destination always accepts migrate-recover once it is paused).
 import type { Machine } from '../machine.ts';
 import type { BlkDevice } from '../devices/devices.ts';
-import type { GuestRam, PageGate } from '../guest/ram.ts';
+import type { GuestRam, PageGate, RamImage } from '../guest/ram.ts';
 import type { PageSink } from '../guest/memory.ts';
 import type { Co, Notifier, Platform } from '../platform.ts';
 import type { HostCosts, LinkBreak, MigrationSpec, PostcopySpec, QemuProfile } from '../scenario/scenario.ts';
@@ -217,7 +217,7 @@ export class Postcopy {
   private readonly urgent: Channel;
   private readonly sink: PostcopySink;
   /** The source's memory as it stopped at the switch. */
-  private snapshot: Uint32Array | null = null;
+  private snapshot: RamImage | null = null;
   /** The destination: pages not placed yet. */
   private readonly missing: Uint32Array;
   private missingCount = 0;
@@ -275,7 +275,7 @@ export class Postcopy {
   }
 
   /** The source's memory as it stopped at the switch (null before it). */
-  get sourceAtSwitch(): Uint32Array | null {
+  get sourceAtSwitch(): RamImage | null {
     return this.snapshot;
   }
 
@@ -316,7 +316,7 @@ export class Postcopy {
   switchOver(): number {
     const h = this.h;
     this.phase = 'switching';
-    this.snapshot = h.guestRam.versions.slice();
+    this.snapshot = h.guestRam.snapshot();
     this.missing.set(h.ram.bitmap);
     this.missingCount = h.ram.dirtyPages;
     invariant(countSetBits(this.missing, h.guestRam.pages) === this.missingCount, 'dirty pages counted and in the migration bitmap differ at the switch');
@@ -378,7 +378,7 @@ export class Postcopy {
     if (page >= 0) {
       throw new InvariantError('lost-page',
         `page ${page} (guest address 0x${(page * this.h.guestRam.pageSize).toString(16)}) differs when the destination starts in postcopy: ` +
-        `destination has version ${versions.get(page)}, source ${snap[page]}, and it was not discarded`);
+        `destination has version ${versions.get(page)}, source ${snap.version(page)}, and it was not discarded`);
     }
   }
 
@@ -480,7 +480,7 @@ export class Postcopy {
     const snap = this.snapshot!;
     for (let i = 0; i < n; i++) {
       const page = pages[i]!;
-      ch.push(page, Math.round(from + (span * ends[i]!) / bytes) + link.latencyNs, snap[page]!);
+      ch.push(page, Math.round(from + (span * ends[i]!) / bytes) + link.latencyNs, snap.version(page));
       const w = this.waiters.get(page);
       if (w) for (const x of w) x.set();
     }
@@ -529,7 +529,7 @@ export class Postcopy {
     if (page >= 0) {
       throw new InvariantError('lost-page',
         `page ${page} (guest address 0x${(page * size).toString(16)}) differs at the end of postcopy: ` +
-        `destination has version ${versions.get(page)}, source ${snap[page]}`);
+        `destination has version ${versions.get(page)}, source ${snap.version(page)}`);
     }
   }
 

@@ -44,10 +44,11 @@ export const XBZRLE_MISS_CACHED = -2;
 export const XBZRLE_OVERFLOW = -3;
 
 /** What the cache reads of the simulated guest: content versions, and which pages are byte counters. */
-export interface PageVersions {
+export interface GuestPages {
   readonly pages: number;
   readonly pageSize: number;
-  readonly versions: Uint32Array;
+  /** The page's content version (GuestRam.version). */
+  version(page: number): number;
   isByteCounterPage(page: number): boolean;
 }
 
@@ -202,7 +203,7 @@ export class Xbzrle {
 
   constructor(
     readonly cacheSize: number,
-    private readonly ram: PageVersions,
+    private readonly ram: GuestPages,
     private readonly host: HostCosts = HOST_COSTS_DEFAULT,
   ) {
     this.cache = new PageCache(cacheSize, ram.pageSize, ram.pages);
@@ -215,7 +216,7 @@ export class Xbzrle {
    * dirty-sync count; `lastStage`: ram_save_complete's pass.
    */
   savePage(page: number, age: number, lastStage: boolean): number {
-    const version = this.ram.versions[page]!;
+    const version = this.ram.version(page);
     if (!this.cache.isCached(page, age)) {
       this.cacheMiss++;
       const cached = !lastStage && this.cache.insert(page, version, age);
@@ -240,7 +241,7 @@ export class Xbzrle {
 
   /** QEMU: xbzrle_cache_zero_page: a page sent as zero updates its slot, once started. */
   cacheZeroPage(page: number, age: number): void {
-    if (this.started) this.cache.insert(page, this.ram.versions[page]!, age);
+    if (this.started) this.cache.insert(page, this.ram.version(page), age);
   }
 
   /** The migration thread's CPU time for the pages handled since the last call. */

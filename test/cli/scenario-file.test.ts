@@ -463,15 +463,15 @@ describe('--max-memory', () => {
 
   it('refuses a scenario whose estimate is above it, at the field that weighs most (latsim run)', async () => {
     const f = big();
-    const run = await runCli(['run', f, '--max-memory', '1GiB']);
+    const run = await runCli(['run', f, '--max-memory', '256MiB']);
     expect(run.code).toBe(2);
     expect(run.stdout).toBe('');
-    expect(run.stderr).toMatch(new RegExp(`^latsim: ${f}:4:11: vm\\.memory: the run needs an estimated 1\\.\\d GiB, above --max-memory 1\\.0 GiB; most of it guest RAM and dirty log: 2\\^28 pages x 4\\.25 B = 1\\.1 GiB\\n$`));
+    expect(run.stderr).toMatch(new RegExp(`^latsim: ${f}:4:11: vm\\.memory: the run needs an estimated \\d+\\.\\d MiB, above --max-memory 256\\.0 MiB; most of it migration bitmap and destination: 2\\^28 pages x 0\\.5 B = 128\\.0 MiB\\n$`));
   });
 
   it('latsim check applies the same estimate', async () => {
     const f = big();
-    expect((await runCli(['check', f, '--max-memory', '1GiB'])).code).toBe(2);
+    expect((await runCli(['check', f, '--max-memory', '256MiB'])).code).toBe(2);
     expect((await runCli(['check', f, '--max-memory', '8GiB'])).code).toBe(0);
   });
 
@@ -485,13 +485,13 @@ describe('--max-memory', () => {
 
   it('latsim sweep checks every grid point, and counts each worker', async () => {
     const f = tmp.file('sweep.yaml', BASE.join('\n'));
-    const point = await runCli(['sweep', f, '--set', 'vm.memory=64MiB,1TiB', '--max-memory', '1GiB']);
+    const point = await runCli(['sweep', f, '--set', 'vm.memory=64MiB,1TiB', '--max-memory', '256MiB']);
     expect(point.code).toBe(2);
     expect(point.stdout).toBe('');
-    expect(point.stderr).toMatch(/^latsim: \S+:4:11: vm\.memory: the run needs an estimated 1\.\d GiB, above --max-memory 1\.0 GiB; .*\(--set vm\.memory=1TiB\)\n$/);
-    const workers = await runCli(['sweep', f, '--set', 'vm.memory=64MiB,512GiB', '--workers', '2', '--max-memory', '1GiB']);
+    expect(point.stderr).toMatch(/^latsim: \S+:4:11: vm\.memory: the run needs an estimated \d+\.\d MiB, above --max-memory 256\.0 MiB; .*\(--set vm\.memory=1TiB\)\n$/);
+    const workers = await runCli(['sweep', f, '--set', 'vm.memory=64MiB,512GiB', '--workers', '2', '--max-memory', '400MiB']);
     expect(workers.code).toBe(2);
-    expect(workers.stderr).toMatch(/vm\.memory: the run needs an estimated \d+\.\d MiB x 2 runs at once, above --max-memory 1\.0 GiB/);
+    expect(workers.stderr).toMatch(/vm\.memory: the run needs an estimated \d+\.\d MiB x 2 runs at once, above --max-memory 400\.0 MiB/);
   });
 
   it('latsim fuzz checks its largest scenario', async () => {

@@ -27,7 +27,8 @@ describe('estimateMemory', () => {
     const world = buildWorld(s, new SimPlatform(new Scheduler({ seed: 1 })), false);
     const pages = world.guest.ram.pages;
     const ram = world.guest.ram;
-    expect((ram.versions.byteLength + ram.dirtyLog.byteLength + ram.modified.byteLength) / pages).toBe(RAM_BYTES_PER_PAGE);
+    // A small guest: its bitmaps, and a version for every page.
+    expect((ram.versionBytes + ram.dirtyLog.byteLength + ram.modified.byteLength) / pages).toBe(RAM_BYTES_PER_PAGE + 4);
     const mig = world.migration!;
     // Besides its bitmaps, the destination has a table of the pages the guest rewrote (small so far).
     expect((mig.ram.bitmap.byteLength + mig.dest.bytes - mig.dest.versions.tableBytes) / pages).toBe(MIGRATION_BYTES_PER_PAGE);
@@ -40,8 +41,8 @@ describe('estimateMemory', () => {
     const e = estimateMemory(parseScenario(SMALL.replace('64MiB, vcpus', '1TiB, vcpus'), 'big.yaml'));
     expect(e.bytes).toBe(BASE_BYTES + e.parts.reduce((t, p) => t + p.bytes, 0));
     expect(e.parts.map((p) => p.bytes)).toEqual([...e.parts.map((p) => p.bytes)].sort((a, b) => b - a));
-    expect(e.parts[0]).toEqual({ what: 'guest RAM and dirty log: 2^28 pages x 4.25 B', bytes: 2 ** 28 * 4.25, path: ['vm', 'memory'] });
-    expect(e.parts[1]!.what).toBe('migration bitmap and destination: 2^28 pages x 0.5 B');
+    expect(e.parts[0]).toEqual({ what: 'migration bitmap and destination: 2^28 pages x 0.5 B', bytes: 2 ** 28 * 0.5, path: ['vm', 'memory'] });
+    expect(e.parts[1]!.what).toBe('guest RAM\'s dirty log and bitmaps: 2^28 pages x 0.375 B');
   });
 
   it('counts the trace only when it is kept', () => {
@@ -55,7 +56,7 @@ describe('estimateMemory', () => {
     const text = `name: x\nduration: 24h\nlimits: {max_events: 1000}\nguest: {slice: 10us, userspace: {quantum: 10us}}\ndevices: {net: [{name: n, peer: {ping_interval: 100us, background: 1e6/s}}]}\n`;
     const e = estimateMemory(parseScenario(text, 'x.yaml'), { keepTrace: true });
     expect(e.events).toBe(1000);
-    expect(e.bytes - BASE_BYTES - 2 ** 18 * RAM_BYTES_PER_PAGE).toBeLessThan(1000 * (256 + 80 + 80 + 100 * 40) + 1);
+    expect(e.bytes - BASE_BYTES - 2 ** 18 * (RAM_BYTES_PER_PAGE + 4)).toBeLessThan(1000 * (256 + 80 + 80 + 100 * 40) + 1);
   });
 });
 

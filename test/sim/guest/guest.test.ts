@@ -3,7 +3,7 @@
 // bulk between the moments something observes them.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { GuestRam, RAM_BYTES_PER_PAGE } from '../../../sim/guest/ram.ts';
+import { GuestRam, RAM_BYTES_PER_PAGE, RAM_BYTES_PER_WRITTEN_PAGE, versionBytesMax } from '../../../sim/guest/ram.ts';
 import { Dirtier, SATURATION_WRITES_PER_PAGE } from '../../../sim/guest/dirtier.ts';
 import { UserspaceTracker } from '../../../sim/guest/guest.ts';
 import { Rng } from '../../../sim/scheduler/random.ts';
@@ -14,47 +14,106 @@ import { buildWorld } from '../../../sim/world.ts';
 import { simulate } from '../../../sim/run.ts';
 import { MS, scenario } from '../helpers.ts';
 
+/** Gives each page of ram the version in versions (0: left unwritten), through the write path. */
+function withVersions(ram: GuestRam, versions: readonly number[]): GuestRam {
+  versions.forEach((v, p) => ram.writeRounds(p, 1, v));
+  return ram;
+}
+
+/** The pages holding a version above 0. */
+const writtenPages = (ram: GuestRam): number[] => [...ram.toArray().keys()].filter((p) => ram.version(p) > 0);
+
 describe('GuestRam', () => {
-  it('keeps a few bytes per page, so a 1 TiB guest is representable', () => {
-    const pages = 2 ** 28;
-    const bytesPerPage = (4 + 1 / 8); // a version and a dirty bit
-    expect(bytesPerPage * pages).toBeLessThan(1.1 * 2 ** 30);
+  it('keeps three bits per page, and a version for each page of a small guest', () => {
     const ram = new GuestRam(2 ** 30, 4096);
-    expect(ram.versions.byteLength / ram.pages).toBe(4);
     expect(ram.dirtyLog.byteLength * 8).toBeGreaterThanOrEqual(ram.pages);
-    // What the memory estimate (sim/estimate.ts) counts per page.
-    expect((ram.versions.byteLength + ram.dirtyLog.byteLength + ram.modified.byteLength) / ram.pages).toBe(RAM_BYTES_PER_PAGE);
+    // What the memory estimate (sim/estimate.ts) counts per page: the dirty log, the modified and the listed bitmaps.
+    expect((ram.dirtyLog.byteLength + ram.modified.byteLength) / ram.pages).toBe(RAM_BYTES_PER_PAGE - 1 / 8);
+    expect(ram.versionBytes).toBe(versionBytesMax(ram.pages, 0) + ram.pages / 8);
+  });
+
+  it('keeps a large guest to the pages it writes: a 1 TiB guest is a few bitmaps', () => {
+    const ram = new GuestRam(2 ** 40, 4096);
+    ram.populate(ram.pages);
+    expect(ram.versionBytes).toBe(ram.pages / 8);
+    for (let i = 0; i < 1000; i++) ram.write(i * 262_139);
+    expect(ram.versionBytes - ram.pages / 8).toBeLessThanOrEqual(versionBytesMax(ram.pages, 1000));
+    expect(versionBytesMax(ram.pages, 1000)).toBeLessThan(1000 * (RAM_BYTES_PER_WRITTEN_PAGE + 2048) + 1);
+    expect(ram.version(262_139)).toBe(2);
+    expect(ram.version(262_140)).toBe(1);
+  });
+
+  it('answers the same whether it keeps every version or only the written ones, dense or not', () => {
+    fc.assert(fc.property(fc.integer({ min: 1, max: 2 ** 31 }), fc.integer({ min: 0, max: 4 * 2 ** 16 }), (seed, populated) => {
+      const rng = new Rng(`ram/${seed}`);
+      const pages = 4 * 2 ** 16; // four chunks of the version table
+      const dense = new GuestRam(pages * 4096, 4096);
+      const sparse = new GuestRam(pages * 4096, 4096, { densePagesMax: 0 });
+      dense.populate(populated);
+      sparse.populate(populated);
+      const hot = rng.int(pages - 9000);
+      for (let i = 0; i < 300; i++) {
+        const r = rng.next();
+        const page = rng.chance(0.7) ? hot + rng.int(9000) : rng.int(pages);
+        for (const ram of [dense, sparse]) {
+          if (r < 0.5) ram.write(page);
+          else if (r < 0.7) ram.writeMany(Uint32Array.of(page, (page + 1) % pages, page), 3);
+          else if (r < 0.8) ram.writeRounds(page, Math.min(40, pages - page), 1 + (seed % 300));
+          else if (r < 0.9) ram.hostWrite(page);
+          else ram.land(page, 256);
+        }
+      }
+      // A chunk written in a run of 9000 pages turns dense (an eighth of 2^16 is 8192).
+      for (let w = 0; w < pages / 32; w++) {
+        expect(sparse.unwrittenMask(w * 32)).toBe(dense.unwrittenMask(w * 32));
+        expect(sparse.zeroMask(w * 32)).toBe(dense.zeroMask(w * 32));
+      }
+      expect(Buffer.from(sparse.toArray().buffer).equals(Buffer.from(dense.toArray().buffer))).toBe(true);
+      expect([...sparse.modified]).toEqual([...dense.modified]);
+      const snap = sparse.snapshot();
+      const before = sparse.toArray();
+      sparse.write(hot);
+      const out = new Uint32Array(32);
+      snap.versionsInto(hot & ~31, 32, out, 0);
+      expect([...out]).toEqual([...before.subarray(hot & ~31, (hot & ~31) + 32)]);
+      expect(snap.version(hot)).toBe(before[hot]);
+    }), { numRuns: 8 });
   });
 
   it('writeRounds is rounds calls of write() on each page, at the cost of one', () => {
     const cycle = 2 ** 32 - 1;
     fc.assert(fc.property(
       fc.array(fc.oneof(fc.constant(0), fc.constant(1), fc.constant(cycle), fc.constant(cycle - 1), fc.integer({ min: 0, max: cycle })), { minLength: 40, maxLength: 40 }),
-      fc.integer({ min: 0, max: 39 }), fc.integer({ min: 0, max: 40 }), fc.integer({ min: 0, max: 5 }), fc.boolean(),
-      (versions, first, count, rounds, logging) => {
+      fc.integer({ min: 0, max: 39 }), fc.integer({ min: 0, max: 40 }), fc.integer({ min: 0, max: 5 }), fc.boolean(), fc.boolean(),
+      (versions, first, count, rounds, logging, sparse) => {
         count = Math.min(count, 40 - first);
-        const a = new GuestRam(40 * 4096, 4096);
-        const b = new GuestRam(40 * 4096, 4096);
-        a.versions.set(versions);
-        b.versions.set(versions);
+        const o = { densePagesMax: sparse ? 0 : undefined };
+        const a = withVersions(new GuestRam(40 * 4096, 4096, o), versions);
+        const b = withVersions(new GuestRam(40 * 4096, 4096, o), versions);
         a.logging = b.logging = logging;
         a.writeRounds(first, count, rounds);
         for (let r = 0; r < rounds; r++) for (let p = first; p < first + count; p++) b.write(p);
-        expect([...a.versions]).toEqual([...b.versions]);
+        expect([...a.toArray()]).toEqual([...b.toArray()]);
         expect([...a.dirtyLog]).toEqual([...b.dirtyLog]);
         expect(a.writes).toBe(b.writes);
       }));
   });
 
   it('writeRounds of a trillion rounds wraps versions as write() does, past 0', () => {
-    const ram = new GuestRam(4 * 4096, 4096);
-    ram.versions.set([0, 1, 2 ** 32 - 1, 7]);
+    const ram = withVersions(new GuestRam(4 * 4096, 4096), [0, 1, 2 ** 32 - 1, 7]);
+    const writes = ram.writes;
     ram.writeRounds(0, 4, 2 ** 32 - 1);
     // A whole cycle of 2^32 - 1 writes brings a written page back to its version; an unwritten one to its last.
-    expect([...ram.versions]).toEqual([2 ** 32 - 1, 1, 2 ** 32 - 1, 7]);
+    expect([...ram.toArray()]).toEqual([2 ** 32 - 1, 1, 2 ** 32 - 1, 7]);
     ram.writeRounds(0, 1, 1e12);
-    expect(ram.versions[0]).toBe(((2 ** 32 - 2 + 1e12) % (2 ** 32 - 1)) + 1);
-    expect(ram.writes).toBe(4 * (2 ** 32 - 1) + 1e12);
+    expect(ram.version(0)).toBe(((2 ** 32 - 2 + 1e12) % (2 ** 32 - 1)) + 1);
+    expect(ram.writes - writes).toBe(4 * (2 ** 32 - 1) + 1e12);
+  });
+
+  it('takes populate() before any write only', () => {
+    const ram = new GuestRam(64 * 4096, 4096);
+    ram.write(3);
+    expect(() => ram.populate(10)).toThrow(/before any write/);
   });
 
   it('marks pages dirty only while logging, KVM style', () => {
@@ -66,7 +125,7 @@ describe('GuestRam', () => {
     ram.write(40);
     expect(ram.dirtyLog[0]).toBe(1 << 3);
     expect(ram.dirtyLog[1]).toBe(1 << 8);
-    expect(ram.versions[3]).toBe(2);
+    expect(ram.version(3)).toBe(2);
   });
 
   it('rejects a page size that is not a power of two', () => {
@@ -89,7 +148,7 @@ describe('Dirtier', () => {
   it('keeps writes inside the range, and inside the hot set when cold is 0%', () => {
     const ram = new GuestRam(128 * 4096, 4096);
     new Dirtier(ram, spec('hotset'), new Rng('t')).writeN(1000);
-    const written = [...ram.versions.keys()].filter((p) => ram.versions[p]! > 0);
+    const written = writtenPages(ram);
     expect(written.every((p) => p >= 16 && p < 20)).toBe(true);
   });
 
@@ -98,15 +157,15 @@ describe('Dirtier', () => {
     const d = new Dirtier(ram, spec('increment'), new Rng('t'));
     d.writeN(64 * 3 + 1);
     expect(d.rounds).toBe(3);
-    expect(ram.versions[16]).toBe(4);
-    expect(ram.versions[17]).toBe(3);
-    expect(ram.versions[15]).toBe(0);
+    expect(ram.version(16)).toBe(4);
+    expect(ram.version(17)).toBe(3);
+    expect(ram.version(15)).toBe(0);
   });
 
   it('puts cold hotset writes outside the hot set', () => {
     const ram = new GuestRam(128 * 4096, 4096);
     new Dirtier(ram, spec('hotset', { cold_fraction: 1 }), new Rng('t')).writeN(1000);
-    const written = [...ram.versions.keys()].filter((p) => ram.versions[p]! > 0);
+    const written = writtenPages(ram);
     expect(written.length).toBeGreaterThan(40);
     expect(written.every((p) => p >= 20 && p < 80)).toBe(true);
   });
@@ -158,7 +217,7 @@ describe('Dirtier', () => {
           a.writeN(n);
           for (let i = 0; i < n; i++) b.writeN(1);
         }
-        expect([...bulk.versions]).toEqual([...single.versions]);
+        expect([...bulk.toArray()]).toEqual([...single.toArray()]);
         expect([...bulk.dirtyLog]).toEqual([...single.dirtyLog]);
         expect(bulk.writes).toBe(single.writes);
         expect(a.rounds).toBe(b.rounds);
@@ -187,7 +246,7 @@ describe('Dirtier', () => {
     expect(d.saturated).toBe(1);
     expect(countSetBits(ram.dirtyLog)).toBe(64);
     expect(ram.writes).toBe(1e30 * 3600);
-    expect([...ram.versions.keys()].filter((p) => ram.versions[p]! > 0)).toEqual([...Array(64).keys()].map((i) => i + 16));
+    expect(writtenPages(ram)).toEqual([...Array(64).keys()].map((i) => i + 16));
     expect(rng.next()).toBe(new Rng('t').next());
   });
 
@@ -196,10 +255,10 @@ describe('Dirtier', () => {
     const d = new Dirtier(ram, spec('hotset'), new Rng('t'));
     d.writeN(1e15);
     expect(d.saturated).toBe(1);
-    expect([...ram.versions.keys()].filter((p) => ram.versions[p]! > 0)).toEqual([16, 17, 18, 19]);
+    expect(writtenPages(ram)).toEqual([16, 17, 18, 19]);
     const cold = new GuestRam(128 * 4096, 4096);
     new Dirtier(cold, spec('hotset', { cold_fraction: 0.1 }), new Rng('t')).writeN(1e15);
-    expect([...cold.versions.keys()].filter((p) => cold.versions[p]! > 0)).toHaveLength(64);
+    expect(writtenPages(cold)).toHaveLength(64);
   });
 
   it('an increment workload at 1e8 pages/s over 64 GiB costs pages, not writes', { timeout: 20_000 }, () => {
@@ -207,7 +266,7 @@ describe('Dirtier', () => {
     const d = new Dirtier(ram, { rate: 1e8, pattern: 'increment', first_page: 0, pages: ram.pages, hot_pages: 1, cold_fraction: 0 }, new Rng('t'));
     d.advance(3_600e9); // 3.6e11 writes: 21,457 rounds of 2^24 pages, each page bumped once
     expect(d.rounds).toBe(Math.floor(3.6e11 / 2 ** 24));
-    expect(ram.versions[0]).toBe(d.rounds + 1);
+    expect(ram.version(0)).toBe(d.rounds + 1);
     expect(ram.writes).toBe(3.6e11);
   });
 
