@@ -14,7 +14,7 @@
 // reports them.
 //
 // Leaves out: devices and faults (only the guest, its RAM and the migration
-// run), and multifd/postcopy, which the model does not have.
+// run), and multifd and postcopy (shipped scenarios have them: bench e2e).
 // Options: --case 64gib|1tib (one case, in this process), --rate N pages/s
 // per vCPU (default 2500, 10 MB/s), --seed N (1), --cases 64gib,1tib.
 

@@ -285,10 +285,7 @@ export class AioContext {
     this.inst.trace.event(thread, 'aio_poll', polled >= 0
       ? { ctx: this.name, blocking, timeout_ns: timeout, waited_ns: waited, rfd: info.rfd, wfd: info.wfd, polled_ns: polled }
       : { ctx: this.name, blocking, timeout_ns: timeout, waited_ns: waited, rfd: info.rfd, wfd: info.wfd });
-    let progress = yield* this.bhPoll();
-    progress = (yield* this.dispatchHandlers(ready)) || progress;
-    progress = (yield* this.tlg.runTimers(this.inst)) || progress;
-    return progress;
+    return yield* this.runReady(ready);
   }
 
   /**
@@ -318,9 +315,23 @@ export class AioContext {
   /** QEMU: aio_dispatch (util/aio-posix.c), as the main loop's GSource runs it. */
   *dispatch(ready: readonly Notifier[]): Co<boolean> {
     if (ready.includes(this.notifier)) this.notifier.read();
-    let progress = yield* this.bhPoll();
-    progress = (yield* this.dispatchHandlers(ready)) || progress;
-    progress = (yield* this.tlg.runTimers(this.inst)) || progress;
+    return yield* this.runReady(ready);
+  }
+
+  /**
+   * True when dispatch(ready) has something to run: a bottom half, a ready
+   * handler or an expired timer (the main loop skips it otherwise, and the
+   * generators it would make).
+   */
+  hasWork(ready: readonly Notifier[]): boolean {
+    return ready.length > 0 || this.bhQueue.length > 0 || this.tlg.expired;
+  }
+
+  /** aio_poll's and aio_dispatch's common end: bottom halves, ready handlers, timers (each only when it has something). */
+  private *runReady(ready: readonly Notifier[]): Co<boolean> {
+    let progress = this.bhQueue.length > 0 && (yield* this.bhPoll());
+    if (ready.length > 0) progress = (yield* this.dispatchHandlers(ready)) || progress;
+    if (this.tlg.expired) progress = (yield* this.tlg.runTimers(this.inst)) || progress;
     return progress;
   }
 

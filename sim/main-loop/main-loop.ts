@@ -103,9 +103,10 @@ export class MainLoop {
     this.inst.trace.event('main-loop', 'main_loop_wait', { timeout_ns: timeout, ready: ready.length });
 
     // glib dispatch: the two AioContext sources, then the main loop's timers.
-    yield* this.aioContext.dispatch(ready);
-    yield* this.iohandlerCtx.dispatch(ready);
+    // (Each only when it has something to run: nothing else changes.)
+    if (this.aioContext.hasWork(ready)) yield* this.aioContext.dispatch(ready);
+    if (this.iohandlerCtx.hasWork(ready)) yield* this.iohandlerCtx.dispatch(ready);
     // QEMU: qemu_clock_run_all_timers
-    yield* this.tlg.runTimers(this.inst);
+    if (this.tlg.expired) yield* this.tlg.runTimers(this.inst);
   }
 }

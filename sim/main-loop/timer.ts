@@ -133,6 +133,12 @@ export class QEMUTimerList {
     return Math.max(0, first.expireNs - this.now());
   }
 
+  /** True when run() would run a timer now (its clock enabled, its first timer due). */
+  get expired(): boolean {
+    const first = this.active[0];
+    return first !== undefined && first.expireNs <= this.now() && this.clocks.enabled(this.type);
+  }
+
   /** QEMU: timerlist_run_timers: runs every expired timer; true if any ran. */
   *run(inst: Instruments): Co<boolean> {
     if (!this.clocks.enabled(this.type)) return false;
@@ -176,10 +182,16 @@ export class QEMUTimerListGroup {
     return d;
   }
 
+  /** True when runTimers() would run a timer now: callers skip it (and its generators) otherwise. */
+  get expired(): boolean {
+    const l = this.lists;
+    return l[0]!.expired || l[1]!.expired || l[2]!.expired;
+  }
+
   /** QEMU: timerlistgroup_run_timers (util/qemu-timer.c) */
   *runTimers(inst: Instruments): Co<boolean> {
     let progress = false;
-    for (const l of this.lists) progress = (yield* l.run(inst)) || progress;
+    for (const l of this.lists) if (l.expired) progress = (yield* l.run(inst)) || progress;
     return progress;
   }
 }
