@@ -3,7 +3,7 @@
 // the pages populate gave data, 0, a zero page, for the others); the
 // versions of the pages written since (the modified bitmap) are kept in a
 // VersionTable (sim/util/version-table.ts), a table per chunk of 2^16
-// pages, dense once a chunk has an eighth of its pages written. So a 1 TiB
+// pages, dense once a chunk has 1/32 of its pages written. So a 1 TiB
 // guest (2^28 pages of 4 KiB) is three 32 MiB bitmaps (the dirty log, the
 // modified pages, the table's listed pages) plus what its guest wrote, not
 // a 1 GiB array whose every page the first write to it must fault in; and
@@ -70,11 +70,22 @@ export interface RamImage {
 /**
  * Guests of up to this many pages (64 GiB of 4 KiB pages: a 64 MiB array)
  * keep every page's version from the start; larger ones only the written
- * pages', until a chunk has an eighth of its pages written. (Measured on a
+ * pages', until a chunk has 1/32 of its pages written. (Measured on a
  * 64 GiB guest migrating while it writes 5,000 random pages a second: 0.18
  * s with every version, 0.21 s with the written ones.)
  */
 export const DENSE_PAGES_MAX = 2 ** 24;
+
+/**
+ * A chunk of guest RAM turns dense once 2^-5 of its pages are written (the
+ * destination's copy waits for an eighth): a chunk the guest writes that
+ * much will likely be written more, and a dense chunk takes a write at the
+ * cost of an index, where the tables' hashing misses the cache (bench guest,
+ * 4 M random writes/s: 6.4 M writes/s at 1/32, 3.7 M at 1/8), while a 1 TiB
+ * guest's first pass still writes too few pages a chunk to turn any dense
+ * (665 MiB of RSS).
+ */
+export const GUEST_DENSE_SHIFT = 5;
 
 /** write() cycles a version through 1 .. 2^32-1 (0 only before the first write). */
 const VERSION_CYCLE = 2 ** 32 - 1;
@@ -147,7 +158,7 @@ export class GuestRam implements GuestMemory, ManualDirtyLog, RamImage {
     // A chunk turning dense: its pages not written hold their initial version.
     this.table = new VersionTable(this.pages, (d, first) => {
       if (first < this.populated) d.fill(1, 0, Math.min(d.length, this.populated - first));
-    });
+    }, undefined, GUEST_DENSE_SHIFT);
     // A guest this small has every version in a flat array from the start: its
     // writes and reads cost an index, where the tables' hashing would only cost.
     if (this.pages <= (o.densePagesMax ?? DENSE_PAGES_MAX)) this.table.allDense();

@@ -10,7 +10,8 @@
 // value, deletion shifting back (no tombstones). Migration goes through
 // memory in address order, so one chunk's table at a time is in use and
 // stays in the cache, where one table for all would take a cache miss per
-// page. A chunk whose table outgrows an eighth of its pages turns dense (a
+// page. A chunk whose table outgrows a share of its pages (an eighth, unless
+// the owner says otherwise) turns dense (a
 // version per page, its other pages filled in by the owner), which is
 // smaller from there on.
 import { bitmapNew, testBit } from './bitmap.ts';

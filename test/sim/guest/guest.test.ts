@@ -63,7 +63,7 @@ describe('GuestRam', () => {
           else ram.land(page, 256);
         }
       }
-      // A chunk written in a run of 9000 pages turns dense (an eighth of 2^16 is 8192).
+      // A chunk written in a run of 9000 pages turns dense (1/32 of 2^16 is 2048).
       for (let w = 0; w < pages / 32; w++) {
         expect(sparse.unwrittenMask(w * 32)).toBe(dense.unwrittenMask(w * 32));
         expect(sparse.zeroMask(w * 32)).toBe(dense.zeroMask(w * 32));
