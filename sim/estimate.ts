@@ -23,6 +23,7 @@ import { BUFFER_DELAY_NS } from './migration/link.ts';
 import { MULTIFD_PACKET_SIZE } from './scenario/migration.ts';
 import { cacheSlots, XBZRLE_BYTES_PER_SLOT } from './migration/xbzrle.ts';
 import { POSTCOPY_CHUNK_BYTES } from './migration/postcopy.ts';
+import { ENTRY_BYTES_MAX } from './util/version-table.ts';
 
 /** Node, the model's code and a small run's bookkeeping (a 1 GiB scenario's RSS is 110-170 MiB). */
 export const BASE_BYTES = 160 * 2 ** 20;
@@ -34,7 +35,7 @@ export const MIGRATION_BYTES_PER_PAGE = 1 / 8 + 3 / 8;
  * bytes at a load of a quarter or more; at most 8 bytes per page of RAM (a
  * dense copy, and the table it replaces).
  */
-export const DEST_BYTES_PER_REWRITTEN_PAGE = 32;
+export const DEST_BYTES_PER_REWRITTEN_PAGE = ENTRY_BYTES_MAX;
 /** Postcopy per page: the source memory's bitmaps at the switch (modified, listed) and the missing bitmap's bit; its versions besides. */
 export const POSTCOPY_BYTES_PER_PAGE = 3 / 8;
 /** A disk per request-sized block: the cache's and the stable copy's versions, and the driver's acknowledged version. */

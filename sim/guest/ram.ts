@@ -21,7 +21,7 @@
 // Leaves out: memory regions and slots (one flat slot from guest address 0).
 import type { Co, Notifier } from '../platform.ts';
 import { bitmapNew, popcount32, setBit, setRange, testBit, wordMaskBelow } from '../util/bitmap.ts';
-import { CHUNK_SHIFT, TABLE_MIN_BYTES, VersionTable } from '../util/version-table.ts';
+import { CHUNK_SHIFT, ENTRY_BYTES_MAX, TABLE_MIN_BYTES, VersionTable } from '../util/version-table.ts';
 import type { GuestMemory, ManualDirtyLog } from './memory.ts';
 import { SimDirtyRings } from './dirty-ring.ts';
 
@@ -90,16 +90,18 @@ export const GUEST_DENSE_SHIFT = 5;
 /** write() cycles a version through 1 .. 2^32-1 (0 only before the first write). */
 const VERSION_CYCLE = 2 ** 32 - 1;
 
+/** Version v after `writes` more writes. */
+function stepVersion(v: number, writes: number): number {
+  return writes === 1 ? (v + 1) >>> 0 || 1 : ((v - 1 + writes) % VERSION_CYCLE) + 1;
+}
+
 /**
  * Bytes of host memory GuestRam keeps per page, whatever the guest writes: a
  * dirty-log bit, a modified bit and the version table's listed bit.
  */
 export const RAM_BYTES_PER_PAGE = 3 / 8;
-/**
- * Bytes per page the guest wrote, in a guest above DENSE_PAGES_MAX: an
- * entry of the version table (8 bytes at a load of a quarter or more).
- */
-export const RAM_BYTES_PER_WRITTEN_PAGE = 32;
+/** Bytes per page the guest wrote, in a guest above DENSE_PAGES_MAX: an entry of the version table. */
+export const RAM_BYTES_PER_WRITTEN_PAGE = ENTRY_BYTES_MAX;
 
 /**
  * The most bytes GuestRam's versions take for a guest of `pages` pages
@@ -266,9 +268,8 @@ export class GuestRam implements GuestMemory, ManualDirtyLog, RamImage {
   toArray(): Uint32Array {
     const a = new Uint32Array(this.pages);
     a.fill(1, 0, this.populated);
-    let todo = 0;
     for (let w = 0; w < this.modified.length; w++) {
-      todo = this.modified[w]!;
+      let todo = this.modified[w]!;
       while (todo !== 0) {
         const i = 31 - Math.clz32(todo & -todo);
         todo &= todo - 1;
@@ -289,13 +290,9 @@ export class GuestRam implements GuestMemory, ManualDirtyLog, RamImage {
       pages: this.pages,
       modified: this.modified.slice(),
       populatedPages: populated,
-      version(page: number): number {
-        const i = table.slot(page);
-        if (i >= 0) return table.array(page >>> table.shift)[i]!;
-        return page < populated ? 1 : 0;
-      },
+      version: (page: number): number => table.get(page, page < populated ? 1 : 0),
       versionsInto(first: number, count: number, out: Uint32Array, at: number): void {
-        for (let i = 0; i < count; i++) out[at + i] = this.version(first + i);
+        for (let i = 0; i < count; i++) out[at + i] = table.get(first + i, first + i < populated ? 1 : 0);
       },
     };
   }
@@ -391,14 +388,11 @@ export class GuestRam implements GuestMemory, ManualDirtyLog, RamImage {
     if (t.dense[c] === 1) i = page & (t.chunkPages - 1);
     else if (testBit(t.listed, page)) i = t.slot(page);
     else {
-      const v = page < this.populated ? 1 : 0;
-      t.put(page, writes === 1 ? v + 1 : ((v - 1 + writes) % VERSION_CYCLE) + 1);
+      t.put(page, stepVersion(page < this.populated ? 1 : 0, writes));
       return;
     }
-    a[i] = writes === 1 ? (a[i]! + 1) >>> 0 || 1 : ((a[i]! - 1 + writes) % VERSION_CYCLE) + 1;
+    a[i] = stepVersion(a[i]!, writes);
   }
-
-
 
   /** Pages [0, populatedPages) held data at start (version 1, populate); the others were zero pages. */
   get populatedPages(): number {
@@ -475,7 +469,6 @@ export class GuestRam implements GuestMemory, ManualDirtyLog, RamImage {
     }
     this.writes += count;
   }
-
 
   /**
    * Each page of [first, first + count) written `rounds` times: the same

@@ -24,6 +24,8 @@ const EMPTY = 0;
 const TABLE_MIN = 256;
 /** The bytes of a chunk's first table: what a chunk with any entry costs at least. */
 export const TABLE_MIN_BYTES = TABLE_MIN * 8;
+/** The most bytes an entry takes: its 8-byte slot, in a table that grows at a load of a quarter. */
+export const ENTRY_BYTES_MAX = 32;
 const NO_TABLE = new Uint32Array(0);
 
 /**
