@@ -4,10 +4,12 @@
 // holds the same number of pending events: 10, 1,000 and 100,000 here. Three
 // ways, each in events per second of wall time:
 //   - scheduler: Scheduler.run firing a registered target whose fire() draws
-//     from a seeded Rng stream (seedrandom's Alea) and calls after(): what
-//     model code does; this is the headline figure;
-//   - scheduler + xorshift: the same with an inline xorshift32 draw, to show
-//     what the random stream costs;
+//     from a seeded Rng stream (seedrandom's Alea, exponentials by the
+//     ziggurat) and calls after(): what model code does; this is the headline
+//     figure;
+//   - scheduler + xorshift: the same with an inline xorshift32 and an
+//     exponential by inversion (-log u), the way SimPy's expovariate draws:
+//     the difference shows what the ziggurat saves;
 //   - queue alone: EventQueue.pop + push in a loop, no Scheduler, with the
 //     increments drawn beforehand (a table of 2^16): the queue's own cost.
 // In the same run, bench/simpy_hold.py runs the same hold model on SimPy
@@ -135,7 +137,7 @@ export default async function schedulerBench(opts: BenchOptions): Promise<void> 
   });
   console.log(table(['pending', 'scheduler/s', '+xorshift/s', 'queue/s', 'SimPy/s', 'vs SimPy'], rows));
   console.log('');
-  console.log('scheduler: Scheduler.run + fire() + Rng.exponential + after(); +xorshift: same with an inline PRNG; ' +
+  console.log('scheduler: Scheduler.run + fire() + Rng.exponential (ziggurat) + after(); +xorshift: same with an inline PRNG and -log u; ' +
     'queue: EventQueue pop + push alone, increments drawn beforehand');
   const met = (ok: boolean | null) => (ok === null ? 'n/a' : ok ? 'met' : 'NOT met');
   console.log(`goal >= ${si(GOAL_EVENTS_PER_S_AT_1000)} events/s at 1000 pending: ${met(goals.events_per_s_at_1000)}; ` +

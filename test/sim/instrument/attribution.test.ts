@@ -18,19 +18,19 @@ describe('attribution', () => {
     }
   });
 
-  it('follows the 49 s downtime to bdrv_drain_all, aio_poll, disk0 and the NFS fault', () => {
+  it('follows the 51 s downtime to bdrv_drain_all, aio_poll, disk0 and the NFS fault', () => {
     const { result } = simulate(loadScenarioFile('scenarios/flush-stall-legacy.yaml'));
     const downtime = result.attribution.find((a) => a.subject === 'downtime')!;
     expect(downtime.chain).toEqual([
-      'downtime 49.3 s of completion attempt 1 (completed)',
-      '47.7 s of it in bdrv_drain_all',
+      'downtime 50.6 s of completion attempt 1 (completed)',
+      '49.0 s of it in bdrv_drain_all',
       'on main-loop in migration.buffered_rate_tick -> migration_completion -> vm_stop -> bdrv_drain_all',
-      'waiting 47.7 s in aio_poll(qemu_aio_context) for in-flight requests on disk0',
+      'waiting 49.0 s in aio_poll(qemu_aio_context) for in-flight requests on disk0',
       'delayed by fault nfs-stall (slow-flush on disk0)',
     ]);
     const vcpu0 = result.attribution.find((a) => a.subject === 'vcpu-stall' && a.chain[0]!.startsWith('vcpu0'))!;
-    expect(vcpu0.text).toBe('vcpu0 was stopped for 49.4 s (vm_stop to finish-migrate), by main-loop in migration.buffered_rate_tick' +
-      ' -> migration_completion -> vm_stop -> bdrv_drain_all, waiting 47.7 s in aio_poll(qemu_aio_context) for in-flight' +
+    expect(vcpu0.text).toBe('vcpu0 was stopped for 50.6 s (vm_stop to finish-migrate), by main-loop in migration.buffered_rate_tick' +
+      ' -> migration_completion -> vm_stop -> bdrv_drain_all, waiting 49.0 s in aio_poll(qemu_aio_context) for in-flight' +
       ' requests on disk0, delayed by fault nfs-stall (slow-flush on disk0)');
   });
 
