@@ -129,6 +129,9 @@ export class Guest implements GuestPort {
     this.ram.onLogSync = () => {
       for (const c of this.code) c.catchUp();
     };
+    this.ram.onLogSwitch = (on) => {
+      for (const c of this.code) c.loggingSwitched(on);
+    };
     // The firmware's pages come first, then the populated share (both from page 0 up: the model has no holes).
     this.ram.populate(Math.round(this.ram.pages * vm.populated) + Math.ceil(vm.firmware_bytes / vm.page_size));
     this.userspace = new UserspaceTracker(vm.vcpus, spec.userspace.quantum_ns, spec.userspace.tolerance_ns);
@@ -231,6 +234,18 @@ export class VcpuGuest implements GuestCode {
     const starts = this.throttlePct === 0 && percent > 0;
     this.throttlePct = percent;
     if (starts && this.runFromNs >= 0) this.vcpu?.kick.set();
+  }
+
+  /**
+   * The slot's logging is about to switch: the writes so far land before it.
+   * A vCPU's bulk run was bounded without a dirty ring in force; once logging
+   * starts with rings it would write past its ring's room (KVM would have
+   * exited on the full ring), so it is kicked out to bound the rest of its
+   * run by the ring, as a throttle that starts kicks it to sleep.
+   */
+  loggingSwitched(on: boolean): void {
+    this.catchUp();
+    if (on && this.guest.ram.dirtyRing !== null && this.runFromNs >= 0) this.vcpu?.kick.set();
   }
 
   /** Does the writes (and accounting) of the guest code run since runFromNs: at the end of a run, and when the dirty log is read mid-run. */

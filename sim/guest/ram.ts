@@ -184,6 +184,8 @@ export class GuestRam implements GuestMemory, ManualDirtyLog, RamImage {
    */
   set logging(on: boolean) {
     if (on === this.logOn) return;
+    // The vCPUs' writes up to now were made before the switch.
+    this.onLogSwitch?.(on);
     this.logOn = on;
     this.dirtyRing?.clear();
     if (on && this.slotBitmap) {
@@ -349,6 +351,13 @@ export class GuestRam implements GuestMemory, ManualDirtyLog, RamImage {
    * have run so far (they are advanced in bulk, sim/guest/guest.ts).
    */
   onLogSync: (() => void) | null = null;
+
+  /**
+   * Called as logging is switched on or off, before it changes: the vCPUs in
+   * guest mode do the writes of what they have run so far, and with dirty
+   * rings, a vCPU running in bulk stops to bound its next run by its ring.
+   */
+  onLogSwitch: ((on: boolean) => void) | null = null;
 
   /**
    * Guest writes set the log's bits directly: nothing to fetch from KVM once

@@ -122,6 +122,26 @@ describe('ring-full exits', () => {
     expect(world.machine.vcpus[0]!.exits).toBe(seen.length);
   });
 
+  it('bound a vCPU that is running in guest mode when the migration turns logging on', () => {
+    // The vCPU is amid a bulk run of up to a slice when logging starts at 1 s:
+    // 200,000 new pages a second would write far past a 1024-entry ring in that
+    // run; it stops at the soft limit instead.
+    const { result, world } = simulate(scenario(`
+name: ring-at-log-start
+duration: 1500ms
+vm: { memory: 1GiB, vcpus: 1, dirty_ring_size: 1024 }
+guest:
+  workloads:
+    - vcpus: all
+      exits: { rate: 200/s, cost: 10us }
+      dirty: { rate: 200000/s, pattern: uniform }
+migration: { start: 1s, max_bandwidth: 1GiB/s, link: { bandwidth: 10Gbit/s } }
+`));
+    expect(result.outcome).not.toBe('invariant');
+    expect(result.error).toBeNull();
+    expect(world.guest.kvmDirtyRing!.ringFullExits).toBeGreaterThan(50);
+  });
+
   it('do not come while kvm-reaper collects faster than the guest fills the ring', () => {
     // 500 new pages a second; the reaper collects every second, the ring holds 960.
     const { ring, seen } = runLogging(RING_GUEST(1024, 500), 2_500_000_000);
