@@ -73,13 +73,15 @@ function procRead(path: string): string | null {
 /**
  * Samples the CPU time of every thread of the QEMU processes this process
  * started, keeping each thread's last value (a thread that exits keeps what
- * it had at its last sample: at most one period less).
+ * it had at its last sample: at most one period less; the period is short
+ * enough to see a 128 MiB idle guest's migration thread, which lives for
+ * tens of milliseconds).
  */
 export class QemuCpuSampler {
   private readonly threads = new Map<number, ThreadCpu>();
   private timer: NodeJS.Timeout | null = null;
 
-  start(periodMs = 10): void {
+  start(periodMs = 2): void {
     this.sample();
     this.timer = setInterval(() => this.sample(), periodMs);
   }
@@ -254,11 +256,21 @@ type Costs = Pick<HostCosts, 'zero_page_scan_ns' | 'page_send_ns' | 'dirty_sync_
 /** What one round measures: every cost but the set-up, which is the median over all rounds' runs. */
 type RoundCosts = Omit<Costs, 'migration_setup_ns'>;
 
+/** Idle runs measured again when the sampler never saw their migration thread. */
+const IDLE_RETRIES = 3;
+
 /** One round of the four runs and the socket. */
 async function calibrateOnce(mem: number, base: QemuRunOptions, log: (line: string) => void, round: string): Promise<{ costs: RoundCosts; firmware: number; runs: CalibrationRun[]; first: QemuRunResult }> {
   const runs: CalibrationRun[] = [];
   log(`qemu calibrate${round}: idle guest (zero-page scan, downtime floor, firmware)`);
-  const idle = await measuredRun('idle', calibrationScenario('idle', mem, '0%', '1/s'), { ...base, preallocDestination: true });
+  let idle = await measuredRun('idle', calibrationScenario('idle', mem, '0%', '1/s'), { ...base, preallocDestination: true });
+  // An idle guest's migration thread lives for tens of milliseconds: a busy
+  // host can keep the sampler from ever seeing it, and a thread never seen
+  // is no measurement (not a cost of zero), so the run is measured again.
+  for (let again = 0; again < IDLE_RETRIES && idle.run.duplicate > 0 && idle.run.migration_thread_cpu_ns === 0; again++) {
+    log(`qemu calibrate${round}: the migration thread was not sampled; the idle guest again`);
+    idle = await measuredRun('idle', calibrationScenario('idle', mem, '0%', '1/s'), { ...base, preallocDestination: true });
+  }
   runs.push(idle.run);
   const zeroScan = idle.run.duplicate > 0 ? idle.run.migration_thread_cpu_ns / idle.run.duplicate : 0;
   // The destination's CPU per zero page, its few normal pages not yet taken out (they are, below).
