@@ -263,13 +263,14 @@ const IDLE_RETRIES = 3;
 async function calibrateOnce(mem: number, base: QemuRunOptions, log: (line: string) => void, round: string): Promise<{ costs: RoundCosts; firmware: number; runs: CalibrationRun[]; first: QemuRunResult }> {
   const runs: CalibrationRun[] = [];
   log(`qemu calibrate${round}: idle guest (zero-page scan, downtime floor, firmware)`);
-  let idle = await measuredRun('idle', calibrationScenario('idle', mem, '0%', '1/s'), { ...base, preallocDestination: true });
+  const measureIdle = () => measuredRun('idle', calibrationScenario('idle', mem, '0%', '1/s'), { ...base, preallocDestination: true });
+  let idle = await measureIdle();
   // An idle guest's migration thread lives for tens of milliseconds: a busy
   // host can keep the sampler from ever seeing it, and a thread never seen
   // is no measurement (not a cost of zero), so the run is measured again.
   for (let again = 0; again < IDLE_RETRIES && idle.run.duplicate > 0 && idle.run.migration_thread_cpu_ns === 0; again++) {
     log(`qemu calibrate${round}: the migration thread was not sampled; the idle guest again`);
-    idle = await measuredRun('idle', calibrationScenario('idle', mem, '0%', '1/s'), { ...base, preallocDestination: true });
+    idle = await measureIdle();
   }
   runs.push(idle.run);
   const zeroScan = idle.run.duplicate > 0 ? idle.run.migration_thread_cpu_ns / idle.run.duplicate : 0;

@@ -15,9 +15,9 @@
 // per draw, the largest part of a simple event's cost.
 import seedrandom from 'seedrandom';
 
-/** Strips of the exponential ziggurat, the right edge of the base strip and each strip's area (Marsaglia and Tsang's constants for 256). */
+/** Strips of the exponential ziggurat, the right edge of the base strip (where the tail begins) and each strip's area (Marsaglia and Tsang's constants for 256). */
 const STRIPS = 256;
-const TAIL_EDGE = 7.69711747013104972;
+export const TAIL_EDGE = 7.69711747013104972;
 const STRIP_AREA = 0.0039496598225815571993;
 
 /**

@@ -3,7 +3,7 @@
 // components independent of each other.
 import seedrandom from 'seedrandom';
 import { describe, expect, it } from 'vitest';
-import { RandomStreams, Rng } from '../../../sim/scheduler/random.ts';
+import { RandomStreams, Rng, TAIL_EDGE } from '../../../sim/scheduler/random.ts';
 
 describe('Rng', () => {
   it('draws what seedrandom.alea draws, seed for seed', () => {
@@ -43,7 +43,7 @@ describe('Rng', () => {
       expect(Math.abs(mean - 1)).toBeLessThan(0.01);
       expect(Math.abs(squares / n - mean * mean - 1)).toBeLessThan(0.03);
       // Past the ziggurat's base strip (7.697): e^-7.697 of the draws, about 90, each the edge plus a fresh draw.
-      const tail = x.filter((v) => v > 7.69711747013104972);
+      const tail = x.filter((v) => v > TAIL_EDGE);
       expect(tail.length).toBeGreaterThan(50);
       expect(tail.length).toBeLessThan(140);
       expect(x[0]).toBeGreaterThanOrEqual(0);
