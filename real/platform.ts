@@ -165,6 +165,9 @@ export class RealPlatform extends ThreadHost<PlatformOp> implements Platform {
     return false;
   }
 
+  /** The real guest writes its own pages: there is no modelled work to count. */
+  charge(): void {}
+
   *cpu(ns: number): Co<void> {
     yield { op: OP_CPU, ns } as DelayOp;
   }

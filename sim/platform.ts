@@ -90,6 +90,12 @@ export interface Platform {
    */
   tryAdvance(ns: number, busy: boolean): boolean;
   /**
+   * Counts work model code did in bulk (page writes drawn one by one)
+   * toward the run's event bound, in events' worth. Nothing on a real
+   * backend, whose guest does its own writes.
+   */
+  charge(events: number): void;
+  /**
    * Waits until one of the notifiers is ready or timeoutNs passes (-1: no
    * timeout, like select(..., NULL); 0: just look). Returns the ready ones.
    */

@@ -146,6 +146,10 @@ export class SimPlatform extends ThreadHost<PlatformOp> implements Platform {
     return true;
   }
 
+  charge(events: number): void {
+    this.scheduler.charge(events);
+  }
+
   wait(notifiers: readonly Notifier[], timeoutNs: number): Co<readonly Notifier[]> {
     const s = this.take(OP_WAIT);
     s.set = notifiers as readonly SimNotifier[];

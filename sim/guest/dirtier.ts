@@ -13,6 +13,10 @@
 // sequential sweeps write whole rounds at once (exactly the same result), and
 // random writes beyond SATURATION_WRITES_PER_PAGE per page the pattern can
 // reach saturate: every such page is written once and every write counted.
+// That cost still grows with rate x time, so advance() returns it, and the
+// vCPU charges it to the run's event bound at WRITES_PER_EVENT to an event:
+// a run that writes billions of pages in a few thousand events is bounded as
+// one that fires millions of events.
 // Writes are the vCPU's own (they fill its dirty ring when the VM has one);
 // nsForWrites tells how long the vCPU may run before its ring could fill.
 import type { Rng } from '../scheduler/random.ts';
@@ -32,6 +36,12 @@ const WRITE_BATCH = 256;
  * rest are taken as written, and no page is drawn.
  */
 export const SATURATION_WRITES_PER_PAGE = 4;
+/**
+ * Pages written one by one that cost about what an event costs: a random
+ * write is 15-50 ns on this machine kind (a cache miss in a large guest), an
+ * event of the slowest shipped mix 3-8 us.
+ */
+export const WRITES_PER_EVENT = 100;
 
 export class Dirtier {
   /** Full passes over the range (sequential and increment patterns). */
@@ -82,8 +92,11 @@ export class Dirtier {
     return Math.max(0, Math.floor(((k + 1 - this.carry) * 1e9) / r) - 1);
   }
 
-  /** Guest code ran for ns: write the pages it wrote in that time (and what it caught up on). */
-  advance(ns: number): void {
+  /**
+   * Guest code ran for ns: write the pages it wrote in that time (and what
+   * it caught up on). Returns the pages written one by one (the work).
+   */
+  advance(ns: number): number {
     const rate = this.spec.rate;
     let exact = (rate * ns) / 1e9 + this.carry;
     if (this.owedNs > 0) {
@@ -93,11 +106,11 @@ export class Dirtier {
     }
     const n = Math.floor(exact);
     this.carry = exact - n;
-    if (n > 0) this.writeN(n);
+    return n > 0 ? this.writeN(n) : 0;
   }
 
-  /** Writes n pages in the workload's pattern. */
-  writeN(n: number): void {
+  /** Writes n pages in the workload's pattern; returns the pages written one by one. */
+  writeN(n: number): number {
     const { first_page: first, pages, pattern } = this.spec;
     const ram = this.ram;
     const rng = this.rng;
@@ -112,7 +125,7 @@ export class Dirtier {
           for (let i = 0; i < k; i++) batch[i] = first + rng.int(pages);
           ram.writeMany(batch, k, this.vcpu);
         }
-        return;
+        return n;
       case 'hotset': {
         const hot = Math.min(this.spec.hot_pages, pages);
         const cold = this.spec.cold_fraction;
@@ -128,11 +141,12 @@ export class Dirtier {
           for (let i = 0; i < k; i++) batch[i] = first + (rng.next() < cold && hot < pages ? hot + rng.int(pages - hot) : rng.int(hot));
           ram.writeMany(batch, k, this.vcpu);
         }
-        return;
+        return n;
       }
       case 'sequential':
       case 'increment': {
         let left = n;
+        let work = 0;
         if (left >= pages - this.cursor) {
           // Finish this round, write whole rounds at once, then start the next.
           const rest = pages - this.cursor;
@@ -144,15 +158,17 @@ export class Dirtier {
           ram.writeRounds(first, pages, whole, this.vcpu);
           this.rounds += whole;
           left -= whole * pages;
+          work = rest + (whole > 0 ? pages : 0);
         }
         for (let i = 0; i < left; i++) ram.write(first + this.cursor++, this.vcpu);
-        return;
+        return work + left;
       }
     }
   }
 
-  private saturate(first: number, pages: number, n: number): void {
+  private saturate(first: number, pages: number, n: number): number {
     this.saturated++;
     this.ram.writeSaturated(first, pages, n, this.vcpu);
+    return pages;
   }
 }

@@ -29,7 +29,7 @@ import type { GuestCode, VcpuThread, VcpuExit } from '../vcpu.ts';
 import { GuestRam, type HeldWrite } from './ram.ts';
 import { testBit } from '../util/bitmap.ts';
 import type { GuestMemory } from './memory.ts';
-import { Dirtier } from './dirtier.ts';
+import { Dirtier, WRITES_PER_EVENT } from './dirtier.ts';
 import { KvmDirtyRing } from './dirty-ring.ts';
 
 /** Interrupt work for the guest kernel: runs on a vCPU when it is in guest mode. */
@@ -257,7 +257,9 @@ export class VcpuGuest implements GuestCode {
     if (ran > 0) {
       const ram = this.guest.ram;
       ram.gate?.refresh();
-      for (const d of this.dirtiers) d.advance(ran);
+      let written = 0;
+      for (const d of this.dirtiers) written += d.advance(ran);
+      if (written > 0) this.guest.machine.platform.charge(written / WRITES_PER_EVENT);
       if (ram.gate !== null) {
         const held = ram.takeHeld();
         if (held.length > 0) this.held.push(...held);

@@ -48,7 +48,7 @@ export function scenarioSchema(): Schema {
       duration: duration('simulated time to run', DURATION_LIMIT),
       threshold: duration('threshold reporter: report handlers slower than this (default 100ms)', THRESHOLD_LIMIT),
       limits: obj({
-        max_events: int(1, 1e12, `liveness bound on events (default ${EVENTS_MAX_DEFAULT.toLocaleString('en-US')}, about a minute of wall time)`),
+        max_events: int(1, 1e12, `liveness bound on events, every 100 page writes counted as one (default ${EVENTS_MAX_DEFAULT.toLocaleString('en-US')}, about a minute of wall time)`),
         max_time: duration('liveness bound in simulated time (default: the duration)', BOUND_LIMIT),
       }, 'hard bounds; crossing one is a liveness failure (exit 3)'),
       qemu: qemuSchema(),

@@ -66,6 +66,18 @@ describe('latsim run', () => {
     expect(r.stderr).toContain(`latsim run ${f} --seed 11`);
   });
 
+  it('counts page writes toward the event bound: billions of writes in a few thousand events end as a liveness failure, not a run of minutes', () => {
+    // 20 vCPUs writing 3 M random pages/s each over 1 GiB, 70 s: 4.2 G writes in about 18,000 events.
+    const f = file('writer.yaml', [
+      'name: writer', 'seed: 5', 'duration: 70s', 'vm: { memory: 1GiB, vcpus: 20 }',
+      'guest:', '  workloads:', '    - { vcpus: all, dirty: { rate: 3000000/s, pattern: uniform } }',
+      'limits: { max_events: 100000 }', '',
+    ].join('\n'));
+    const r = latsim('run', f);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/liveness bound hit \(events\): more than 100000 events \(\d+ fired, \d+ in bulk work: page writes\); seed 5/);
+  });
+
   it('exits 1 when a budget fails', () => {
     const f = file('tight.yaml', randomWork.replace('max_bql_wait: 1s', 'max_bql_wait: 1us'));
     const r = latsim('run', f);

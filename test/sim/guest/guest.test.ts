@@ -270,6 +270,18 @@ describe('Dirtier', () => {
     expect(ram.writes).toBe(3.6e11);
   });
 
+  it('returns the pages it wrote one by one: the draws, a saturated range once, a whole sweep once', () => {
+    const ram = new GuestRam(128 * 4096, 4096);
+    expect(new Dirtier(ram, spec('uniform'), new Rng('t')).writeN(200)).toBe(200);
+    expect(new Dirtier(ram, spec('uniform'), new Rng('t')).writeN(1e12)).toBe(64);
+    expect(new Dirtier(ram, spec('hotset'), new Rng('t')).writeN(1e12)).toBe(4);
+    const sweep = new Dirtier(ram, spec('sequential'), new Rng('t'));
+    expect(sweep.writeN(10)).toBe(10);
+    // The 54 left of this round, 3 whole rounds in one pass over the range, then 5.
+    expect(sweep.writeN(54 + 3 * 64 + 5)).toBe(54 + 64 + 5);
+    expect(new Dirtier(ram, spec('uniform'), new Rng('t')).advance(1e8)).toBe(100);
+  });
+
   it('refuses a range past the end of memory', () => {
     const ram = new GuestRam(32 * 4096, 4096);
     expect(() => new Dirtier(ram, spec('uniform'), new Rng('t'))).toThrow(/past the last page/);

@@ -61,6 +61,27 @@ describe('Scheduler', () => {
     }
   });
 
+  it('counts bulk work charged by events toward the event bound, and says so', () => {
+    const s = new Scheduler({ seed: 77, maxEvents: 100 });
+    let fired = 0;
+    const tick = () => {
+      fired++;
+      s.charge(9.5); // each event does ten events' worth, less a half
+      s.callAfter(1, tick);
+    };
+    s.callAt(0, tick);
+    // After 10 events, 95 charged: 105 events' worth.
+    expect(() => s.run()).toThrowError(/liveness bound hit \(events\): more than 100 events \(10 fired, 95 in bulk work: page writes\); seed 77/);
+    expect(fired).toBe(10);
+    expect(s.events).toBe(10);
+    // Without charges the bound counts events alone.
+    const plain = new Scheduler({ seed: 77, maxEvents: 100 });
+    const again = () => plain.callAfter(1, again);
+    again();
+    expect(() => plain.run()).toThrowError(/more than 100 events; seed 77/);
+    expect(plain.events).toBe(100);
+  });
+
   it('bounds simulated time', () => {
     const s = new Scheduler({ seed: 9, maxTimeNs: 1_000 });
     s.callAt(2_000, () => {});
