@@ -40,6 +40,12 @@ export interface GuestMemory {
   /** True when the page holds only zero bytes (QEMU: buffer_is_zero in save_zero_page). */
   isZeroPage(page: number): boolean;
   /**
+   * Optional word form of isZeroPage: the zero pages among the 32 pages from
+   * first (a multiple of 32, all in RAM) as a bit mask, at the cost of a
+   * word where the backend can tell pages never written.
+   */
+  zeroMask?(first: number): number;
+  /**
    * QEMU: memory_global_dirty_log_sync: brings dirtyLog up to date (KVM_GET_DIRTY_LOG).
    * A no-op where guest writes set the bits directly.
    */

@@ -30,7 +30,7 @@ import type { Co } from '../platform.ts';
 import { invariant } from '../invariant.ts';
 import { HOST_COSTS_DEFAULT, type HostCosts } from '../scenario/qemu.ts';
 import type { MigrationSpec } from '../scenario/scenario.ts';
-import { bitmapNew, bitmapWords, countSetBits, findNextBit, setRange, syncDirtyLog, testAndClearBit } from '../util/bitmap.ts';
+import { bitmapNew, bitmapWords, countSetBits, findNextBit, popcount32, setRange, syncDirtyLog, testAndClearBit } from '../util/bitmap.ts';
 import type { MigrationLink } from './link.ts';
 import { MULTIFD_FLUSH_BYTES, type MultifdSend } from './multifd.ts';
 import { XBZRLE_HEADER_BYTES, type Xbzrle } from './xbzrle.ts';
@@ -271,6 +271,31 @@ export class RamState {
    * plain function): clears the bits of the pages it hands to the sink,
    * counts them, and leaves the bytes they take on the wire in takenBytes.
    */
+  /**
+   * How many whole dirty words from word w the page loop would send every
+   * page of, before lastWord: it sends a page while the bytes before it are
+   * under maxBytes, so a word goes whole when its first 31 pages leave room.
+   * Each word's cost is counted from its zero pages (GuestMemory.zeroMask),
+   * so a first pass over memory never written goes word by word to the end
+   * of the budget; without zeroMask every page is taken as a normal one.
+   */
+  private wholeWords(w: number, lastWord: number, bytes: number, maxBytes: number): number {
+    const ram = this.ram;
+    const full = ram.pageSize + this.spec.page_header_bytes;
+    const zero = this.spec.page_header_bytes + ZERO_PAGE_BYTES;
+    const bitmap = this.bitmap;
+    let words = 0;
+    for (let x = w; x < lastWord && bitmap[x] === 0xffffffff; x++) {
+      const zeros = ram.zeroMask ? ram.zeroMask(x * 32) : 0;
+      const first31 = popcount32(zeros & 0x7fffffff);
+      if (!(bytes + first31 * zero + (31 - first31) * full < maxBytes)) break;
+      const all = first31 + (zeros >>> 31);
+      bytes += all * zero + (32 - all) * full;
+      words++;
+    }
+    return words;
+  }
+
   private takePages(maxBytes: number): number {
     const pages = this.ram.pages;
     const ram = this.ram;
@@ -309,14 +334,13 @@ export class RamState {
       let duplicate = 0;
       /** Pages XBZRLE sent encoded, or not at all (unchanged). */
       let encoded = 0;
-      if (todo === -1 && !xb && sink.saveRun && w !== lastWord && bytes + 31 * full < maxBytes) {
-        // Whole dirty words that the budget covers whatever their pages' kind
-        // (the first pass): handed to the sink as one run.
-        let words = 1;
-        while (w + words < lastWord && bitmap[w + words] === 0xffffffff && bytes + (32 * (words + 1) - 1) * full < maxBytes) words++;
+      const words = todo === -1 && !xb && sink.saveRun && w !== lastWord ? this.wholeWords(w, lastWord, bytes, maxBytes) : 0;
+      if (words > 0) {
+        // Whole dirty words whose every page the budget covers (the first
+        // pass): handed to the sink as one run.
         const count = 32 * words;
         if (this.clearBmap) this.clearChunks(base, count);
-        duplicate = sink.saveRun(base, count);
+        duplicate = sink.saveRun!(base, count);
         normal = count - duplicate;
         bytes += duplicate * (header + ZERO_PAGE_BYTES) + normal * full;
         bitmap.fill(0, w, w + words);

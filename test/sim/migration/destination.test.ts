@@ -1,7 +1,7 @@
 // The model's destination (sim/migration/destination.ts): what each page
 // costs it to load, as QEMU 7.2's ram_load_precopy does it, and whether its
 // RAM is preallocated (-mem-prealloc: migration.destination_prealloc).
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Destination } from '../../../sim/migration/destination.ts';
 import { GuestRam } from '../../../sim/guest/ram.ts';
 import { HOST_COSTS_DEFAULT, type HostCosts } from '../../../sim/scenario/qemu.ts';
@@ -155,5 +155,31 @@ describe('Destination.saveRun (the first pass\'s whole words at once)', () => {
     const { byRun } = pair(() => {});
     expect(byRun.saveRun(64, 64)).toBe(64);
     expect(byRun.takeLoadCostNs()).toBe(64 * HOST_COSTS_DEFAULT.zero_page_scan_ns);
+  });
+
+  it('takes an idle guest\'s first pass in whole words to the end of each chunk of the budget: a page alone only in the word the budget ends in', () => {
+    const idle = scenario(`
+name: idle-first-pass
+seed: 1
+duration: 3s
+vm: { memory: 1GiB, vcpus: 1, populated: 0% }
+migration: { start: 1s, max_bandwidth: 1GiB/s, link: { bandwidth: 10Gbit/s } }
+expect: { migration_status: completed }
+`);
+    const byPage = vi.spyOn(Destination.prototype, 'savePage');
+    const byRun = vi.spyOn(Destination.prototype, 'saveRun');
+    try {
+      const r = simulate(idle).result;
+      expect(r.migration!.status).toBe('completed');
+      const pages = 2 ** 18;
+      const ran = byRun.mock.calls.reduce((n, [, count]) => n + count, 0);
+      // 1 MiB of zero pages (9 bytes each on the wire) is about 116,000 pages:
+      // each chunk of the budget sends at most the 31 pages of one word alone.
+      expect(ran + byPage.mock.calls.length).toBeGreaterThanOrEqual(pages);
+      expect(byPage.mock.calls.length).toBeLessThan((pages / 100_000 + 2) * 32);
+    } finally {
+      byPage.mockRestore();
+      byRun.mockRestore();
+    }
   });
 });
