@@ -38,8 +38,10 @@ const WRITE_BATCH = 256;
 export const SATURATION_WRITES_PER_PAGE = 4;
 /**
  * Pages written one by one that cost about what an event costs: a random
- * write is 15-50 ns on this machine kind (a cache miss in a large guest), an
- * event of the slowest shipped mix 3-8 us.
+ * write is 15-50 ns on this machine kind in a guest of a few GiB, an event
+ * of the slowest shipped mix 3-8 us. In the largest guests (256 GiB: 8 MiB
+ * bitmaps, a cache miss each) a write costs 200 ns or more, and the bound
+ * stands for several minutes rather than one.
  */
 export const WRITES_PER_EVENT = 100;
 
