@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { loadScenarioFile } from '../../../cli/scenario-file.ts';
-import type { Calibration } from '../../../real/qemu/calibrate.ts';
+import { calibrationFragment, type Calibration } from '../../../real/qemu/calibrate.ts';
 import { qemuOrSkip } from './helpers.ts';
 
 const LATSIM = join(import.meta.dirname, '..', '..', '..', 'bin', 'latsim.mjs');
@@ -63,4 +63,29 @@ describe('latsim qemu calibrate', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 300_000);
+});
+
+describe('calibrationFragment', () => {
+  it('writes every cost to within 50 ns, a slow host\'s set-up of over 10 ms included', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'latsim-fragment-'));
+    try {
+      const costs = {
+        zero_page_scan_ns: 385, page_send_ns: 1600, dirty_sync_ns_per_gib: 296_412, dest_first_touch_ns: 14_633,
+        dest_page_ns: 2406, dest_zero_page_ns: 442, downtime_floor_ns: 7_000_000, migration_setup_ns: 17_387_412,
+        guest_dirty_rate_max: 38_365, loopback: 628_300_000, cores: 2,
+      } as Calibration['costs'];
+      const c = { host: 'test host', qemu: { version: '7.2.22', package: '', binary: 'qemu' }, costs, firmware_bytes: 479_232, runs: [] } as unknown as Calibration;
+      writeFileSync(join(dir, 'host.yaml'), calibrationFragment(c, '2026-12-02'));
+      const scenario = join(dir, 'case.yaml');
+      writeFileSync(scenario, 'name: case\nduration: 2s\ninclude: host.yaml\nqemu: { version: 7.2 }\n');
+      const h = loadScenarioFile(scenario).qemu.host;
+      expect(Math.abs(h.migration_setup_ns - costs.migration_setup_ns)).toBeLessThanOrEqual(50);
+      expect(Math.abs(h.dirty_sync_ns_per_gib - costs.dirty_sync_ns_per_gib)).toBeLessThanOrEqual(50);
+      expect(Math.abs(h.dest_first_touch_ns - costs.dest_first_touch_ns)).toBeLessThanOrEqual(50);
+      expect(h.downtime_floor_ns).toBe(costs.downtime_floor_ns);
+      expect(h.zero_page_scan_ns).toBe(costs.zero_page_scan_ns);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
