@@ -271,31 +271,6 @@ export class RamState {
    * plain function): clears the bits of the pages it hands to the sink,
    * counts them, and leaves the bytes they take on the wire in takenBytes.
    */
-  /**
-   * How many whole dirty words from word w the page loop would send every
-   * page of, before lastWord: it sends a page while the bytes before it are
-   * under maxBytes, so a word goes whole when its first 31 pages leave room.
-   * Each word's cost is counted from its zero pages (GuestMemory.zeroMask),
-   * so a first pass over memory never written goes word by word to the end
-   * of the budget; without zeroMask every page is taken as a normal one.
-   */
-  private wholeWords(w: number, lastWord: number, bytes: number, maxBytes: number): number {
-    const ram = this.ram;
-    const full = ram.pageSize + this.spec.page_header_bytes;
-    const zero = this.spec.page_header_bytes + ZERO_PAGE_BYTES;
-    const bitmap = this.bitmap;
-    let words = 0;
-    for (let x = w; x < lastWord && bitmap[x] === 0xffffffff; x++) {
-      const zeros = ram.zeroMask ? ram.zeroMask(x * 32) : 0;
-      const first31 = popcount32(zeros & 0x7fffffff);
-      if (!(bytes + first31 * zero + (31 - first31) * full < maxBytes)) break;
-      const all = first31 + (zeros >>> 31);
-      bytes += all * zero + (32 - all) * full;
-      words++;
-    }
-    return words;
-  }
-
   private takePages(maxBytes: number): number {
     const pages = this.ram.pages;
     const ram = this.ram;
@@ -402,6 +377,31 @@ export class RamState {
     this.takenDestNs = sink.takeLoadCostNs?.() ?? 0;
     if (!this.lastStage) this.targetPageCount += sent;
     return sent;
+  }
+
+  /**
+   * How many whole dirty words from word w the page loop would send every
+   * page of, before lastWord: it sends a page while the bytes before it are
+   * under maxBytes, so a word goes whole when its first 31 pages leave room.
+   * Each word's cost is counted from its zero pages (GuestMemory.zeroMask),
+   * so a first pass over memory never written goes word by word to the end
+   * of the budget; without zeroMask every page is taken as a normal one.
+   */
+  private wholeWords(w: number, lastWord: number, bytes: number, maxBytes: number): number {
+    const ram = this.ram;
+    const full = this.pageBytes;
+    const zero = this.spec.page_header_bytes + ZERO_PAGE_BYTES;
+    const bitmap = this.bitmap;
+    let words = 0;
+    for (let x = w; x < lastWord && bitmap[x] === 0xffffffff; x++) {
+      const zeros = ram.zeroMask ? ram.zeroMask(x * 32) : 0;
+      const first31 = popcount32(zeros & 0x7fffffff);
+      if (!(bytes + first31 * zero + (31 - first31) * full < maxBytes)) break;
+      const all = first31 + (zeros >>> 31);
+      bytes += all * zero + (32 - all) * full;
+      words++;
+    }
+    return words;
   }
 
   /**
