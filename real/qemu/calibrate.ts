@@ -53,7 +53,8 @@ import type { QemuRunResult } from './result.ts';
 interface ThreadCpu {
   readonly pid: number;
   readonly tid: number;
-  readonly comm: string;
+  /** Its name: read again while it is still the process's, which a new thread bears until it names itself. */
+  comm: string;
   /** The process runs as a migration destination (-incoming). */
   readonly destination: boolean;
   cpuNs: number;
@@ -80,6 +81,9 @@ function procRead(path: string): string | null {
 export class QemuCpuSampler {
   private readonly threads = new Map<number, ThreadCpu>();
   private timer: NodeJS.Timeout | null = null;
+
+  /** Samples the children of this process whose name starts with `processName`. */
+  constructor(private readonly processName = 'qemu-system') {}
 
   start(periodMs = 2): void {
     this.sample();
@@ -113,8 +117,9 @@ export class QemuCpuSampler {
       if (!Number.isInteger(pid)) continue;
       const stat = procRead(`/proc/${pid}/stat`);
       // pid (comm) state ppid ...: comm may hold spaces, so read after its last ')'.
-      if (!stat || !stat.includes('(qemu-system')) continue;
+      if (!stat || !stat.includes(`(${this.processName}`)) continue;
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const processComm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       if (ppid !== process.pid) continue;
       const destination = (procRead(`/proc/${pid}/cmdline`) ?? '').split('\0').includes('-incoming');
       let tids: string[];
@@ -131,6 +136,9 @@ export class QemuCpuSampler {
         const known = this.threads.get(tid);
         if (known && known.pid === pid) {
           known.cpuNs = Math.max(known.cpuNs, cpuNs);
+          // A thread seen between its creation and its pthread_setname_np
+          // still bears the process's name: read it again until it has its own.
+          if (known.comm === processComm) known.comm = (procRead(`/proc/${pid}/task/${tid}/comm`) ?? known.comm).trim();
         } else {
           const comm = (procRead(`/proc/${pid}/task/${tid}/comm`) ?? '').trim();
           this.threads.set(tid, { pid, tid, comm, destination, cpuNs, markNs: 0 });
@@ -256,29 +264,36 @@ type Costs = Pick<HostCosts, 'zero_page_scan_ns' | 'page_send_ns' | 'dirty_sync_
 /** What one round measures: every cost but the set-up, which is the median over all rounds' runs. */
 type RoundCosts = Omit<Costs, 'migration_setup_ns'>;
 
-/** Idle runs measured again when the sampler never saw their migration thread. */
-const IDLE_RETRIES = 3;
+/** Runs measured again when the sampler never saw their migration thread. */
+const UNSEEN_RETRIES = 3;
+
+/**
+ * measuredRun, again while the sampler never saw the migration thread of a
+ * run that moved pages. An idle guest's thread lives for tens of
+ * milliseconds, and a busy host can keep the sampler from ever seeing it: a
+ * thread never seen is no measurement, not a cost of zero.
+ */
+async function seenRun(what: string, s: Scenario, opts: QemuRunOptions, log: (line: string) => void, round: string): Promise<Awaited<ReturnType<typeof measuredRun>>> {
+  let m = await measuredRun(what, s, opts);
+  for (let again = 0; again < UNSEEN_RETRIES && m.run.normal + m.run.duplicate > 0 && m.run.migration_thread_cpu_ns === 0; again++) {
+    log(`qemu calibrate${round}: the migration thread was not sampled; the ${what} guest again`);
+    m = await measuredRun(what, s, opts);
+  }
+  return m;
+}
 
 /** One round of the four runs and the socket. */
 async function calibrateOnce(mem: number, base: QemuRunOptions, log: (line: string) => void, round: string): Promise<{ costs: RoundCosts; firmware: number; runs: CalibrationRun[]; first: QemuRunResult }> {
   const runs: CalibrationRun[] = [];
   log(`qemu calibrate${round}: idle guest (zero-page scan, downtime floor, firmware)`);
-  const measureIdle = () => measuredRun('idle', calibrationScenario('idle', mem, '0%', '1/s'), { ...base, preallocDestination: true });
-  let idle = await measureIdle();
-  // An idle guest's migration thread lives for tens of milliseconds: a busy
-  // host can keep the sampler from ever seeing it, and a thread never seen
-  // is no measurement (not a cost of zero), so the run is measured again.
-  for (let again = 0; again < IDLE_RETRIES && idle.run.duplicate > 0 && idle.run.migration_thread_cpu_ns === 0; again++) {
-    log(`qemu calibrate${round}: the migration thread was not sampled; the idle guest again`);
-    idle = await measureIdle();
-  }
+  const idle = await seenRun('idle', calibrationScenario('idle', mem, '0%', '1/s'), { ...base, preallocDestination: true }, log, round);
   runs.push(idle.run);
   const zeroScan = idle.run.duplicate > 0 ? idle.run.migration_thread_cpu_ns / idle.run.duplicate : 0;
   // The destination's CPU per zero page, its few normal pages not yet taken out (they are, below).
   const destZeroAll = idle.run.duplicate > 0 ? idle.run.destination_cpu_ns / idle.run.duplicate : 0;
 
   log(`qemu calibrate${round}: populated guest into a preallocated destination (page send, destination load, dirty sync)`);
-  const stream = await measuredRun('stream', calibrationScenario('stream', mem, '100%', '500/s'), { ...base, preallocDestination: true });
+  const stream = await seenRun('stream', calibrationScenario('stream', mem, '100%', '500/s'), { ...base, preallocDestination: true }, log, round);
   runs.push(stream.run);
   const s = stream.run;
   // The normal pages' CPU: the thread's, less the zero pages' scans at the rate the idle run measured.
@@ -288,7 +303,7 @@ async function calibrateOnce(mem: number, base: QemuRunOptions, log: (line: stri
   const destZero = i.duplicate > 0 ? Math.max(0, i.destination_cpu_ns - i.normal * destPage) / i.duplicate : 0;
 
   log(`qemu calibrate${round}: populated guest into a destination that touches its memory for the first time`);
-  const fresh = await measuredRun('fresh', calibrationScenario('fresh', mem, '100%', '500/s'), { ...base, preallocDestination: false });
+  const fresh = await seenRun('fresh', calibrationScenario('fresh', mem, '100%', '500/s'), { ...base, preallocDestination: false }, log, round);
   runs.push(fresh.run);
   const f = fresh.run;
   // The pass into untouched memory is the destination's pace: its CPU per page,

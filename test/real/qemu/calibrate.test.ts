@@ -6,14 +6,14 @@
 // the fragment written with --write must be a scenario fragment that gives
 // a scenario including it exactly those costs.
 // Skips without QEMU, /dev/kvm or the payload.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { loadScenarioFile } from '../../../cli/scenario-file.ts';
-import { calibrationFragment, type Calibration } from '../../../real/qemu/calibrate.ts';
+import { calibrationFragment, QemuCpuSampler, type Calibration } from '../../../real/qemu/calibrate.ts';
 import { qemuOrSkip } from './helpers.ts';
 
 const LATSIM = join(import.meta.dirname, '..', '..', '..', 'bin', 'latsim.mjs');
@@ -87,5 +87,29 @@ describe('calibrationFragment', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('QemuCpuSampler', () => {
+  it('counts a thread first seen under its process\'s name by the name it gives itself', async () => {
+    // A child whose thread waits, named as its process is, until the sampler
+    // has seen it, then names itself (as QEMU's threads do after
+    // pthread_create) and spins for 100 ms.
+    const script = [
+      'import ctypes, threading, time',
+      'def work():',
+      '    time.sleep(0.1)',
+      "    ctypes.CDLL(None).prctl(15, b'live_migration', 0, 0, 0)",
+      '    end = time.monotonic() + 0.1',
+      '    while time.monotonic() < end: pass',
+      't = threading.Thread(target=work); t.start(); t.join()',
+      'time.sleep(0.05)',
+    ].join('\n');
+    const sampler = new QemuCpuSampler('python3');
+    sampler.start();
+    const child = spawn('/usr/bin/python3', ['-c', script], { stdio: 'ignore' });
+    await new Promise((resolve) => child.on('exit', resolve));
+    sampler.stop();
+    expect(sampler.cpuNs((t) => t.comm === 'live_migration')).toBeGreaterThan(20_000_000);
   });
 });
