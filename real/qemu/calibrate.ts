@@ -117,9 +117,10 @@ export class QemuCpuSampler {
       if (!Number.isInteger(pid)) continue;
       const stat = procRead(`/proc/${pid}/stat`);
       // pid (comm) state ppid ...: comm may hold spaces, so read after its last ')'.
-      if (!stat || !stat.includes(`(${this.processName}`)) continue;
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (!stat) continue;
       const processComm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      if (!processComm.startsWith(this.processName)) continue;
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
       if (ppid !== process.pid) continue;
       const destination = (procRead(`/proc/${pid}/cmdline`) ?? '').split('\0').includes('-incoming');
       let tids: string[];
@@ -137,8 +138,9 @@ export class QemuCpuSampler {
         if (known && known.pid === pid) {
           known.cpuNs = Math.max(known.cpuNs, cpuNs);
           // A thread seen between its creation and its pthread_setname_np
-          // still bears the process's name: read it again until it has its own.
-          if (known.comm === processComm) known.comm = (procRead(`/proc/${pid}/task/${tid}/comm`) ?? known.comm).trim();
+          // still bears the process's name: read it again until it has its
+          // own (the main thread keeps the process's name, so not it).
+          if (tid !== pid && known.comm === processComm) known.comm = (procRead(`/proc/${pid}/task/${tid}/comm`) ?? known.comm).trim();
         } else {
           const comm = (procRead(`/proc/${pid}/task/${tid}/comm`) ?? '').trim();
           this.threads.set(tid, { pid, tid, comm, destination, cpuNs, markNs: 0 });
